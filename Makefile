@@ -1,0 +1,48 @@
+# The front door. `make run` serves the gateway; `make test` runs the whole suite.
+CARGO ?= cargo
+
+.PHONY: run run-sim run-nats test lint fmt openapi schemas check-openapi check-schemas bench ci
+
+## Run the gateway with the embedded defaults (listen 127.0.0.1:3000, data dir ./data).
+run:
+	$(CARGO) run --release --bin wa-gateway -- serve
+
+## Run with the simulated WhatsApp network, instances auto-paired (demos, the seed's examples).
+run-sim:
+	WA_ENGINE=sim WA_SIM_AUTO_PAIR=true $(CARGO) run --release --bin wa-gateway -- serve
+
+## The whole test suite (unit and integration; integration tests start their own nats-server).
+test:
+	$(CARGO) test --all-targets --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Regenerate the committed OpenAPI document.
+openapi:
+	$(CARGO) run --quiet --bin wa-gateway -- openapi --out openapi/openapi.json
+
+## Regenerate the committed JSON Schemas of the events.
+schemas:
+	rm -f schemas/*.json
+	$(CARGO) run --quiet --bin wa-gateway -- schemas --out schemas
+
+check-openapi:
+	$(CARGO) run --quiet --bin wa-gateway -- openapi --out target/openapi.check.json
+	diff -u openapi/openapi.json target/openapi.check.json || (echo "openapi/openapi.json is out of date: run make openapi" && exit 1)
+
+check-schemas:
+	rm -rf target/schemas.check
+	$(CARGO) run --quiet --bin wa-gateway -- schemas --out target/schemas.check
+	diff -ru schemas target/schemas.check || (echo "schemas/ is out of date: run make schemas" && exit 1)
+
+## Benchmarks: print figures (release build).
+bench:
+	$(CARGO) run --release --bin wa-bench
+
+ci:
+	bash .ci/run

@@ -1,0 +1,140 @@
+//! `/api/auth`: login, the current user, API key rotation, password change.
+
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, payload::Json};
+
+use crate::app::AppState;
+use crate::domain::types::NewPassword;
+use crate::domain::users;
+use crate::error::{ApiError, ApiResult};
+
+use super::security::{Auth, Tag};
+use super::types::Text;
+
+/// Login credentials.
+#[derive(Object)]
+pub struct LoginRequest {
+    pub email: Text,
+    pub password: Text,
+}
+
+/// A user with the API key, as login returns it.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct LoginUser {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub api_key: String,
+}
+
+/// A successful login.
+#[derive(Object)]
+pub struct LoginResponse {
+    /// JWT for `Authorization: Bearer <token>`.
+    pub token: String,
+    pub user: LoginUser,
+}
+
+/// The current user.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Me {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// A new API key.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ApiKeyResponse {
+    pub api_key: String,
+}
+
+/// A password change.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PasswordRequest {
+    pub current_password: Text,
+    pub new_password: Text,
+}
+
+/// A plain success answer.
+#[derive(Object)]
+pub struct Success {
+    pub success: bool,
+    #[oai(skip_serializing_if_is_none)]
+    pub message: Option<String>,
+}
+
+/// Authentication endpoints.
+pub struct AuthApi;
+
+#[OpenApi(tag = "Tag::Auth")]
+impl AuthApi {
+    /// Log in with e-mail and password; returns a JWT and the user with its API key.
+    #[oai(path = "/api/auth/login", method = "post")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        body: Json<LoginRequest>,
+    ) -> ApiResult<Json<LoginResponse>> {
+        if body.email.trim().is_empty() || body.password.is_empty() {
+            return Err(ApiError::bad_request("email and password are required"));
+        }
+        let user = users::login(&state.store, &body.email, &body.password).await?;
+        let token = state.tokens.issue(&user.id)?;
+        Ok(Json(LoginResponse {
+            token,
+            user: LoginUser {
+                id: user.id,
+                email: user.email,
+                first_name: user.first_name,
+                last_name: user.last_name,
+                api_key: user.api_key,
+            },
+        }))
+    }
+
+    /// The authenticated user.
+    #[oai(path = "/api/auth/me", method = "get")]
+    async fn me(&self, auth: Auth) -> Json<Me> {
+        let u = auth.0;
+        Json(Me {
+            id: u.id,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+        })
+    }
+
+    /// Replace the caller's API key; the old key stops working at once.
+    #[oai(path = "/api/auth/api-key/rotate", method = "post")]
+    async fn rotate_api_key(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+    ) -> ApiResult<Json<ApiKeyResponse>> {
+        let api_key = users::rotate_api_key(&state.store, &auth.0.id).await?;
+        Ok(Json(ApiKeyResponse { api_key }))
+    }
+
+    /// Change the caller's password (tokens already issued stay valid until they expire).
+    #[oai(path = "/api/auth/password", method = "post")]
+    async fn change_password(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: Json<PasswordRequest>,
+    ) -> ApiResult<Json<Success>> {
+        let new = NewPassword::parse(&body.new_password).map_err(ApiError::bad_request)?;
+        users::change_password(&state.store, &auth.0.id, &body.current_password, new).await?;
+        Ok(Json(Success {
+            success: true,
+            message: Some("Password changed".into()),
+        }))
+    }
+}

@@ -1,0 +1,181 @@
+//! The HTTP API: one `#[OpenApi]` struct per resource, the generated spec at
+//! `/openapi.json`, Swagger UI at `/docs`, and the middleware every request
+//! passes (IP allow-list, request id, JSON errors).
+
+pub mod auth;
+pub mod health;
+pub mod instances;
+pub mod security;
+pub mod sim;
+pub mod types;
+pub mod users;
+pub mod whatsapp;
+
+use poem::http::StatusCode;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem_openapi::OpenApiService;
+
+use crate::app::AppState;
+use crate::error::ErrorBody;
+
+/// The header carrying the request id (echoed, or made up when absent).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id of the request being served.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+type Apis = (
+    health::HealthApi,
+    auth::AuthApi,
+    users::UsersApi,
+    instances::InstancesApi,
+    whatsapp::InstanceSessionApi,
+    whatsapp::WhatsAppApi,
+    sim::SimApi,
+);
+
+fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            health::HealthApi,
+            auth::AuthApi,
+            users::UsersApi,
+            instances::InstancesApi,
+            whatsapp::InstanceSessionApi,
+            whatsapp::WhatsAppApi,
+            sim::SimApi,
+        ),
+        "wa-gateway",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Multi-instance WhatsApp HTTP API gateway. Authenticate with `Authorization: Bearer <JWT>` \
+         (from `POST /api/auth/login`) or `x-api-key: <key>`. Errors are JSON `{error, message}`.",
+    )
+}
+
+/// The OpenAPI document as JSON (what `make openapi` writes to `openapi/openapi.json`).
+pub fn spec_json() -> String {
+    let mut s = service().spec();
+    s.push('\n');
+    s
+}
+
+/// Every route of the gateway, with its middleware.
+pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
+    let svc = service();
+    Route::new()
+        .nest("/docs", svc.swagger_ui())
+        .nest("/openapi.json", svc.spec_endpoint())
+        .nest("/", svc)
+        .around(|ep, req| async move { serve(ep, req).await })
+        .data(state)
+}
+
+/// Runs one request: allow-list, request id, and errors turned into JSON.
+async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let (allowed, max_body) = {
+        let state = req.data::<AppState>().expect("state is attached");
+        (
+            client_allowed(state, &req),
+            state.config.media_max_bytes + 1024 * 1024,
+        )
+    };
+    let declared_len = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut resp = if !allowed {
+        error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Your address is not allowed to use this API",
+        )
+    } else if declared_len.is_some_and(|n| n > max_body) {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body is too large",
+        )
+    } else {
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        match ep.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(err) => error_to_response(err),
+        }
+    };
+    if let Ok(v) = request_id.parse() {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    Ok(resp)
+}
+
+fn client_allowed(state: &AppState, req: &Request) -> bool {
+    if state.config.allowed_ips.is_empty() {
+        return true;
+    }
+    match req.remote_addr().as_socket_addr() {
+        Some(addr) => {
+            let ip = match addr.ip() {
+                std::net::IpAddr::V6(v6) => v6
+                    .to_ipv4_mapped()
+                    .map(std::net::IpAddr::V4)
+                    .unwrap_or(addr.ip()),
+                ip => ip,
+            };
+            state.config.allowed_ips.iter().any(|net| net.contains(&ip))
+        }
+        None => false,
+    }
+}
+
+/// A JSON error answer.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody {
+        error: code.to_string(),
+        message: message.to_string(),
+    };
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(serde_json::to_string(&body).unwrap_or_default())
+}
+
+/// Turns any error into a JSON answer: ours already are; framework errors
+/// (parse errors, unknown routes, wrong content type) get a code and their
+/// message; a 500 never shows its cause.
+fn error_to_response(err: poem::Error) -> Response {
+    if err.is_from_response() {
+        return err.into_response();
+    }
+    let status = err.status();
+    let (code, message) = match status.as_u16() {
+        400 => ("bad_request", err.to_string()),
+        401 => ("unauthorized", "Missing or invalid credentials".to_string()),
+        404 => ("not_found", "No such route".to_string()),
+        405 => (
+            "method_not_allowed",
+            "Method not allowed on this route".to_string(),
+        ),
+        413 => (
+            "payload_too_large",
+            "The request body is too large".to_string(),
+        ),
+        415 => ("unsupported_media_type", err.to_string()),
+        s if (400..500).contains(&s) => ("bad_request", err.to_string()),
+        _ => {
+            tracing::error!(error = %err, "unhandled error");
+            ("internal_error", "Internal server error".to_string())
+        }
+    };
+    error_response(status, code, &message)
+}

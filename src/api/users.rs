@@ -1,0 +1,118 @@
+//! `/api/users`: user administration (admins only).
+
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, payload::Json};
+
+use crate::app::AppState;
+use crate::domain::api_time_ms;
+use crate::domain::types::{Email, NewPassword};
+use crate::domain::users::{self, NewUser, User};
+use crate::error::{ApiError, ApiResult};
+
+use super::security::{Auth, Tag};
+use super::types::Text;
+
+/// A new account.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreateUserRequest {
+    pub email: Text,
+    pub password: Text,
+    #[oai(default)]
+    pub first_name: Text,
+    #[oai(default)]
+    pub last_name: Text,
+    /// Grant administrator rights.
+    #[oai(default)]
+    pub is_admin: bool,
+}
+
+/// A user as admins see it (no API key, no password).
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_admin: bool,
+    pub created_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            is_admin: u.is_admin,
+            created_at: api_time_ms(u.created_at),
+        }
+    }
+}
+
+/// A created user, with its API key (shown to the admin once here).
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreatedUser {
+    #[oai(flatten)]
+    pub user: UserView,
+    pub api_key: String,
+}
+
+/// The user list.
+#[derive(Object)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+}
+
+/// User administration.
+pub struct UsersApi;
+
+#[OpenApi(tag = "Tag::Users")]
+impl UsersApi {
+    /// Create a user (admins only).
+    #[oai(path = "/api/users", method = "post")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: Json<CreateUserRequest>,
+    ) -> ApiResult<Json<CreatedUser>> {
+        let admin = auth.require_admin()?;
+        let body = body.0;
+        let new = NewUser {
+            email: Email::parse(&body.email).map_err(ApiError::bad_request)?,
+            password: NewPassword::parse(&body.password).map_err(ApiError::bad_request)?,
+            first_name: bounded(&body.first_name, "firstName")?,
+            last_name: bounded(&body.last_name, "lastName")?,
+            is_admin: body.is_admin,
+        };
+        let user = users::register(&state.store, new, &admin.id).await?;
+        let api_key = user.api_key.clone();
+        Ok(Json(CreatedUser {
+            user: user.into(),
+            api_key,
+        }))
+    }
+
+    /// List users (admins only).
+    #[oai(path = "/api/users", method = "get")]
+    async fn list(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<Json<UserList>> {
+        auth.require_admin()?;
+        let users = users::list(state.store.pool()).await?;
+        Ok(Json(UserList {
+            users: users.into_iter().map(UserView::from).collect(),
+        }))
+    }
+}
+
+fn bounded(v: &str, field: &str) -> ApiResult<String> {
+    if v.chars().count() > 100 {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be at most 100 characters"
+        )));
+    }
+    Ok(v.trim().to_string())
+}

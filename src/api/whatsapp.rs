@@ -1,0 +1,435 @@
+//! `/api/whatsapp/{instanceId}/…` (the seed's WhatsApp API) and the session
+//! endpoints under `/api/instances/{instanceId}/…` (reconnect, logout, QR).
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, Json, PlainText};
+use poem_openapi::types::multipart::Upload;
+use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi};
+
+use crate::app::AppState;
+use crate::domain::instances::{self, Instance};
+use crate::error::{ApiError, ApiResult};
+use crate::events::{Contact, LogoutRequested, ReconnectRequested};
+use crate::store::{Append, ExpectedVersion, StreamId};
+use crate::whatsapp::media::{self, MediaError};
+use crate::whatsapp::supervisor::SendError;
+use crate::whatsapp::{ConnState, Jid, qr};
+
+use super::RequestId;
+use super::instances::{ConnectionStatus, SuccessMessage, request_meta};
+use super::security::{Auth, Tag};
+use super::types::Text;
+
+/// A text message.
+#[derive(Object)]
+pub struct SendTextRequest {
+    /// Phone number (digits, optional `+`, spaces, dashes; 7–15 digits) or a full JID.
+    pub phone: Text,
+    /// The text (1 to 65,536 characters).
+    pub message: Text,
+}
+
+/// Media by URL.
+#[derive(Object)]
+pub struct SendMediaRequest {
+    pub phone: Text,
+    /// http(s) URL of the media; its content type decides image / video / audio / document.
+    pub url: Text,
+    pub caption: Option<Text>,
+    /// File name shown to the recipient (documents).
+    pub filename: Option<Text>,
+}
+
+/// A file upload.
+#[derive(Multipart)]
+pub struct SendFileForm {
+    pub phone: String,
+    pub caption: Option<String>,
+    pub file: Upload,
+}
+
+/// The WhatsApp message id of a sent message.
+#[derive(Object)]
+pub struct SentMessageId {
+    pub id: String,
+}
+
+/// The QR string.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct QrCodeResponse {
+    /// The string to encode as a QR code (not base64 image data).
+    pub qr_code: String,
+}
+
+/// How to return the QR code.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum QrFormat {
+    /// `{ "qrCode": "…" }` (default).
+    Json,
+    /// An SVG image.
+    Svg,
+    /// A PNG image.
+    Png,
+}
+
+/// The QR code in the asked format.
+#[derive(ApiResponse)]
+pub enum QrResponse {
+    /// The QR string.
+    #[oai(status = 200)]
+    Json(Json<QrCodeResponse>),
+    /// The QR code as SVG.
+    #[oai(status = 200, content_type = "image/svg+xml")]
+    Svg(PlainText<String>),
+    /// The QR code as PNG.
+    #[oai(status = 200, content_type = "image/png")]
+    Png(Binary<Vec<u8>>),
+}
+
+/// The account's contacts and groups.
+#[derive(Object)]
+pub struct ContactList {
+    pub contacts: Vec<ContactView>,
+}
+
+/// One contact or group.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ContactView {
+    pub id: String,
+    pub name: String,
+    pub number: String,
+    pub is_group: bool,
+}
+
+impl From<Contact> for ContactView {
+    fn from(c: Contact) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            number: c.number,
+            is_group: c.is_group,
+        }
+    }
+}
+
+/// `{ "success": true }`.
+#[derive(Object)]
+pub struct SuccessOnly {
+    pub success: bool,
+}
+
+/// Longest text accepted.
+const MAX_TEXT_CHARS: usize = 65_536;
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotConnected(id) | SendError::NoSession(id) => ApiError::conflict(format!(
+                "Instance {id} is not connected to WhatsApp; pair it (GET its QR code) or reconnect it first"
+            )),
+            SendError::Engine(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "send failed in the engine");
+                ApiError::bad_gateway("WhatsApp did not accept the message; try again")
+            }
+            SendError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::BadUrl(m) => ApiError::bad_request(m),
+            MediaError::TooLarge(_) => ApiError::too_large(e.to_string()),
+            MediaError::Fetch(_) | MediaError::Status(_) => ApiError::bad_gateway(e.to_string()),
+        }
+    }
+}
+
+fn parse_phone(raw: &str) -> ApiResult<Jid> {
+    Jid::parse_recipient(raw).map_err(|e| ApiError::bad_request(e.0))
+}
+
+async fn owned(state: &AppState, auth: &Auth, id: &str) -> ApiResult<Instance> {
+    instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, id).await
+}
+
+fn qr_response(
+    state: &AppState,
+    instance_id: &str,
+    format: Option<QrFormat>,
+) -> ApiResult<QrResponse> {
+    let status = state.sessions.status(instance_id);
+    let Some(code) = status.qr else {
+        let why = match status.state {
+            ConnState::Connected => "the instance is already connected",
+            ConnState::Connecting => "the instance is still connecting; try again in a moment",
+            ConnState::LoggedOut | ConnState::Disconnected => {
+                "the instance is not running; reconnect it first"
+            }
+            ConnState::Qr => "no QR code yet",
+        };
+        return Err(ApiError::not_found(format!("No QR code available: {why}")));
+    };
+    Ok(match format.unwrap_or(QrFormat::Json) {
+        QrFormat::Json => QrResponse::Json(Json(QrCodeResponse { qr_code: code })),
+        QrFormat::Svg => QrResponse::Svg(PlainText(qr::svg(&code)?)),
+        QrFormat::Png => QrResponse::Png(Binary(qr::png(&code)?)),
+    })
+}
+
+/// The seed's WhatsApp endpoints.
+pub struct WhatsAppApi;
+
+#[OpenApi(tag = "Tag::WhatsApp")]
+impl WhatsAppApi {
+    /// Connection state of an instance.
+    #[oai(path = "/api/whatsapp/:instanceId/status", method = "get")]
+    async fn status(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "instanceId")] id: Path<String>,
+    ) -> ApiResult<Json<ConnectionStatus>> {
+        let i = owned(&state, &auth, &id).await?;
+        Ok(Json(state.connection_status(&i.id)))
+    }
+
+    /// The QR code to pair the instance (`?format=svg` or `png` for an image).
+    #[oai(path = "/api/whatsapp/:instanceId/qr", method = "get")]
+    async fn qr(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "instanceId")] id: Path<String>,
+        format: Query<Option<QrFormat>>,
+    ) -> ApiResult<QrResponse> {
+        let i = owned(&state, &auth, &id).await?;
+        qr_response(&state, &i.id, format.0)
+    }
+
+    /// Send a text message.
+    #[oai(path = "/api/whatsapp/:instanceId/send", method = "post")]
+    async fn send(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        request_id: Data<&RequestId>,
+        #[oai(name = "instanceId")] id: Path<String>,
+        body: Json<SendTextRequest>,
+    ) -> ApiResult<Json<SentMessageId>> {
+        let i = owned(&state, &auth, &id).await?;
+        let to = parse_phone(&body.phone)?;
+        if body.message.trim().is_empty() {
+            return Err(ApiError::bad_request("message must not be empty"));
+        }
+        if body.message.chars().count() > MAX_TEXT_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "message must be at most {MAX_TEXT_CHARS} characters"
+            )));
+        }
+        let meta = request_meta(&auth, Some(&request_id));
+        let id = state
+            .sessions
+            .send_text(&i.id, &to, &body.message, meta)
+            .await?;
+        Ok(Json(SentMessageId { id }))
+    }
+
+    /// Send media fetched from a URL.
+    #[oai(path = "/api/whatsapp/:instanceId/send-media", method = "post")]
+    async fn send_media(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        request_id: Data<&RequestId>,
+        #[oai(name = "instanceId")] id: Path<String>,
+        body: Json<SendMediaRequest>,
+    ) -> ApiResult<Json<SentMessageId>> {
+        let i = owned(&state, &auth, &id).await?;
+        let to = parse_phone(&body.phone)?;
+        let body = body.0;
+        if body.url.trim().is_empty() {
+            return Err(ApiError::bad_request("url is required"));
+        }
+        // Refuse early (before downloading) when the session cannot send.
+        if !state.sessions.status(&i.id).ready() {
+            return Err(SendError::NotConnected(i.id.clone()).into());
+        }
+        let cfg = &state.config;
+        let media = media::fetch(
+            &state.media_client,
+            &body.url,
+            cfg.media_allow_private,
+            cfg.media_max_bytes,
+            body.caption.map(String::from).filter(|c| !c.is_empty()),
+            body.filename.map(String::from),
+        )
+        .await?;
+        let meta = request_meta(&auth, Some(&request_id));
+        let id = state.sessions.send_media(&i.id, &to, media, meta).await?;
+        Ok(Json(SentMessageId { id }))
+    }
+
+    /// Send an uploaded file (multipart: `phone`, `caption`, `file`).
+    #[oai(path = "/api/whatsapp/:instanceId/send-file", method = "post")]
+    async fn send_file(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        request_id: Data<&RequestId>,
+        #[oai(name = "instanceId")] id: Path<String>,
+        form: SendFileForm,
+    ) -> ApiResult<Json<SentMessageId>> {
+        let i = owned(&state, &auth, &id).await?;
+        let to = parse_phone(&form.phone)?;
+        if form.file.size() as u64 > state.config.media_max_bytes {
+            return Err(ApiError::too_large(format!(
+                "the file is larger than {} bytes",
+                state.config.media_max_bytes
+            )));
+        }
+        if form.file.size() == 0 {
+            return Err(ApiError::bad_request("file is empty"));
+        }
+        if !state.sessions.status(&i.id).ready() {
+            return Err(SendError::NotConnected(i.id.clone()).into());
+        }
+        let content_type = form.file.content_type().map(str::to_owned);
+        let file_name = form.file.file_name().map(str::to_owned);
+        let data = form.file.into_vec().await.map_err(ApiError::internal)?;
+        let media = media::from_upload(
+            data.into(),
+            content_type.as_deref(),
+            file_name.as_deref(),
+            form.caption.filter(|c| !c.is_empty()),
+        );
+        let meta = request_meta(&auth, Some(&request_id));
+        let id = state.sessions.send_media(&i.id, &to, media, meta).await?;
+        Ok(Json(SentMessageId { id }))
+    }
+
+    /// The account's contacts and groups (needs a connected instance).
+    #[oai(path = "/api/whatsapp/:instanceId/contacts", method = "get")]
+    async fn contacts(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "instanceId")] id: Path<String>,
+    ) -> ApiResult<Json<ContactList>> {
+        let i = owned(&state, &auth, &id).await?;
+        let contacts = state.sessions.contacts(&i.id).await?;
+        Ok(Json(ContactList {
+            contacts: contacts.into_iter().map(ContactView::from).collect(),
+        }))
+    }
+
+    /// Log the instance out of WhatsApp (unlinks the device; reconnect shows a new QR).
+    #[oai(path = "/api/whatsapp/:instanceId/logout", method = "post")]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        request_id: Data<&RequestId>,
+        #[oai(name = "instanceId")] id: Path<String>,
+    ) -> ApiResult<Json<SuccessOnly>> {
+        let i = owned(&state, &auth, &id).await?;
+        do_logout(&state, &auth, &request_id, &i).await?;
+        Ok(Json(SuccessOnly { success: true }))
+    }
+}
+
+async fn do_logout(
+    state: &AppState,
+    auth: &Auth,
+    request_id: &RequestId,
+    i: &Instance,
+) -> ApiResult<()> {
+    state
+        .store
+        .append(
+            Append::to(StreamId::instance(&i.id), ExpectedVersion::Any)
+                .scope(Some(&i.user_id), Some(&i.id))
+                .metadata(request_meta(auth, Some(request_id)))
+                .event(LogoutRequested {
+                    instance_id: i.id.clone(),
+                }),
+        )
+        .await?;
+    if !state.sessions.logout(&i.id).await {
+        return Err(ApiError::unavailable(
+            "The instance's session is not running",
+        ));
+    }
+    Ok(())
+}
+
+/// Session endpoints under `/api/instances`.
+pub struct InstanceSessionApi;
+
+#[OpenApi(tag = "Tag::Instances")]
+impl InstanceSessionApi {
+    /// Restart the instance's connection (after a QR timeout, a logout or a crash loop).
+    #[oai(path = "/api/instances/:instanceId/reconnect", method = "post")]
+    async fn reconnect(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        request_id: Data<&RequestId>,
+        #[oai(name = "instanceId")] id: Path<String>,
+    ) -> ApiResult<Json<SuccessMessage>> {
+        let i = owned(&state, &auth, &id).await?;
+        state
+            .store
+            .append(
+                Append::to(StreamId::instance(&i.id), ExpectedVersion::Any)
+                    .scope(Some(&i.user_id), Some(&i.id))
+                    .metadata(request_meta(&auth, Some(&request_id)))
+                    .event(ReconnectRequested {
+                        instance_id: i.id.clone(),
+                    }),
+            )
+            .await?;
+        if !state.sessions.reconnect(&i.id).await {
+            state.sessions.instance_created(&i);
+        }
+        Ok(Json(SuccessMessage {
+            success: true,
+            message: format!("Instance {} reconnected", i.id),
+        }))
+    }
+
+    /// Log the instance out of WhatsApp.
+    #[oai(path = "/api/instances/:instanceId/logout", method = "post")]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        request_id: Data<&RequestId>,
+        #[oai(name = "instanceId")] id: Path<String>,
+    ) -> ApiResult<Json<SuccessMessage>> {
+        let i = owned(&state, &auth, &id).await?;
+        do_logout(&state, &auth, &request_id, &i).await?;
+        Ok(Json(SuccessMessage {
+            success: true,
+            message: format!("Instance {} logged out", i.id),
+        }))
+    }
+
+    /// The QR code to pair the instance (`?format=svg` or `png` for an image).
+    #[oai(path = "/api/instances/:instanceId/qr", method = "get")]
+    async fn qr(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "instanceId")] id: Path<String>,
+        format: Query<Option<QrFormat>>,
+    ) -> ApiResult<QrResponse> {
+        let i = owned(&state, &auth, &id).await?;
+        qr_response(&state, &i.id, format.0)
+    }
+}

@@ -1,0 +1,204 @@
+//! Building and running the gateway: stores, engine, sessions and the HTTP
+//! server, all under one shutdown token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Tokens, load_or_create_jwt_secret};
+use crate::backbone::{Backbone, Consumer};
+use crate::config::{Config, EngineKind};
+use crate::domain::{instances, users};
+use crate::store::{EventStore, open_sqlite};
+use crate::whatsapp::sim::{SimConfig, SimEngine};
+use crate::whatsapp::supervisor::SupervisorConfig;
+use crate::whatsapp::{Engine, Sessions};
+use sqlx::SqlitePool;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: EventStore,
+    pub tokens: Tokens,
+    pub sessions: Sessions,
+    /// The simulated network, when `WA_ENGINE=sim`.
+    pub sim: Option<SimEngine>,
+    /// Client for media URLs (guarded unless `WA_MEDIA_ALLOW_PRIVATE`).
+    pub media_client: reqwest::Client,
+    /// The read-model database (`views.db`): projections, webhook deliveries, checkpoints.
+    pub views: SqlitePool,
+    /// Where consumers read the log from.
+    pub backbone: Backbone,
+}
+
+impl AppState {
+    /// The backbone's name and whether it is reachable.
+    pub fn backbone_status(&self) -> (&'static str, bool) {
+        (self.backbone.name(), true)
+    }
+}
+
+/// A built gateway, bound to its port, not yet serving.
+pub struct App {
+    state: AppState,
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    consumers: Vec<Arc<dyn Consumer>>,
+}
+
+/// Every consumer of the log: projectors and the webhook dispatcher.
+async fn build_consumers(_state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
+    let consumers: Vec<Arc<dyn Consumer>> = Vec::new();
+    Ok(consumers)
+}
+
+fn make_engine(config: &Config) -> anyhow::Result<(Arc<dyn Engine>, Option<SimEngine>)> {
+    match config.engine {
+        EngineKind::Sim => {
+            let sim = SimEngine::new(SimConfig {
+                dir: config.data_dir.join("sim"),
+                auto_pair: config.sim_auto_pair,
+                receipt_delay: config.sim_receipt_delay,
+                qr_interval: config.sim_qr_interval,
+            });
+            Ok((Arc::new(sim.clone()), Some(sim)))
+        }
+        EngineKind::WhatsApp => anyhow::bail!(
+            "WA_ENGINE=whatsapp: the real WhatsApp engine is not part of this build yet; run with WA_ENGINE=sim"
+        ),
+    }
+}
+
+impl App {
+    /// Opens the data dir and stores, creates the first admin, starts every
+    /// instance's session and binds the listener (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "Failed to create the data dir {}",
+                config.data_dir.display()
+            )
+        })?;
+        let store = EventStore::open(&config.data_dir.join("events.db"))
+            .await
+            .context("Failed to open the event store")?;
+        let secret = load_or_create_jwt_secret(config.jwt_secret.as_ref(), &config.data_dir)?;
+        let tokens = Tokens::new(&secret, config.jwt_ttl);
+        if let Some(password) = users::ensure_first_admin(
+            &store,
+            &config.admin_email,
+            config.admin_password.as_ref().map(|s| s.expose()),
+        )
+        .await?
+        {
+            // Printed once, to the terminal only (not through the log).
+            println!(
+                "Created the first admin {} with the generated password: {password}\n\
+                 Log in with POST /api/auth/login and change it with POST /api/auth/password.",
+                config.admin_email
+            );
+        }
+        let shutdown = CancellationToken::new();
+        let (engine, sim) = make_engine(&config)?;
+        let sessions = Sessions::new(
+            engine,
+            store.clone(),
+            SupervisorConfig {
+                qr_max_codes: config.qr_max_codes,
+                reconnect_base: config.reconnect_base,
+                ..SupervisorConfig::default()
+            },
+            shutdown.child_token(),
+        );
+        sessions.start_all(&instances::list_all(store.pool()).await?);
+        let views = open_sqlite(&config.data_dir.join("views.db"), 8)
+            .await
+            .context("Failed to open the read-model database")?;
+        crate::backbone::ensure_checkpoint_table(&views).await?;
+        let backbone = Backbone::Embedded(store.clone());
+        let media_client = crate::net::outbound_client(
+            config.media_allow_private,
+            config.media_timeout,
+            true,
+            "url",
+        );
+        let acceptor = TcpListener::bind(config.listen.clone())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("Failed to listen on {}", config.listen))?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .context("the listener has no address")?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            tokens,
+            sessions,
+            sim,
+            media_client,
+            views,
+            backbone,
+        };
+        let consumers = build_consumers(&state).await?;
+        Ok(Self {
+            state,
+            acceptor,
+            local_addr,
+            shutdown,
+            consumers,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (tests read the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token stops the whole gateway.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops every part.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let App {
+            state,
+            acceptor,
+            shutdown,
+            consumers,
+            ..
+        } = self;
+        let consumer_tasks: Vec<_> = consumers
+            .into_iter()
+            .map(|c| state.backbone.spawn_consumer(c, shutdown.child_token()))
+            .collect();
+        let routes = crate::api::routes(state.clone());
+        let stop = shutdown.clone();
+        let server = poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+            routes,
+            async move { stop.cancelled().await },
+            Some(Duration::from_secs(5)),
+        );
+        let result = server.await.context("the HTTP server failed");
+        shutdown.cancel();
+        state.sessions.shutdown().await;
+        for task in consumer_tasks {
+            let _ = task.await;
+        }
+        tracing::info!("gateway stopped");
+        result
+    }
+}

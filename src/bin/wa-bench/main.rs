@@ -1,0 +1,24 @@
+//! `make bench`: the gateway's benchmarks. Prints figures; asserts nothing
+//! (these machines are shared and noisy). `wa-bench [name ...]` runs a subset.
+
+mod store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+type Bench = fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
+
+const BENCHES: &[(&str, Bench)] = &[("store", || Box::pin(store::run()))];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    for (name, bench) in BENCHES {
+        if wanted.is_empty() || wanted.iter().any(|w| w == name) {
+            println!("== {name}");
+            bench().await?;
+            println!();
+        }
+    }
+    Ok(())
+}

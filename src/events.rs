@@ -1,0 +1,408 @@
+//! The event catalog: every fact the gateway records, as typed Rust values.
+//!
+//! Event payloads are the public contract (NATS subscribers and replays read
+//! them): past-tense names, camelCase JSON fields, a schema version per type,
+//! and a JSON Schema per type generated into `schemas/` (`make schemas`).
+//! Secrets never appear here: `api_key_rotated` says that it happened, not
+//! what the key is.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Webhook settings as events carry them (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookConfig {
+    /// Target URL, if any.
+    pub url: Option<String>,
+    /// Whether deliveries are sent.
+    pub enabled: bool,
+    /// Send `message_received`.
+    pub notify_received: bool,
+    /// Send `message_sent`.
+    pub notify_sent: bool,
+    /// Send `message_status` delivered.
+    pub notify_delivery: bool,
+    /// Send `message_status` read and played.
+    pub notify_read: bool,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Wait before the first retry, in milliseconds.
+    pub retry_interval: u64,
+    /// Whether a signing secret is set (the secret itself is never in an event).
+    pub has_secret: bool,
+}
+
+/// A user account was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRegistered {
+    pub user_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_admin: bool,
+}
+
+/// A user logged in with e-mail and password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserLoggedIn {
+    pub user_id: String,
+}
+
+/// A user's API key was replaced; the old key stopped working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRotated {
+    pub user_id: String,
+}
+
+/// A user's password was changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChanged {
+    pub user_id: String,
+}
+
+/// An instance was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceCreated {
+    pub instance_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub webhook: WebhookConfig,
+}
+
+/// An instance's name, description or webhook settings changed; carries the new whole state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceUpdated {
+    pub instance_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub webhook: WebhookConfig,
+    /// Whether the webhook secret was set, changed or cleared by this update.
+    pub secret_changed: bool,
+}
+
+/// An instance was deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceDeleted {
+    pub instance_id: String,
+    pub user_id: String,
+}
+
+/// A reconnect was asked for through the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectRequested {
+    pub instance_id: String,
+}
+
+/// A logout was asked for through the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogoutRequested {
+    pub instance_id: String,
+}
+
+/// A new QR code is waiting to be scanned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QrReceived {
+    pub instance_id: String,
+    pub qr_code: String,
+}
+
+/// The WhatsApp connection is open and usable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionOpened {
+    pub instance_id: String,
+    /// The paired account's phone number, when known.
+    pub phone: Option<String>,
+}
+
+/// The WhatsApp connection closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionClosed {
+    pub instance_id: String,
+    /// Why: `logout`, `qr_timeout`, `connection_lost`, `stopped`, `replaced`, `banned`, `outdated`, ...
+    pub reason: String,
+    pub will_reconnect: bool,
+}
+
+/// The device was unlinked; a new QR scan is needed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedOut {
+    pub instance_id: String,
+    pub reason: String,
+}
+
+/// Media attached to a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaInfo {
+    /// `image`, `video`, `audio` or `document`.
+    pub kind: String,
+    pub mimetype: String,
+    pub file_name: Option<String>,
+    pub size: u64,
+}
+
+/// A message was sent (accepted by the engine for sending).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSent {
+    pub instance_id: String,
+    pub message_id: String,
+    /// Recipient JID.
+    pub to: String,
+    /// Text, or the media caption.
+    pub body: String,
+    /// `text`, `image`, `video`, `audio` or `document`.
+    #[serde(rename = "type")]
+    pub message_type: String,
+    /// Unix seconds.
+    pub timestamp: i64,
+    pub has_media: bool,
+    pub media: Option<MediaInfo>,
+}
+
+/// A message arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageReceived {
+    pub instance_id: String,
+    pub message_id: String,
+    /// Sender JID (phone-number JID where known).
+    pub from: String,
+    /// Chat JID (the group for group messages, else the sender).
+    pub chat: String,
+    pub body: String,
+    /// WhatsApp message type: `conversation`, `extendedText`, `image`, `video`, `audio`, `document`, ...
+    #[serde(rename = "type")]
+    pub message_type: String,
+    /// Unix seconds.
+    pub timestamp: i64,
+    pub has_media: bool,
+    pub push_name: Option<String>,
+    pub media: Option<MediaInfo>,
+}
+
+/// A message's delivery state advanced: `sent`, `delivered`, `read` or `played`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStatus {
+    pub instance_id: String,
+    pub message_id: String,
+    pub status: String,
+    /// The remote party's JID.
+    pub from: String,
+    pub from_me: bool,
+}
+
+/// One address-book entry or group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    pub id: String,
+    pub name: String,
+    pub number: String,
+    pub is_group: bool,
+}
+
+/// Contacts were learned or changed (whole or partial list; merge by id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactsUpdated {
+    pub instance_id: String,
+    pub contacts: Vec<Contact>,
+}
+
+/// An authenticated API request was served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiCalled {
+    pub user_id: String,
+    pub instance_id: Option<String>,
+    pub method: String,
+    /// Route template, e.g. `/api/whatsapp/{instanceId}/send`.
+    pub route: String,
+    pub status: u16,
+    pub duration_ms: f64,
+}
+
+/// A webhook delivery got a 2xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivered {
+    pub instance_id: String,
+    pub delivery_id: String,
+    /// The `webhook-id` header (same on every attempt).
+    pub webhook_id: String,
+    /// The delivered event's type.
+    pub event: String,
+    pub attempt: u32,
+    pub status_code: u16,
+    pub duration_ms: f64,
+}
+
+/// A webhook attempt failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookFailed {
+    pub instance_id: String,
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub event: String,
+    pub attempt: u32,
+    /// HTTP status, when an answer came.
+    pub status_code: Option<u16>,
+    /// What went wrong (`timeout`, `connection error`, `HTTP 500`, ...).
+    pub error: String,
+    pub duration_ms: f64,
+    pub will_retry: bool,
+    /// RFC 3339 time of the next attempt, when one is planned.
+    pub next_attempt_at: Option<String>,
+}
+
+/// An instance's webhook was switched off by the gateway (e.g. the endpoint answered 410 Gone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDisabled {
+    pub instance_id: String,
+    pub reason: String,
+}
+
+macro_rules! catalog {
+    ($( $variant:ident($payload:ty) = $name:literal, version $version:literal; )*) => {
+        /// Every event the gateway records.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $( $variant($payload), )*
+        }
+
+        impl Event {
+            /// The event type: the stored, published and subject name.
+            pub fn event_type(&self) -> &'static str {
+                match self { $( Event::$variant(_) => $name, )* }
+            }
+
+            /// The payload's schema version.
+            pub fn schema_version(&self) -> u32 {
+                match self { $( Event::$variant(_) => $version, )* }
+            }
+
+            /// The payload as JSON.
+            pub fn data(&self) -> Value {
+                match self {
+                    $( Event::$variant(p) => serde_json::to_value(p).expect("event payloads serialize"), )*
+                }
+            }
+
+            /// Rebuilds an event from its stored type and payload.
+            pub fn from_parts(event_type: &str, data: &Value) -> Result<Event, UnknownEvent> {
+                match event_type {
+                    $( $name => serde_json::from_value::<$payload>(data.clone())
+                        .map(Event::$variant)
+                        .map_err(|e| UnknownEvent(format!("{event_type}: {e}"))), )*
+                    other => Err(UnknownEvent(format!("unknown event type {other}"))),
+                }
+            }
+
+            /// Every event type with its version and JSON Schema (for `make schemas`).
+            pub fn schemas() -> Vec<(&'static str, u32, Value)> {
+                vec![ $( ($name, $version, serde_json::to_value(schemars::schema_for!($payload)).expect("schema serializes")), )* ]
+            }
+
+            /// Every event type name.
+            pub const TYPES: &'static [&'static str] = &[ $( $name, )* ];
+        }
+
+        $( impl From<$payload> for Event {
+            fn from(p: $payload) -> Event { Event::$variant(p) }
+        } )*
+    };
+}
+
+catalog! {
+    UserRegistered(UserRegistered) = "user_registered", version 1;
+    UserLoggedIn(UserLoggedIn) = "user_logged_in", version 1;
+    ApiKeyRotated(ApiKeyRotated) = "api_key_rotated", version 1;
+    PasswordChanged(PasswordChanged) = "password_changed", version 1;
+    InstanceCreated(InstanceCreated) = "instance_created", version 1;
+    InstanceUpdated(InstanceUpdated) = "instance_updated", version 1;
+    InstanceDeleted(InstanceDeleted) = "instance_deleted", version 1;
+    ReconnectRequested(ReconnectRequested) = "reconnect_requested", version 1;
+    LogoutRequested(LogoutRequested) = "logout_requested", version 1;
+    QrReceived(QrReceived) = "qr_received", version 1;
+    ConnectionOpened(ConnectionOpened) = "connection_opened", version 1;
+    ConnectionClosed(ConnectionClosed) = "connection_closed", version 1;
+    LoggedOut(LoggedOut) = "logged_out", version 1;
+    MessageSent(MessageSent) = "message_sent", version 1;
+    MessageReceived(MessageReceived) = "message_received", version 1;
+    MessageStatus(MessageStatus) = "message_status", version 1;
+    ContactsUpdated(ContactsUpdated) = "contacts_updated", version 1;
+    ApiCalled(ApiCalled) = "api_called", version 1;
+    WebhookDelivered(WebhookDelivered) = "webhook_delivered", version 1;
+    WebhookFailed(WebhookFailed) = "webhook_failed", version 1;
+    WebhookDisabled(WebhookDisabled) = "webhook_disabled", version 1;
+}
+
+/// A stored event whose type or payload this build does not understand.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode event: {0}")]
+pub struct UnknownEvent(pub String);
+
+/// Writes one `<type>.v<version>.json` schema file per event type into `dir`.
+pub fn write_schemas(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for (name, version, schema) in Event::schemas() {
+        let path = dir.join(format!("{name}.v{version}.json"));
+        let mut text = serde_json::to_string_pretty(&schema)?;
+        text.push('\n');
+        std::fs::write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_their_parts() {
+        let e = Event::from(MessageSent {
+            instance_id: "i1".into(),
+            message_id: "m1".into(),
+            to: "79001234567@s.whatsapp.net".into(),
+            body: "hi".into(),
+            message_type: "text".into(),
+            timestamp: 1,
+            has_media: false,
+            media: None,
+        });
+        assert_eq!(e.event_type(), "message_sent");
+        let data = e.data();
+        assert_eq!(data["type"], "text");
+        assert_eq!(data["instanceId"], "i1");
+        assert_eq!(Event::from_parts("message_sent", &data).unwrap(), e);
+        assert!(Event::from_parts("nope", &data).is_err());
+    }
+
+    #[test]
+    fn every_type_has_a_schema() {
+        assert_eq!(Event::schemas().len(), Event::TYPES.len());
+    }
+}

@@ -1,0 +1,37 @@
+//! wa-gateway: a multi-instance WhatsApp HTTP API gateway, event-sourced.
+//!
+//! # Layout
+//!
+//! ```text
+//! HTTP (api/*, poem-openapi) ──► domain/* (validate, decide) ──► store (SQLite append log,
+//!                                                                  group-committed writer)
+//! WhatsApp engines (whatsapp/*: sim | whatsapp-rust) ──► whatsapp::supervisor ──┘
+//!                                                                │
+//!          (NATS JetStream backbone: outbox relay → `wa.<user>.<instance>.<type>`)
+//!                                                                ▼
+//!                     projectors (activity, messages, stats) · webhook dispatcher
+//! ```
+//!
+//! - [`config`]: `WA_*` settings with documented defaults.
+//! - [`events`]: the event catalog (the public contract; JSON Schemas in `schemas/`).
+//! - [`store`]: the append-only log: optimistic concurrency, group commit, subscriptions.
+//! - [`domain`]: users and instances: commands that append events with their state changes.
+//! - [`auth`]: argon2id passwords, API keys, JWTs.
+//! - [`api`]: the HTTP API, one OpenAPI struct per resource.
+//! - [`whatsapp`]: the engine interface, per-instance supervisors, the simulated network.
+//! - [`app`]: builds all of it and runs it under one shutdown token.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod backbone;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod net;
+pub mod store;
+pub mod whatsapp;
+
+pub use app::{App, AppState};
+pub use config::Config;

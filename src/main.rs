@@ -1,0 +1,152 @@
+//! The `wa-gateway` binary: parses the command line and configuration,
+//! starts tracing, and runs the gateway or one of its tools.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wa_gateway::config::Config;
+use wa_gateway::domain::types::{Email, NewPassword};
+use wa_gateway::domain::users::{self, NewUser};
+
+#[derive(Parser)]
+#[command(
+    name = "wa-gateway",
+    version,
+    about = "Multi-instance WhatsApp HTTP API gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print the OpenAPI document (or write it to a file).
+    Openapi {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write one JSON Schema per event type.
+    Schemas {
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user in the data dir's store.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value = "")]
+        first_name: String,
+        #[arg(long, default_value = "")]
+        last_name: String,
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi { out } => {
+            let spec = wa_gateway::api::spec_json();
+            match out {
+                Some(path) => std::fs::write(&path, spec)
+                    .with_context(|| format!("Failed to write {}", path.display()))?,
+                None => print!("{spec}"),
+            }
+            Ok(())
+        }
+        Command::Schemas { out } => {
+            let written = wa_gateway::events::write_schemas(&out)?;
+            println!("wrote {} schemas to {}", written.len(), out.display());
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    password,
+                    first_name,
+                    last_name,
+                    admin,
+                },
+        } => {
+            let config = Config::from_env()?;
+            init_tracing(&config.log_filter);
+            std::fs::create_dir_all(&config.data_dir)?;
+            let store =
+                wa_gateway::store::EventStore::open(&config.data_dir.join("events.db")).await?;
+            let new = NewUser {
+                email: Email::parse(&email).map_err(anyhow::Error::msg)?,
+                password: NewPassword::parse(&password).map_err(anyhow::Error::msg)?,
+                first_name,
+                last_name,
+                is_admin: admin,
+            };
+            let user = users::register(&store, new, "cli")
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            println!(
+                "created user {} ({}){}",
+                user.email,
+                user.id,
+                if admin { " as admin" } else { "" }
+            );
+            println!("API key: {}", user.api_key);
+            Ok(())
+        }
+        Command::Serve => {
+            let config = Config::from_env()?;
+            init_tracing(&config.log_filter);
+            let app = wa_gateway::App::build(config).await?;
+            tracing::info!(addr = %app.local_addr(), "wa-gateway listening; API docs at /docs");
+            let token = app.shutdown_token();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                token.cancel();
+            });
+            app.run().await
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

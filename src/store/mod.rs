@@ -1,0 +1,401 @@
+//! The event store: an append-only SQLite log with optimistic concurrency,
+//! group-committed appends, reads by global position and live subscriptions.
+
+mod writer;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::events::{Event, UnknownEvent};
+
+pub use writer::WriterMode;
+
+/// Identifies one stream of the log: `user-<id>`, `instance-<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StreamId(String);
+
+impl StreamId {
+    /// The stream of a user account.
+    pub fn user(user_id: &str) -> Self {
+        Self(format!("user-{user_id}"))
+    }
+    /// The stream of an instance.
+    pub fn instance(instance_id: &str) -> Self {
+        Self(format!("instance-{instance_id}"))
+    }
+    /// Any other stream name.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+    /// The stream id as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What the appender believes the stream's current version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last version must be exactly this.
+    Exact(i64),
+}
+
+/// Who and what caused an event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    /// The acting user id, or `system` / `engine`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The HTTP request id that caused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Groups events of one business flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The event id this event follows from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+}
+
+impl Metadata {
+    /// Metadata naming only an actor.
+    pub fn actor(actor: impl Into<String>) -> Self {
+        Self {
+            actor: Some(actor.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// A state-table change run inside the append's transaction.
+pub type Effect = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), sqlx::Error>> + Send,
+>;
+
+/// Wraps a closure as an [`Effect`] (helps type inference).
+pub fn effect<F>(f: F) -> Effect
+where
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), sqlx::Error>>
+        + Send
+        + 'static,
+{
+    Box::new(f)
+}
+
+/// One append: events for one stream, with a version check and state effects.
+pub struct Append {
+    pub stream: StreamId,
+    pub expected: ExpectedVersion,
+    pub user_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub metadata: Metadata,
+    pub events: Vec<Event>,
+    pub effects: Vec<Effect>,
+}
+
+impl Append {
+    /// Starts an append to `stream`.
+    pub fn to(stream: StreamId, expected: ExpectedVersion) -> Self {
+        Self {
+            stream,
+            expected,
+            user_id: None,
+            instance_id: None,
+            metadata: Metadata::default(),
+            events: Vec::new(),
+            effects: Vec::new(),
+        }
+    }
+    /// Names the owning user and the instance (subject tokens and filters).
+    pub fn scope(mut self, user_id: Option<&str>, instance_id: Option<&str>) -> Self {
+        self.user_id = user_id.map(str::to_owned);
+        self.instance_id = instance_id.map(str::to_owned);
+        self
+    }
+    /// Adds an event.
+    pub fn event(mut self, event: impl Into<Event>) -> Self {
+        self.events.push(event.into());
+        self
+    }
+    /// Sets the metadata of every event of this append.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+    /// Adds a state-table change committed with the events.
+    pub fn effect(mut self, effect: Effect) -> Self {
+        self.effects.push(effect);
+        self
+    }
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Global position of the first and last event written.
+    pub first_position: i64,
+    pub last_position: i64,
+    /// The stream's version after the append.
+    pub version: i64,
+    /// The ids given to the events, in order.
+    pub event_ids: Vec<String>,
+}
+
+/// Why an append failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream's version was not the expected one.
+    #[error("stream {stream} is at version {actual}, expected {expected:?}")]
+    Conflict {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: i64,
+    },
+    /// A state effect hit a uniqueness rule (e.g. an e-mail already taken).
+    #[error("already exists: {0}")]
+    Duplicate(String),
+    /// The writer has stopped.
+    #[error("the event store is closed")]
+    Closed,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// An event as stored in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub event_id: String,
+    pub stream_id: String,
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub user_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub data: Value,
+    pub metadata: Metadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// Decodes the payload into the typed catalog.
+    pub fn event(&self) -> Result<Event, UnknownEvent> {
+        Event::from_parts(&self.event_type, &self.data)
+    }
+    /// Unix milliseconds of `recorded_at`.
+    pub fn recorded_ms(&self) -> i64 {
+        self.recorded_at.timestamp_millis()
+    }
+}
+
+pub(crate) struct AppendJob {
+    append: Append,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// The event log. Cheap to clone; one writer task behind it.
+#[derive(Clone)]
+pub struct EventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: SqlitePool,
+    tx: mpsc::Sender<AppendJob>,
+    head: watch::Receiver<i64>,
+}
+
+/// Opens (or creates) a SQLite database file tuned for the gateway: WAL,
+/// `synchronous=NORMAL`, a busy timeout, foreign keys off.
+pub async fn open_sqlite(path: &Path, max_connections: u32) -> anyhow::Result<SqlitePool> {
+    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-16000");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_with(opts)
+        .await?;
+    Ok(pool)
+}
+
+const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, \
+     user_id, instance_id, data, metadata, recorded_at FROM events";
+
+impl EventStore {
+    /// Opens the store at `path`, runs migrations and starts the group-commit writer.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with(path, WriterMode::GroupCommit).await
+    }
+
+    /// Opens the store with a chosen writer mode (the benchmark compares both).
+    pub async fn open_with(path: &Path, mode: WriterMode) -> anyhow::Result<Self> {
+        let pool = open_sqlite(path, 8).await?;
+        sqlx::migrate!("src/store/migrations").run(&pool).await?;
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&pool)
+            .await?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer::run(pool.clone(), rx, head_tx, head, mode));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                tx,
+                head: head_rx,
+            }),
+        })
+    }
+
+    /// The pool of the database the log and the command-side state live in.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    /// Appends events (and their state effects) atomically.
+    pub async fn append(&self, append: Append) -> Result<Appended, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(AppendJob { append, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The global position of the last committed event.
+    pub fn head(&self) -> i64 {
+        *self.inner.head.borrow()
+    }
+
+    /// A receiver that changes whenever events are committed.
+    pub fn watch_head(&self) -> watch::Receiver<i64> {
+        self.inner.head.clone()
+    }
+
+    /// Up to `limit` events after global position `after`, in order.
+    pub async fn read_from(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE position > ? ORDER BY position LIMIT ?"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    /// Every event of one stream, in version order.
+    pub async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_EVENTS} WHERE stream_id = ? ORDER BY version"
+        )))
+        .bind(stream.as_str())
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    /// The current version of a stream (0 when it has no events).
+    pub async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?")
+                .bind(stream.as_str())
+                .fetch_one(&self.inner.pool)
+                .await?,
+        )
+    }
+
+    /// A subscription that yields every event after `after`: first the
+    /// backlog, then live events as they are committed.
+    pub fn subscribe(&self, after: i64) -> Subscription {
+        Subscription {
+            store: self.clone(),
+            after,
+            head: self.watch_head(),
+            batch: 1000,
+        }
+    }
+}
+
+/// Catch-up-then-live reader of the log (see [`EventStore::subscribe`]).
+pub struct Subscription {
+    store: EventStore,
+    after: i64,
+    head: watch::Receiver<i64>,
+    batch: i64,
+}
+
+impl Subscription {
+    /// The position of the last event handed out.
+    pub fn position(&self) -> i64 {
+        self.after
+    }
+
+    /// The next batch of events; waits for appends when caught up. `None`
+    /// when the store has shut down.
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        loop {
+            self.head.borrow_and_update();
+            let events = self.store.read_from(self.after, self.batch).await?;
+            if let Some(last) = events.last() {
+                self.after = last.position;
+                return Ok(Some(events));
+            }
+            if self.head.changed().await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+pub(crate) fn row_to_event(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let data: String = row.try_get("data")?;
+    let metadata: String = row.try_get("metadata")?;
+    let recorded_ms: i64 = row.try_get("recorded_at")?;
+    let schema_version: i64 = row.try_get("schema_version")?;
+    Ok(RecordedEvent {
+        position: row.try_get("position")?,
+        event_id: row.try_get("event_id")?,
+        stream_id: row.try_get("stream_id")?,
+        version: row.try_get("version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: schema_version as u32,
+        user_id: row.try_get("user_id")?,
+        instance_id: row.try_get("instance_id")?,
+        data: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Db(sqlx::Error::Decode(e.into())))?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| StoreError::Db(sqlx::Error::Decode(e.into())))?,
+        recorded_at: ms_to_time(recorded_ms),
+    })
+}
+
+/// Unix milliseconds to a UTC time.
+pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}

@@ -1,0 +1,253 @@
+//! The single writer task: it owns every append, checks stream versions,
+//! runs state effects and group-commits concurrent appends in one
+//! transaction with multi-row INSERTs.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use tokio::sync::{mpsc, watch};
+
+use super::{AppendJob, Appended, ExpectedVersion, StoreError};
+
+/// How the writer commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterMode {
+    /// Every append waiting in the queue goes into one transaction (default).
+    GroupCommit,
+    /// One transaction per append (the benchmark's baseline).
+    PerAppend,
+}
+
+/// Most appends taken into one transaction.
+const MAX_BATCH: usize = 512;
+/// Rows per multi-row INSERT (11 bound values each; SQLite allows 32,766).
+const ROWS_PER_INSERT: usize = 500;
+
+struct Row {
+    position: i64,
+    event_id: String,
+    stream_id: String,
+    version: i64,
+    event_type: &'static str,
+    schema_version: u32,
+    user_id: Option<String>,
+    instance_id: Option<String>,
+    data: String,
+    metadata: String,
+    recorded_at: i64,
+}
+
+pub(super) async fn run(
+    pool: SqlitePool,
+    mut rx: mpsc::Receiver<AppendJob>,
+    head_tx: watch::Sender<i64>,
+    mut head: i64,
+    mode: WriterMode,
+) {
+    let mut versions: HashMap<String, i64> = HashMap::new();
+    let max_batch = match mode {
+        WriterMode::GroupCommit => MAX_BATCH,
+        WriterMode::PerAppend => 1,
+    };
+    let mut jobs: Vec<AppendJob> = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        match commit_batch(&pool, &mut jobs, &mut versions, head).await {
+            Ok(new_head) => {
+                if new_head != head {
+                    head = new_head;
+                    head_tx.send_replace(head);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "event store batch failed; resynchronising");
+                versions.clear();
+                if let Ok(h) =
+                    sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(position), 0) FROM events")
+                        .fetch_one(&pool)
+                        .await
+                {
+                    head = h;
+                }
+            }
+        }
+        jobs.clear();
+    }
+    tracing::debug!("event store writer stopped");
+}
+
+/// Commits one batch; replies to every job. Returns the new head.
+async fn commit_batch(
+    pool: &SqlitePool,
+    jobs: &mut Vec<AppendJob>,
+    versions: &mut HashMap<String, i64>,
+    head: i64,
+) -> Result<i64, StoreError> {
+    let now = Utc::now().timestamp_millis();
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let msg = e.to_string();
+            for job in jobs.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Db(sqlx::Error::Protocol(msg.clone()))));
+            }
+            return Err(StoreError::Db(e));
+        }
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    // Per job: Ok(appended) once written, or the error to reply with.
+    let mut outcomes: Vec<Result<Appended, StoreError>> = Vec::with_capacity(jobs.len());
+    // Versions touched by this batch, applied to the cache after commit.
+    let mut touched: HashMap<String, i64> = HashMap::new();
+    let mut next_position = head + 1;
+
+    for job in jobs.iter_mut() {
+        let append = &mut job.append;
+        let stream = append.stream.as_str().to_owned();
+        let current = match touched.get(&stream).or_else(|| versions.get(&stream)) {
+            Some(v) => *v,
+            None => {
+                let v: i64 = match sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
+                )
+                .bind(&stream)
+                .fetch_one(&mut *tx)
+                .await
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        outcomes.push(Err(StoreError::Db(e)));
+                        continue;
+                    }
+                };
+                v
+            }
+        };
+        let ok = match append.expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current == 0,
+            ExpectedVersion::Exact(v) => current == v,
+        };
+        if !ok {
+            outcomes.push(Err(StoreError::Conflict {
+                stream,
+                expected: append.expected,
+                actual: current,
+            }));
+            continue;
+        }
+        if !append.effects.is_empty() {
+            if let Err(e) = run_effects(&mut tx, std::mem::take(&mut append.effects)).await {
+                outcomes.push(Err(e));
+                continue;
+            }
+        }
+        let metadata = serde_json::to_string(&append.metadata).unwrap_or_else(|_| "{}".into());
+        let first_position = next_position;
+        let mut version = current;
+        let mut event_ids = Vec::with_capacity(append.events.len());
+        for event in &append.events {
+            version += 1;
+            let event_id = uuid::Uuid::now_v7().to_string();
+            event_ids.push(event_id.clone());
+            rows.push(Row {
+                position: next_position,
+                event_id,
+                stream_id: stream.clone(),
+                version,
+                event_type: event.event_type(),
+                schema_version: event.schema_version(),
+                user_id: append.user_id.clone(),
+                instance_id: append.instance_id.clone(),
+                data: event.data().to_string(),
+                metadata: metadata.clone(),
+                recorded_at: now,
+            });
+            next_position += 1;
+        }
+        touched.insert(stream, version);
+        outcomes.push(Ok(Appended {
+            first_position,
+            last_position: next_position - 1,
+            version,
+            event_ids,
+        }));
+    }
+
+    let result = async {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, \
+                 user_id, instance_id, data, metadata, recorded_at) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.position)
+                    .push_bind(&r.event_id)
+                    .push_bind(&r.stream_id)
+                    .push_bind(r.version)
+                    .push_bind(r.event_type)
+                    .push_bind(r.schema_version as i64)
+                    .push_bind(&r.user_id)
+                    .push_bind(&r.instance_id)
+                    .push_bind(&r.data)
+                    .push_bind(&r.metadata)
+                    .push_bind(r.recorded_at);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+
+    match result {
+        Ok(()) => {
+            versions.extend(touched);
+            for (job, outcome) in jobs.drain(..).zip(outcomes) {
+                let _ = job.reply.send(outcome);
+            }
+            Ok(next_position - 1)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for job in jobs.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Db(sqlx::Error::Protocol(msg.clone()))));
+            }
+            Err(StoreError::Db(e))
+        }
+    }
+}
+
+/// Runs one append's effects inside a savepoint, so a failing append leaves
+/// the rest of the batch intact.
+async fn run_effects(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    effects: Vec<super::Effect>,
+) -> Result<(), StoreError> {
+    sqlx::query("SAVEPOINT append_effects")
+        .execute(&mut **tx)
+        .await?;
+    for effect in effects {
+        if let Err(e) = effect(&mut **tx).await {
+            sqlx::query("ROLLBACK TO append_effects")
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("RELEASE append_effects")
+                .execute(&mut **tx)
+                .await?;
+            return Err(match &e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Duplicate(db.message().to_string())
+                }
+                _ => StoreError::Db(e),
+            });
+        }
+    }
+    sqlx::query("RELEASE append_effects")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

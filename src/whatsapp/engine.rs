@@ -1,0 +1,175 @@
+//! The engine interface: what the supervisor needs from a WhatsApp
+//! implementation (the real client or the simulated network).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::events::Contact;
+
+use super::Jid;
+
+/// A delivery state reported by the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Receipt {
+    /// Accepted by WhatsApp's server.
+    Sent,
+    /// Reached the recipient's device.
+    Delivered,
+    /// Read by the recipient.
+    Read,
+    /// A voice or video message was played.
+    Played,
+}
+
+impl Receipt {
+    /// The status name used in events and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Receipt::Sent => "sent",
+            Receipt::Delivered => "delivered",
+            Receipt::Read => "read",
+            Receipt::Played => "played",
+        }
+    }
+}
+
+/// Media attached to an incoming message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingMedia {
+    pub kind: MediaKind,
+    pub mimetype: String,
+    pub file_name: Option<String>,
+    pub size: u64,
+}
+
+/// A message that arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingMessage {
+    pub message_id: String,
+    /// Sender (phone-number JID where known).
+    pub from: Jid,
+    /// The chat (group or sender).
+    pub chat: Jid,
+    pub body: String,
+    /// WhatsApp's type name (`conversation`, `extendedText`, `image`, ...).
+    pub message_type: String,
+    /// Unix seconds.
+    pub timestamp: i64,
+    pub push_name: Option<String>,
+    pub media: Option<IncomingMedia>,
+}
+
+/// What an engine session reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// A QR code to scan.
+    Qr { code: String },
+    /// Logged in and usable.
+    Connected { phone: Option<String> },
+    /// The connection ended. `terminal` = the engine cannot continue without
+    /// the user (e.g. banned, replaced, outdated); else the supervisor reconnects.
+    Closed { reason: String, terminal: bool },
+    /// The device was unlinked (by the phone or by us).
+    LoggedOut { reason: String },
+    /// A message arrived.
+    Message(IncomingMessage),
+    /// A delivery state of messages we sent (or, for `from_me = false`, of
+    /// messages we received, reported by our other devices).
+    Receipt {
+        message_ids: Vec<String>,
+        receipt: Receipt,
+        /// The remote party.
+        chat: Jid,
+    },
+    /// Contacts learned or changed.
+    Contacts(Vec<Contact>),
+}
+
+/// The kind of media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+    Document,
+}
+
+impl MediaKind {
+    /// From a MIME type: `image/*`, `video/*`, `audio/*`, else a document.
+    pub fn from_mimetype(mime: &str) -> Self {
+        let top = mime
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match top.as_str() {
+            "image" => Self::Image,
+            "video" => Self::Video,
+            "audio" => Self::Audio,
+            _ => Self::Document,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::Document => "document",
+        }
+    }
+}
+
+/// Media to send.
+#[derive(Debug, Clone)]
+pub struct OutgoingMedia {
+    pub kind: MediaKind,
+    pub mimetype: String,
+    pub file_name: Option<String>,
+    pub caption: Option<String>,
+    pub data: Bytes,
+}
+
+/// A sink for one session's engine events.
+pub type EventSink = mpsc::Sender<EngineEvent>;
+
+/// A WhatsApp implementation: starts sessions and owns their stores.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// The engine's name (`whatsapp`, `sim`).
+    fn name(&self) -> &'static str;
+
+    /// Starts a session for an instance. Events (QR, connected, messages,
+    /// receipts, ...) go to `events` until the session is stopped.
+    async fn start(
+        &self,
+        instance_id: &str,
+        events: EventSink,
+    ) -> anyhow::Result<Arc<dyn EngineSession>>;
+
+    /// Deletes an instance's session store (after logout or deletion).
+    async fn remove_store(&self, instance_id: &str) -> anyhow::Result<()>;
+}
+
+/// One running session of one instance.
+#[async_trait]
+pub trait EngineSession: Send + Sync + 'static {
+    /// Disconnects, keeping the pairing.
+    async fn stop(&self);
+    /// Unlinks the device and deletes the session store.
+    async fn logout(&self) -> anyhow::Result<()>;
+    /// Sends a text with the given message id.
+    async fn send_text(&self, message_id: &str, to: &Jid, text: &str) -> anyhow::Result<()>;
+    /// Sends media with the given message id.
+    async fn send_media(
+        &self,
+        message_id: &str,
+        to: &Jid,
+        media: &OutgoingMedia,
+    ) -> anyhow::Result<()>;
+    /// The account's contacts and groups.
+    async fn contacts(&self) -> anyhow::Result<Vec<Contact>>;
+}

@@ -1,0 +1,541 @@
+//! The simulated WhatsApp network (`WA_ENGINE=sim`): in-process and
+//! deterministic. It stands in for WhatsApp's servers in tests, demos and
+//! load runs: QR codes shaped like WhatsApp's that rotate, a scan action,
+//! server acks and delivered/read receipts, messages between instances of the
+//! same server, contacts and a group per paired account. Pairings persist in
+//! `<data>/sim/<instanceId>.json`, so paired instances come back connected.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::Contact;
+
+use super::Jid;
+use super::engine::{
+    Engine, EngineEvent, EngineSession, EventSink, IncomingMedia, IncomingMessage, OutgoingMedia,
+    Receipt,
+};
+
+/// Settings of the simulated network.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where pairings are kept.
+    pub dir: PathBuf,
+    /// Pair every new instance right after its first QR.
+    pub auto_pair: bool,
+    /// Delay before the delivered receipt, and again before the read receipt.
+    pub receipt_delay: Duration,
+    /// How long a QR code lives before the next one.
+    pub qr_interval: Duration,
+}
+
+/// Why a sim control action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("instance {0} has no running session")]
+    NoSession(String),
+    #[error("instance {0} is not waiting for a QR scan")]
+    NotWaitingForQr(String),
+    #[error("instance {0} is not connected")]
+    NotConnected(String),
+    #[error("phone {0} is already paired with another instance")]
+    PhoneTaken(String),
+    #[error("failed to store the pairing: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Pairing {
+    phone: String,
+}
+
+struct Net {
+    config: SimConfig,
+    sessions: Mutex<HashMap<String, Arc<SimSession>>>,
+    /// Paired phone → instance id, for every live paired session.
+    phones: Mutex<HashMap<String, String>>,
+}
+
+/// The simulated network; cheap to clone.
+#[derive(Clone)]
+pub struct SimEngine {
+    net: Arc<Net>,
+}
+
+struct SimSession {
+    instance_id: String,
+    net: Weak<Net>,
+    events: EventSink,
+    phone: Mutex<Option<String>>,
+    /// Ends the QR rotation.
+    qr_stop: CancellationToken,
+    /// Ends everything of this session.
+    stop: CancellationToken,
+}
+
+fn digest(parts: &[&str]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().into()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The QR string of `instance_id`'s `seq`-th code: `ref,noiseKey,identityKey,advSecret`
+/// like WhatsApp's, derived deterministically.
+pub fn qr_code(instance_id: &str, seq: u32) -> String {
+    let seq = seq.to_string();
+    let reference = digest(&[instance_id, &seq, "ref"]);
+    let noise = digest(&[instance_id, "noise"]);
+    let identity = digest(&[instance_id, "identity"]);
+    let adv = digest(&[instance_id, "adv"]);
+    format!(
+        "2@{},{},{},{}",
+        b64(&reference[..24]),
+        b64(&noise),
+        b64(&identity),
+        b64(&adv)
+    )
+}
+
+/// The phone a scan without a number pairs: `7900` and 7 digits derived from the instance id.
+pub fn default_phone(instance_id: &str) -> String {
+    let d = digest(&[instance_id, "phone"]);
+    let n = u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 10_000_000;
+    format!("7900{n:07}")
+}
+
+const CONTACT_NAMES: [&str; 3] = ["Ivan Ivanov", "Maria Petrova", "Li Wei"];
+
+fn own_contacts(phone: &str) -> Vec<Contact> {
+    let d = digest(&[phone, "contacts"]);
+    let mut out: Vec<Contact> = CONTACT_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let n =
+                u32::from_be_bytes(d[i * 4..i * 4 + 4].try_into().expect("4 bytes")) % 10_000_000;
+            let number = format!("7911{n:07}");
+            Contact {
+                id: format!("{number}@s.whatsapp.net"),
+                name: name.to_string(),
+                number,
+                is_group: false,
+            }
+        })
+        .collect();
+    let group = format!("{}-1600000000", &phone[phone.len().saturating_sub(10)..]);
+    out.push(Contact {
+        id: format!("{group}@g.us"),
+        name: "Sim Team".into(),
+        number: group,
+        is_group: true,
+    });
+    out
+}
+
+impl SimEngine {
+    /// A network with no sessions.
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            net: Arc::new(Net {
+                config,
+                sessions: Mutex::new(HashMap::new()),
+                phones: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn session(&self, instance_id: &str) -> Result<Arc<SimSession>, SimError> {
+        self.net
+            .sessions
+            .lock()
+            .expect("sim lock")
+            .get(instance_id)
+            .cloned()
+            .ok_or_else(|| SimError::NoSession(instance_id.into()))
+    }
+
+    /// Pairs an instance as if a phone scanned its QR; returns the phone.
+    pub fn scan(&self, instance_id: &str, phone: Option<&str>) -> Result<String, SimError> {
+        let session = self.session(instance_id)?;
+        if session.phone.lock().expect("sim lock").is_some() || session.qr_stop.is_cancelled() {
+            return Err(SimError::NotWaitingForQr(instance_id.into()));
+        }
+        let phone = phone
+            .map(str::to_owned)
+            .unwrap_or_else(|| default_phone(instance_id));
+        session.pair(&self.net, phone.clone())?;
+        Ok(phone)
+    }
+
+    /// Delivers a message from `from` to the instance.
+    pub fn inbound(
+        &self,
+        instance_id: &str,
+        from: &Jid,
+        body: &str,
+        push_name: Option<String>,
+    ) -> Result<String, SimError> {
+        let session = self.session(instance_id)?;
+        if session.phone.lock().expect("sim lock").is_none() {
+            return Err(SimError::NotConnected(instance_id.into()));
+        }
+        let message_id = format!(
+            "SIM{}",
+            &hex::encode_upper(uuid::Uuid::new_v4().as_bytes())[..20]
+        );
+        let msg = IncomingMessage {
+            message_id: message_id.clone(),
+            from: from.clone(),
+            chat: from.clone(),
+            body: body.to_string(),
+            message_type: "conversation".into(),
+            timestamp: chrono::Utc::now().timestamp(),
+            push_name,
+            media: None,
+        };
+        let events = session.events.clone();
+        tokio::spawn(async move {
+            let _ = events.send(EngineEvent::Message(msg)).await;
+        });
+        Ok(message_id)
+    }
+
+    /// Drops the instance's connection as a network failure would.
+    pub fn drop_connection(&self, instance_id: &str) -> Result<(), SimError> {
+        let session = self.session(instance_id)?;
+        session.close(&self.net);
+        let events = session.events.clone();
+        tokio::spawn(async move {
+            let _ = events
+                .send(EngineEvent::Closed {
+                    reason: "connection_lost".into(),
+                    terminal: false,
+                })
+                .await;
+        });
+        Ok(())
+    }
+
+    fn store_path(&self, instance_id: &str) -> PathBuf {
+        self.net.config.dir.join(format!("{instance_id}.json"))
+    }
+}
+
+impl SimSession {
+    fn pair(&self, net: &Net, phone: String) -> Result<(), SimError> {
+        {
+            let mut phones = net.phones.lock().expect("sim lock");
+            if phones
+                .get(&phone)
+                .is_some_and(|owner| owner != &self.instance_id)
+            {
+                return Err(SimError::PhoneTaken(phone));
+            }
+            std::fs::create_dir_all(&net.config.dir)?;
+            let path = net.config.dir.join(format!("{}.json", self.instance_id));
+            std::fs::write(
+                &path,
+                serde_json::to_vec(&Pairing {
+                    phone: phone.clone(),
+                })
+                .expect("json"),
+            )?;
+            phones.insert(phone.clone(), self.instance_id.clone());
+        }
+        *self.phone.lock().expect("sim lock") = Some(phone.clone());
+        self.qr_stop.cancel();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let _ = events
+                .send(EngineEvent::Connected {
+                    phone: Some(phone.clone()),
+                })
+                .await;
+            let _ = events
+                .send(EngineEvent::Contacts(own_contacts(&phone)))
+                .await;
+        });
+        Ok(())
+    }
+
+    /// Ends the session's presence on the network.
+    fn close(&self, net: &Net) {
+        self.stop.cancel();
+        self.qr_stop.cancel();
+        if let Some(phone) = self.phone.lock().expect("sim lock").as_ref() {
+            let mut phones = net.phones.lock().expect("sim lock");
+            if phones.get(phone) == Some(&self.instance_id) {
+                phones.remove(phone);
+            }
+        }
+        let mut sessions = net.sessions.lock().expect("sim lock");
+        if sessions
+            .get(&self.instance_id)
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), self))
+        {
+            sessions.remove(&self.instance_id);
+        }
+    }
+
+    fn my_phone(&self) -> anyhow::Result<String> {
+        self.phone
+            .lock()
+            .expect("sim lock")
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("not paired"))
+    }
+
+    /// Ack, delivery to a local instance when `to` is one, then delivered and read receipts.
+    fn deliver(
+        &self,
+        message_id: &str,
+        to: &Jid,
+        body: &str,
+        message_type: &str,
+        media: Option<IncomingMedia>,
+    ) -> anyhow::Result<()> {
+        let my_phone = self.my_phone()?;
+        let net = self
+            .net
+            .upgrade()
+            .ok_or_else(|| anyhow::anyhow!("network gone"))?;
+        let delay = net.config.receipt_delay;
+        let recipient = if to.is_group() {
+            None
+        } else {
+            let owner = net.phones.lock().expect("sim lock").get(to.user()).cloned();
+            owner.and_then(|id| net.sessions.lock().expect("sim lock").get(&id).cloned())
+        };
+        let incoming = IncomingMessage {
+            message_id: message_id.to_string(),
+            from: Jid::from_phone(&my_phone),
+            chat: Jid::from_phone(&my_phone),
+            body: body.to_string(),
+            message_type: message_type.to_string(),
+            timestamp: chrono::Utc::now().timestamp(),
+            push_name: Some(format!("+{my_phone}")),
+            media,
+        };
+        let events = self.events.clone();
+        let stop = self.stop.clone();
+        let (id, chat) = (message_id.to_string(), to.clone());
+        tokio::spawn(async move {
+            let receipt = |r: Receipt| EngineEvent::Receipt {
+                message_ids: vec![id.clone()],
+                receipt: r,
+                chat: chat.clone(),
+            };
+            let _ = events.send(receipt(Receipt::Sent)).await;
+            if let Some(r) = &recipient {
+                let _ = r.events.send(EngineEvent::Message(incoming)).await;
+            }
+            for r in [Receipt::Delivered, Receipt::Read] {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                if events.send(receipt(r)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Engine for SimEngine {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    async fn start(
+        &self,
+        instance_id: &str,
+        events: EventSink,
+    ) -> anyhow::Result<Arc<dyn EngineSession>> {
+        let paired: Option<Pairing> = match tokio::fs::read(self.store_path(instance_id)).await {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let session = Arc::new(SimSession {
+            instance_id: instance_id.to_string(),
+            net: Arc::downgrade(&self.net),
+            events: events.clone(),
+            phone: Mutex::new(None),
+            qr_stop: CancellationToken::new(),
+            stop: CancellationToken::new(),
+        });
+        if let Some(old) = self
+            .net
+            .sessions
+            .lock()
+            .expect("sim lock")
+            .insert(instance_id.to_string(), session.clone())
+        {
+            old.stop.cancel();
+            old.qr_stop.cancel();
+        }
+        match paired {
+            Some(p) => session.pair(&self.net, p.phone)?,
+            None => {
+                let (s, engine, auto_pair, interval) = (
+                    session.clone(),
+                    self.clone(),
+                    self.net.config.auto_pair,
+                    self.net.config.qr_interval,
+                );
+                tokio::spawn(async move {
+                    let mut seq = 0u32;
+                    loop {
+                        seq += 1;
+                        if events
+                            .send(EngineEvent::Qr {
+                                code: qr_code(&s.instance_id, seq),
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        if auto_pair && seq == 1 {
+                            if let Err(e) = engine.scan(&s.instance_id, None) {
+                                tracing::warn!(instance = %s.instance_id, error = %e, "sim auto-pair failed");
+                            }
+                        }
+                        tokio::select! {
+                            _ = s.qr_stop.cancelled() => return,
+                            _ = tokio::time::sleep(interval) => {}
+                        }
+                    }
+                });
+            }
+        }
+        Ok(session)
+    }
+
+    async fn remove_store(&self, instance_id: &str) -> anyhow::Result<()> {
+        match tokio::fs::remove_file(self.store_path(instance_id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[async_trait]
+impl EngineSession for SimSession {
+    async fn stop(&self) {
+        if let Some(net) = self.net.upgrade() {
+            self.close(&net);
+        }
+    }
+
+    async fn logout(&self) -> anyhow::Result<()> {
+        if let Some(net) = self.net.upgrade() {
+            self.close(&net);
+            let _ = std::fs::remove_file(net.config.dir.join(format!("{}.json", self.instance_id)));
+        }
+        *self.phone.lock().expect("sim lock") = None;
+        Ok(())
+    }
+
+    async fn send_text(&self, message_id: &str, to: &Jid, text: &str) -> anyhow::Result<()> {
+        self.deliver(message_id, to, text, "conversation", None)
+    }
+
+    async fn send_media(
+        &self,
+        message_id: &str,
+        to: &Jid,
+        media: &OutgoingMedia,
+    ) -> anyhow::Result<()> {
+        let incoming = IncomingMedia {
+            kind: media.kind,
+            mimetype: media.mimetype.clone(),
+            file_name: media.file_name.clone(),
+            size: media.data.len() as u64,
+        };
+        let caption = media.caption.clone().unwrap_or_default();
+        self.deliver(
+            message_id,
+            to,
+            &caption,
+            media.kind.as_str(),
+            Some(incoming),
+        )
+    }
+
+    async fn contacts(&self) -> anyhow::Result<Vec<Contact>> {
+        let phone = self.my_phone()?;
+        let mut list = own_contacts(&phone);
+        if let Some(net) = self.net.upgrade() {
+            let mut peers: Vec<String> = net
+                .phones
+                .lock()
+                .expect("sim lock")
+                .keys()
+                .filter(|p| **p != phone)
+                .cloned()
+                .collect();
+            peers.sort();
+            list.extend(peers.into_iter().map(|p| Contact {
+                id: format!("{p}@s.whatsapp.net"),
+                name: format!("+{p}"),
+                number: p,
+                is_group: false,
+            }));
+        }
+        Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qr_codes_look_like_whatsapps_and_rotate() {
+        let a = qr_code("i1", 1);
+        let b = qr_code("i1", 2);
+        assert_ne!(a, b);
+        assert_eq!(a, qr_code("i1", 1));
+        let parts: Vec<&str> = a.split(',').collect();
+        assert_eq!(parts.len(), 4);
+        assert!(parts[0].starts_with("2@"));
+        for p in &parts[1..] {
+            assert_eq!(
+                base64::engine::general_purpose::STANDARD
+                    .decode(p)
+                    .unwrap()
+                    .len(),
+                32
+            );
+        }
+    }
+
+    #[test]
+    fn default_phones_are_valid_numbers() {
+        let p = default_phone("abc");
+        assert_eq!(p.len(), 11);
+        assert!(Jid::parse_recipient(&p).is_ok());
+    }
+}

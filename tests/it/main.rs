@@ -1,0 +1,5 @@
+//! Integration tests: one binary, a real gateway per test.
+
+mod helpers;
+
+mod auth;
