@@ -112,6 +112,7 @@ impl App {
             SupervisorConfig {
                 qr_max_codes: config.qr_max_codes,
                 reconnect_base: config.reconnect_base,
+                send_wait: config.send_wait,
                 ..SupervisorConfig::default()
             },
             shutdown.child_token(),

@@ -99,6 +99,8 @@ pub struct Config {
     pub whatsapp_url: Option<String>,
     /// `WA_RECONNECT_BASE_MS`: first reconnect delay after a drop (doubles per failure, max 60 s).
     pub reconnect_base: Duration,
+    /// `WA_SEND_WAIT_MS`: how long a send waits for a connecting instance before answering 409.
+    pub send_wait: Duration,
 }
 
 impl Config {
@@ -129,6 +131,7 @@ impl Config {
             sim_qr_interval: Duration::from_secs(20),
             whatsapp_url: None,
             reconnect_base: Duration::from_secs(1),
+            send_wait: Duration::from_secs(3),
         }
     }
 
@@ -244,6 +247,9 @@ impl Config {
             c.sim_qr_interval = Duration::from_millis(v.parse().context("WA_SIM_QR_INTERVAL_MS")?);
         }
         c.whatsapp_url = get("WA_WHATSAPP_URL");
+        if let Some(v) = get("WA_SEND_WAIT_MS") {
+            c.send_wait = Duration::from_millis(v.parse().context("WA_SEND_WAIT_MS")?);
+        }
         if let Some(v) = get("WA_RECONNECT_BASE_MS") {
             c.reconnect_base = Duration::from_millis(v.parse().context("WA_RECONNECT_BASE_MS")?);
         }

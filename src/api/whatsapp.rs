@@ -257,7 +257,7 @@ impl WhatsAppApi {
             return Err(ApiError::bad_request("url is required"));
         }
         // Refuse early (before downloading) when the session cannot send.
-        if !state.sessions.status(&i.id).ready() {
+        if !state.sessions.wait_ready(&i.id).await {
             return Err(SendError::NotConnected(i.id.clone()).into());
         }
         let cfg = &state.config;
@@ -296,7 +296,7 @@ impl WhatsAppApi {
         if form.file.size() == 0 {
             return Err(ApiError::bad_request("file is empty"));
         }
-        if !state.sessions.status(&i.id).ready() {
+        if !state.sessions.wait_ready(&i.id).await {
             return Err(SendError::NotConnected(i.id.clone()).into());
         }
         let content_type = form.file.content_type().map(str::to_owned);

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -78,6 +78,8 @@ pub struct SupervisorConfig {
     /// Drops within `crash_loop_window` that stop reconnecting.
     pub crash_loop_max: usize,
     pub crash_loop_window: Duration,
+    /// How long a send waits for a connecting instance before answering 409.
+    pub send_wait: Duration,
 }
 
 impl Default for SupervisorConfig {
@@ -88,6 +90,7 @@ impl Default for SupervisorConfig {
             reconnect_max: Duration::from_secs(60),
             crash_loop_max: 5,
             crash_loop_window: Duration::from_secs(60),
+            send_wait: Duration::from_secs(3),
         }
     }
 }
@@ -114,7 +117,7 @@ enum Command {
 struct Session {
     instance_id: String,
     user_id: String,
-    status: RwLock<SessionStatus>,
+    status: watch::Sender<SessionStatus>,
     engine: RwLock<Option<Arc<dyn EngineSession>>>,
     cmd: mpsc::Sender<Command>,
     /// Receipts that arrived for messages whose `message_sent` is not yet in
@@ -181,7 +184,7 @@ impl Sessions {
         let session = Arc::new(Session {
             instance_id: instance.id.clone(),
             user_id: instance.user_id.clone(),
-            status: RwLock::new(SessionStatus {
+            status: watch::Sender::new(SessionStatus {
                 state: ConnState::Connecting,
                 qr: None,
                 phone: None,
@@ -229,7 +232,7 @@ impl Sessions {
     /// The session state of an instance (`disconnected` when it has none).
     pub fn status(&self, instance_id: &str) -> SessionStatus {
         match self.get(instance_id) {
-            Some(s) => s.status.read().expect("status lock").clone(),
+            Some(s) => s.status.borrow().clone(),
             None => SessionStatus {
                 state: ConnState::Disconnected,
                 qr: None,
@@ -258,14 +261,26 @@ impl Sessions {
         rx.await.is_ok()
     }
 
-    fn connected(
+    /// The session and its engine, once connected. An instance that is
+    /// still connecting (or showing a QR) is waited for up to `send_wait`.
+    async fn connected(
         &self,
         instance_id: &str,
     ) -> Result<(Arc<Session>, Arc<dyn EngineSession>), SendError> {
         let s = self
             .get(instance_id)
             .ok_or_else(|| SendError::NoSession(instance_id.into()))?;
-        if s.status.read().expect("status lock").state != ConnState::Connected {
+        let mut rx = s.status.subscribe();
+        let connected = match tokio::time::timeout(
+            self.inner.config.send_wait,
+            rx.wait_for(|st| !matches!(st.state, ConnState::Connecting | ConnState::Qr)),
+        )
+        .await
+        {
+            Ok(Ok(st)) => st.state == ConnState::Connected,
+            _ => false,
+        };
+        if !connected {
             return Err(SendError::NotConnected(instance_id.into()));
         }
         let engine = s
@@ -277,6 +292,11 @@ impl Sessions {
         Ok((s, engine))
     }
 
+    /// Whether the instance is connected (waiting up to `send_wait` while it connects).
+    pub async fn wait_ready(&self, instance_id: &str) -> bool {
+        self.connected(instance_id).await.is_ok()
+    }
+
     /// Sends a text; appends `message_sent`; returns the message id.
     pub async fn send_text(
         &self,
@@ -285,7 +305,7 @@ impl Sessions {
         text: &str,
         meta: Metadata,
     ) -> Result<String, SendError> {
-        let (session, engine) = self.connected(instance_id)?;
+        let (session, engine) = self.connected(instance_id).await?;
         let message_id = new_message_id();
         session.begin_send(&message_id);
         if let Err(e) = engine.send_text(&message_id, to, text).await {
@@ -318,7 +338,7 @@ impl Sessions {
         media: OutgoingMedia,
         meta: Metadata,
     ) -> Result<String, SendError> {
-        let (session, engine) = self.connected(instance_id)?;
+        let (session, engine) = self.connected(instance_id).await?;
         let message_id = new_message_id();
         session.begin_send(&message_id);
         if let Err(e) = engine.send_media(&message_id, to, &media).await {
@@ -379,7 +399,7 @@ impl Sessions {
 
     /// The account's contacts and groups.
     pub async fn contacts(&self, instance_id: &str) -> Result<Vec<Contact>, SendError> {
-        let (_, engine) = self.connected(instance_id)?;
+        let (_, engine) = self.connected(instance_id).await?;
         engine.contacts().await.map_err(SendError::Engine)
     }
 
@@ -400,7 +420,7 @@ impl Session {
     }
 
     fn set_status(&self, f: impl FnOnce(&mut SessionStatus)) {
-        f(&mut self.status.write().expect("status lock"));
+        self.status.send_modify(f);
     }
 
     fn status_event(&self, message_id: &str, receipt: Receipt, chat: &Jid) -> Event {
@@ -488,7 +508,7 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
         tokio::select! {
             biased;
             _ = inner.shutdown.cancelled() => {
-                let was_connected = session.status.read().expect("status lock").state == ConnState::Connected;
+                let was_connected = session.status.borrow().state == ConnState::Connected;
                 session.stop_engine(&mut st.events).await;
                 session.set_status(|s| { s.state = ConnState::Disconnected; s.qr = None; });
                 if was_connected {

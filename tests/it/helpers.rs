@@ -107,11 +107,25 @@ impl TestApp {
         let mut config = Config::for_tests(dir.path());
         config.sim_qr_interval = Duration::from_millis(200);
         config.reconnect_base = Duration::from_millis(20);
+        config.send_wait = Duration::from_millis(300);
         adjust(&mut config);
         Self::start(config, Some(dir)).await
     }
 
+    /// A gateway whose admin is not logged in by the harness (e.g. when the
+    /// allow-list refuses loopback).
+    pub async fn spawn_anonymous_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_tests(dir.path());
+        adjust(&mut config);
+        Self::start_as(config, Some(dir), false).await
+    }
+
     async fn start(config: Config, dir: Option<TempDir>) -> Self {
+        Self::start_as(config, dir, true).await
+    }
+
+    async fn start_as(config: Config, dir: Option<TempDir>, log_in: bool) -> Self {
         let app = App::build(config.clone())
             .await
             .expect("the gateway builds");
@@ -138,8 +152,10 @@ impl TestApp {
             token,
             handle: Some(handle),
         };
-        let email = t.config.admin_email.clone();
-        t.admin = t.login(&email, ADMIN_PASSWORD).await;
+        if log_in {
+            let email = t.config.admin_email.clone();
+            t.admin = t.login(&email, ADMIN_PASSWORD).await;
+        }
         t
     }
 
@@ -277,6 +293,20 @@ impl TestApp {
             .read_from(0, i64::MAX)
             .await
             .expect("read the log")
+    }
+
+    /// Events caused by commands (what bad input must not add): everything
+    /// but engine happenings, API-call records and webhook attempts.
+    pub async fn command_events(&self) -> Vec<RecordedEvent> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|e| {
+                e.metadata.actor.as_deref() != Some("engine")
+                    && e.event_type != "api_called"
+                    && !e.event_type.starts_with("webhook_")
+            })
+            .collect()
     }
 
     /// An instance's events of one type, in order.

@@ -3,3 +3,5 @@
 mod helpers;
 
 mod auth;
+mod instances;
+mod store;
