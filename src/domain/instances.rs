@@ -80,10 +80,10 @@ impl WebhookSettings {
                 RETRY_INTERVAL_RANGE.end()
             ));
         }
-        if let Some(s) = &self.secret {
-            if s.expose().len() > 256 {
-                return Err("webhook secret must be at most 256 characters".into());
-            }
+        if let Some(s) = &self.secret
+            && s.expose().len() > 256
+        {
+            return Err("webhook secret must be at most 256 characters".into());
         }
         Ok(())
     }

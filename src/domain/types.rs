@@ -110,10 +110,10 @@ impl OutboundUrl {
             {
                 return Err(UrlRefused::Private(what));
             }
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                if is_forbidden_ip(ip) {
-                    return Err(UrlRefused::Private(what));
-                }
+            if let Ok(ip) = host.parse::<IpAddr>()
+                && is_forbidden_ip(ip)
+            {
+                return Err(UrlRefused::Private(what));
             }
         }
         Ok(Self(url))

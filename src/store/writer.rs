@@ -138,11 +138,11 @@ async fn commit_batch(
             }));
             continue;
         }
-        if !append.effects.is_empty() {
-            if let Err(e) = run_effects(&mut tx, std::mem::take(&mut append.effects)).await {
-                outcomes.push(Err(e));
-                continue;
-            }
+        if !append.effects.is_empty()
+            && let Err(e) = run_effects(&mut tx, std::mem::take(&mut append.effects)).await
+        {
+            outcomes.push(Err(e));
+            continue;
         }
         let metadata = serde_json::to_string(&append.metadata).unwrap_or_else(|_| "{}".into());
         let first_position = next_position;
@@ -231,7 +231,7 @@ async fn run_effects(
         .execute(&mut **tx)
         .await?;
     for effect in effects {
-        if let Err(e) = effect(&mut **tx).await {
+        if let Err(e) = effect(tx).await {
             sqlx::query("ROLLBACK TO append_effects")
                 .execute(&mut **tx)
                 .await?;

@@ -416,10 +416,11 @@ impl Engine for SimEngine {
                         {
                             return;
                         }
-                        if auto_pair && seq == 1 {
-                            if let Err(e) = engine.scan(&s.instance_id, None) {
-                                tracing::warn!(instance = %s.instance_id, error = %e, "sim auto-pair failed");
-                            }
+                        if auto_pair
+                            && seq == 1
+                            && let Err(e) = engine.scan(&s.instance_id, None)
+                        {
+                            tracing::warn!(instance = %s.instance_id, error = %e, "sim auto-pair failed");
                         }
                         tokio::select! {
                             _ = s.qr_stop.cancelled() => return,

@@ -532,11 +532,10 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
                 }
                 Some(Command::Logout(reply)) => {
                     let engine = session.engine.read().expect("engine lock").clone();
-                    if let Some(e) = engine {
-                        if let Err(err) = e.logout().await {
+                    if let Some(e) = engine
+                        && let Err(err) = e.logout().await {
                             tracing::warn!(instance = %session.instance_id, error = %err, "engine logout failed");
                         }
-                    }
                     session.stop_engine(&mut st.events).await;
                     if let Err(err) = inner.engine.remove_store(&session.instance_id).await {
                         tracing::warn!(instance = %session.instance_id, error = %err, "failed to delete the session store");

@@ -3,5 +3,7 @@
 mod helpers;
 
 mod auth;
+mod files;
 mod instances;
+mod sessions;
 mod store;
