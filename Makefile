@@ -6,8 +6,7 @@ CARGO ?= cargo
 ## Run the gateway with the embedded defaults (listen 127.0.0.1:3000, data dir ./data).
 ## The real WhatsApp engine is not in this build yet, so the simulated network is used
 ## unless WA_ENGINE is set (see README, Decisions).
-WA_ENGINE ?= sim
-export WA_ENGINE
+run: export WA_ENGINE ?= sim
 run:
 	$(CARGO) run --release --bin wa-gateway -- serve
 
