@@ -84,8 +84,18 @@ async fn commit_batch(
     head: i64,
 ) -> Result<i64, StoreError> {
     let now = Utc::now().timestamp_millis();
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
+    // BEGIN IMMEDIATE takes the write lock first, so the head read below is
+    // the real one even when another process (the CLI) appended meanwhile.
+    let begun = async {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let db_head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok::<_, sqlx::Error>((tx, db_head))
+    }
+    .await;
+    let (mut tx, db_head) = match begun {
+        Ok(v) => v,
         Err(e) => {
             let msg = e.to_string();
             for job in jobs.drain(..) {
@@ -96,12 +106,16 @@ async fn commit_batch(
             return Err(StoreError::Db(e));
         }
     };
+    if db_head != head {
+        // Someone else wrote to the log: cached stream versions may be stale.
+        versions.clear();
+    }
     let mut rows: Vec<Row> = Vec::new();
     // Per job: Ok(appended) once written, or the error to reply with.
     let mut outcomes: Vec<Result<Appended, StoreError>> = Vec::with_capacity(jobs.len());
     // Versions touched by this batch, applied to the cache after commit.
     let mut touched: HashMap<String, i64> = HashMap::new();
-    let mut next_position = head + 1;
+    let mut next_position = db_head + 1;
 
     for job in jobs.iter_mut() {
         let append = &mut job.append;

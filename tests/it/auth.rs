@@ -304,3 +304,64 @@ async fn clients_outside_the_allowed_ranges_get_403_and_inside_are_served() {
         .await
         .expect_error(403);
 }
+
+#[tokio::test]
+async fn the_command_line_creates_a_user_who_can_log_in() {
+    let app = TestApp::spawn().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-gateway"))
+        .args([
+            "user",
+            "create",
+            "--email",
+            "cli@example.com",
+            "--password",
+            "cli-password",
+            "--admin",
+        ])
+        .env("WA_DATA_DIR", &app.config.data_dir)
+        .env("WA_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("created user cli@example.com"));
+    let cli = app.login("cli@example.com", "cli-password").await;
+    assert!(
+        stdout.contains(&cli.api_key),
+        "the key is printed once for the operator"
+    );
+    // An admin: may list users.
+    app.get("/api/users", As::Key(&cli.api_key))
+        .await
+        .expect(200);
+    let registered: Vec<_> = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "user_registered" && e.data["email"] == "cli@example.com")
+        .collect();
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0].metadata.actor.as_deref(), Some("cli"));
+    // A second create with the same e-mail fails clearly.
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-gateway"))
+        .args([
+            "user",
+            "create",
+            "--email",
+            "cli@example.com",
+            "--password",
+            "cli-password",
+        ])
+        .env("WA_DATA_DIR", &app.config.data_dir)
+        .env("WA_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}

@@ -16,16 +16,31 @@ const REQUESTS: usize = 20_000;
 /// Resident set size of this process, in bytes.
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
-async fn hammer(client: reqwest::Client, url: String, key: String, body: Option<serde_json::Value>) -> anyhow::Result<f64> {
+async fn hammer(
+    client: reqwest::Client,
+    url: String,
+    key: String,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<f64> {
     let done = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
-        let (client, url, key, body, done) = (client.clone(), url.clone(), key.clone(), body.clone(), done.clone());
+        let (client, url, key, body, done) = (
+            client.clone(),
+            url.clone(),
+            key.clone(),
+            body.clone(),
+            done.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while done.fetch_add(1, Ordering::Relaxed) < REQUESTS {
                 let req = match &body {
@@ -55,7 +70,9 @@ pub async fn run() -> anyhow::Result<()> {
     let state = app.state().clone();
     let token = app.shutdown_token();
     let server = tokio::spawn(app.run());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()?;
     let login: serde_json::Value = client
         .post(format!("{base}/api/auth/login"))
         .json(&json!({"email": "admin@test.local", "password": "admin-password"}))
@@ -63,7 +80,10 @@ pub async fn run() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let key = login["user"]["apiKey"].as_str().unwrap_or_default().to_string();
+    let key = login["user"]["apiKey"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
 
     // Warm the allocator and the database before the baseline.
     let warm = hammer(client.clone(), format!("{base}/healthz"), key.clone(), None).await?;
@@ -88,8 +108,15 @@ pub async fn run() -> anyhow::Result<()> {
     let rss_after = rss_bytes();
     let per = (rss_after.saturating_sub(rss_before)) as f64 / INSTANCES as f64;
     println!("{INSTANCES} connected sim instances");
-    println!("  resident memory:       {:>10.1} MiB total, {:>6.1} MiB for the instances", rss_after as f64 / 1048576.0, (rss_after - rss_before.min(rss_after)) as f64 / 1048576.0);
-    println!("  per connected instance:{:>10.1} KB   (target <= 150 KB)", per / 1024.0);
+    println!(
+        "  resident memory:       {:>10.1} MiB total, {:>6.1} MiB for the instances",
+        rss_after as f64 / 1048576.0,
+        (rss_after - rss_before.min(rss_after)) as f64 / 1048576.0
+    );
+    println!(
+        "  per connected instance:{:>10.1} KB   (target <= 150 KB)",
+        per / 1024.0
+    );
 
     let health = hammer(client.clone(), format!("{base}/healthz"), key.clone(), None).await?;
     let send = hammer(
@@ -99,10 +126,15 @@ pub async fn run() -> anyhow::Result<()> {
         Some(json!({"phone": "79001234567", "message": "benchmark message"})),
     )
     .await?;
-    println!("{CLIENTS} concurrent clients, {REQUESTS} requests each route (warm-up {warm:.0} req/s)");
+    println!(
+        "{CLIENTS} concurrent clients, {REQUESTS} requests each route (warm-up {warm:.0} req/s)"
+    );
     println!("  GET /healthz:          {health:>10.0} req/s");
     println!("  POST .../send:         {send:>10.0} req/s");
-    println!("  ratio send/health:     {:>10.0} %   (target >= 40 %)", 100.0 * send / health);
+    println!(
+        "  ratio send/health:     {:>10.0} %   (target >= 40 %)",
+        100.0 * send / health
+    );
     token.cancel();
     server.await??;
     Ok(())
