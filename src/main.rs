@@ -107,6 +107,17 @@ fn init_tracing(filter: &str) {
         .try_init();
 }
 
+/// Tracing for tools whose stdout is data (`events replay`): logs go to stderr.
+fn init_tracing_stderr(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     wa_gateway::net::install_crypto_provider();
@@ -175,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let config = Config::from_env()?;
-            init_tracing(&config.log_filter);
+            init_tracing_stderr(&config.log_filter);
             let filter = wa_gateway::replay::ReplayFilter {
                 from_position,
                 to_position,

@@ -16,7 +16,7 @@
 //!   NATS being down never blocks appends; the relay retries with backoff
 //!   and catches up when NATS returns.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sqlx::SqlitePool;
@@ -30,6 +30,8 @@ use crate::store::EventStore;
 pub const CHECKPOINT_KEY: &str = "nats_relay_position";
 /// Publishes whose acks are awaited together, by default.
 pub const DEFAULT_WINDOW: usize = 1000;
+/// Most time between two checkpoint writes while the relay is catching up.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// The largest window allowed (below the context's 5,000 pending acks).
 pub const MAX_WINDOW: usize = 4000;
 
@@ -141,6 +143,7 @@ impl Relay {
         let mut last_sequence = Some(resync.last_sequence).filter(|s| *s > 0);
         let mut last_id: Option<String> = None;
         let mut sub = self.store.subscribe(position);
+        let mut saved_at = Instant::now();
         loop {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -178,7 +181,12 @@ impl Relay {
                     }
                 }
                 position = window.last().map_or(position, |e| e.position);
-                save_checkpoint(self.store.pool(), position).await?;
+                // The checkpoint is a hint (the stream is the truth): save it
+                // when caught up, else at most every CHECKPOINT_EVERY.
+                if position >= self.store.head() || saved_at.elapsed() >= CHECKPOINT_EVERY {
+                    save_checkpoint(self.store.pool(), position).await?;
+                    saved_at = Instant::now();
+                }
                 self.nats.set_published(position);
                 *failures = 0;
             }

@@ -125,10 +125,14 @@ impl NatsBackbone {
                                     tracing::info!(url = %url, "NATS connected");
                                 }
                             }
-                            async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                            async_nats::Event::Disconnected => {
                                 if flag.swap(false, Ordering::SeqCst) {
                                     tracing::warn!(url = %url, "NATS disconnected; reconnecting");
                                 }
+                            }
+                            async_nats::Event::Closed => {
+                                flag.store(false, Ordering::SeqCst);
+                                tracing::debug!(url = %url, "NATS connection closed");
                             }
                             other => tracing::debug!(event = %other, "NATS event"),
                         }
@@ -528,8 +532,10 @@ async fn consume(
         let Some(chunk) = chunk else {
             bail!("the message stream of {name} ended");
         };
-        let mut batch = Vec::new();
-        let mut in_batch = Vec::new();
+        // Redeliveries at or below the checkpoint go to the consumer on their
+        // own (it skips them: a no-op by contract); then the contiguous new ones.
+        let mut redelivered = (Vec::new(), Vec::new());
+        let mut batch = (Vec::new(), Vec::new());
         let mut done = Vec::new();
         let mut later = Vec::new();
         let mut expected = checkpoint + 1;
@@ -543,11 +549,14 @@ async fn consume(
                 }
             };
             match decode_envelope(&msg.payload) {
-                Ok(event) if event.position <= checkpoint => done.push(msg),
+                Ok(event) if event.position <= checkpoint => {
+                    redelivered.0.push(event);
+                    redelivered.1.push(msg);
+                }
                 Ok(event) if event.position == expected => {
                     expected += 1;
-                    batch.push(event);
-                    in_batch.push(msg);
+                    batch.0.push(event);
+                    batch.1.push(msg);
                 }
                 Ok(_) => later.push(msg),
                 Err(e) => {
@@ -556,17 +565,26 @@ async fn consume(
                 }
             }
         }
-        if !batch.is_empty() {
-            match consumer.apply(&batch).await {
+        redelivered.0.sort_by_key(|e: &RecordedEvent| e.position);
+        for (events, mut msgs, is_new) in [
+            (redelivered.0, redelivered.1, false),
+            (batch.0, batch.1, true),
+        ] {
+            if events.is_empty() {
+                continue;
+            }
+            match consumer.apply(&events).await {
                 Ok(()) => {
-                    checkpoint = expected - 1;
+                    if is_new {
+                        checkpoint = expected - 1;
+                    }
                     *failures = 0;
-                    done.append(&mut in_batch);
+                    done.append(&mut msgs);
                 }
                 Err(e) => {
                     *failures += 1;
                     tracing::warn!(consumer = name, error = %format!("{e:#}"), "apply failed; the batch will be redelivered");
-                    later.append(&mut in_batch);
+                    later.append(&mut msgs);
                 }
             }
         }

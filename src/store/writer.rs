@@ -84,7 +84,10 @@ async fn commit_batch(
     head: i64,
 ) -> Result<i64, StoreError> {
     let now = Utc::now().timestamp_millis();
-    let mut tx = match pool.begin().await {
+    // IMMEDIATE: take the write lock up front, so another writer of events.db
+    // (the relay's checkpoint, a CLI) makes us wait (busy timeout) instead of
+    // failing the batch with SQLITE_BUSY_SNAPSHOT when a read upgrades to a write.
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
             let msg = e.to_string();
