@@ -406,7 +406,7 @@ async fn nats_killed_during_a_burst_of_api_appends_the_api_keeps_accepting_and_t
     app.nats.as_mut().unwrap().kill().await;
     resume.notify_one();
     wait_for_readyz(&app, 503).await;
-    assert_eq!(readyz(&app).await.1, false);
+    assert!(!readyz(&app).await.1, "backbone_ready while NATS is down");
     // The rest of the burst goes to the log while NATS is down.
     tokio::time::timeout(Duration::from_secs(60), burst)
         .await
