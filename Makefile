@@ -14,6 +14,17 @@ run:
 run-sim:
 	WA_ENGINE=sim WA_SIM_AUTO_PAIR=true $(CARGO) run --release --bin wa-gateway -- serve
 
+## Run on the NATS JetStream backbone: a local `nats-server -js` (nats/nats-server.conf,
+## JetStream store in ./data/nats, port NATS_PORT) and the gateway against it; Ctrl-C stops both.
+NATS_SERVER ?= $(shell command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
+NATS_PORT ?= 4222
+run-nats:
+	@test -x "$(NATS_SERVER)" || { echo "nats-server not found: apt-get install nats-server (or set NATS_SERVER=/path/to/nats-server)"; exit 1; }
+	@mkdir -p data/nats
+	@"$(NATS_SERVER)" -c nats/nats-server.conf -p $(NATS_PORT) & nats_pid=$$!; \
+	trap 'kill $$nats_pid 2>/dev/null' EXIT INT TERM; \
+	WA_NATS_URL=nats://127.0.0.1:$(NATS_PORT) $(CARGO) run --release --bin wa-gateway -- serve
+
 ## The whole test suite (unit and integration; integration tests start their own nats-server).
 test:
 	$(CARGO) test --all-targets --no-fail-fast

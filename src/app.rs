@@ -10,6 +10,7 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Tokens, load_or_create_jwt_secret};
+use crate::backbone::nats::{NatsBackbone, NatsSettings};
 use crate::backbone::{Backbone, Consumer};
 use crate::config::{Config, EngineKind};
 use crate::domain::{instances, users};
@@ -39,7 +40,7 @@ pub struct AppState {
 impl AppState {
     /// The backbone's name and whether it is reachable.
     pub fn backbone_status(&self) -> (&'static str, bool) {
-        (self.backbone.name(), true)
+        (self.backbone.name(), self.backbone.is_reachable())
     }
 }
 
@@ -79,6 +80,7 @@ impl App {
     /// Opens the data dir and stores, creates the first admin, starts every
     /// instance's session and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::net::install_crypto_provider();
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
                 "Failed to create the data dir {}",
@@ -122,7 +124,12 @@ impl App {
             .await
             .context("Failed to open the read-model database")?;
         crate::backbone::ensure_checkpoint_table(&views).await?;
-        let backbone = Backbone::Embedded(store.clone());
+        let backbone = match NatsSettings::from_config(&config) {
+            None => Backbone::Embedded(store.clone()),
+            Some(settings) => {
+                Backbone::Nats(NatsBackbone::connect(&settings).await?, store.clone())
+            }
+        };
         let media_client = crate::net::outbound_client(
             config.media_allow_private,
             config.media_timeout,
@@ -186,6 +193,12 @@ impl App {
             .into_iter()
             .map(|c| state.backbone.spawn_consumer(c, shutdown.child_token()))
             .collect();
+        let relay_task = match &state.backbone {
+            Backbone::Nats(nats, store) => Some(tokio::spawn(
+                crate::relay::Relay::new(store.clone(), nats.clone()).run(shutdown.child_token()),
+            )),
+            Backbone::Embedded(_) => None,
+        };
         let routes = crate::api::routes(state.clone());
         let stop = shutdown.clone();
         let server = poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
@@ -197,6 +210,9 @@ impl App {
         shutdown.cancel();
         state.sessions.shutdown().await;
         for task in consumer_tasks {
+            let _ = task.await;
+        }
+        if let Some(task) = relay_task {
             let _ = task.await;
         }
         tracing::info!("gateway stopped");

@@ -65,6 +65,8 @@ pub struct Config {
     pub nats_stream: String,
     /// `WA_NATS_SUBJECT_PREFIX`: first token of every subject.
     pub nats_subject_prefix: String,
+    /// `WA_NATS_STARTUP_TIMEOUT`: how long start-up waits for NATS (with backoff) before giving up.
+    pub nats_startup_timeout: Duration,
     /// `WA_ENGINE`: `whatsapp` or `sim`.
     pub engine: EngineKind,
     /// `WA_ADMIN_EMAIL`: e-mail of the first admin, created on first start.
@@ -114,6 +116,7 @@ impl Config {
             nats_url: None,
             nats_stream: "WA_EVENTS".into(),
             nats_subject_prefix: "wa".into(),
+            nats_startup_timeout: Duration::from_secs(60),
             engine: EngineKind::WhatsApp,
             admin_email: "admin@localhost".into(),
             admin_password: None,
@@ -196,7 +199,15 @@ impl Config {
             c.nats_stream = v;
         }
         if let Some(v) = get("WA_NATS_SUBJECT_PREFIX") {
+            if v.contains(['*', '>', ' ', '\t']) || v.starts_with('.') || v.ends_with('.') {
+                bail!(
+                    "WA_NATS_SUBJECT_PREFIX must be plain subject tokens (no wildcards or spaces), got {v:?}"
+                );
+            }
             c.nats_subject_prefix = v;
+        }
+        if let Some(v) = get("WA_NATS_STARTUP_TIMEOUT") {
+            c.nats_startup_timeout = parse_duration(&v).context("WA_NATS_STARTUP_TIMEOUT")?;
         }
         if let Some(v) = get("WA_ENGINE") {
             c.engine = match v.as_str() {

@@ -19,6 +19,10 @@
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
 //! - [`whatsapp`]: the engine interface, per-instance supervisors, the simulated network.
+//! - [`backbone`]: the consumer interface; embedded (tail the log) or NATS
+//!   JetStream (durable pull consumers; subjects, headers and envelope in `nats/`).
+//! - [`relay`]: the outbox relay, log → JetStream, each event once and in order.
+//! - [`replay`]: NDJSON export of the log (or the stream) for analytics.
 //! - [`app`]: builds all of it and runs it under one shutdown token.
 
 pub mod api;
@@ -30,6 +34,8 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod net;
+pub mod relay;
+pub mod replay;
 pub mod store;
 pub mod whatsapp;
 

@@ -39,6 +39,46 @@ enum Command {
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Read the event log.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Write the log as NDJSON (one event envelope per line), filtered; from
+    /// the data dir's SQLite log, or with `--from-nats` from the JetStream stream.
+    Replay {
+        /// First global position (inclusive).
+        #[arg(long)]
+        from_position: Option<i64>,
+        /// Last global position (inclusive).
+        #[arg(long)]
+        to_position: Option<i64>,
+        /// Recorded at or after (RFC 3339 or unix milliseconds).
+        #[arg(long, value_parser = wa_gateway::replay::parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Recorded before (RFC 3339 or unix milliseconds).
+        #[arg(long, value_parser = wa_gateway::replay::parse_time)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this instance's events.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only these event types (repeat or comma-separate).
+        #[arg(long = "type", value_delimiter = ',')]
+        event_types: Vec<String>,
+        /// Read the JetStream stream (`WA_NATS_URL`) instead of the SQLite log.
+        #[arg(long)]
+        from_nats: bool,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,8 +107,20 @@ fn init_tracing(filter: &str) {
         .try_init();
 }
 
+/// Tracing for tools whose stdout is data (`events replay`): logs go to stderr.
+fn init_tracing_stderr(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    wa_gateway::net::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi { out } => {
@@ -119,6 +171,33 @@ async fn main() -> anyhow::Result<()> {
             println!("API key: {}", user.api_key);
             Ok(())
         }
+        Command::Events {
+            command:
+                EventsCommand::Replay {
+                    from_position,
+                    to_position,
+                    since,
+                    until,
+                    user,
+                    instance,
+                    event_types,
+                    from_nats,
+                    out,
+                },
+        } => {
+            let config = Config::from_env()?;
+            init_tracing_stderr(&config.log_filter);
+            let filter = wa_gateway::replay::ReplayFilter {
+                from_position,
+                to_position,
+                since,
+                until,
+                user_id: user,
+                instance_id: instance,
+                event_types,
+            };
+            replay(&config, &filter, from_nats, out).await
+        }
         Command::Serve => {
             let config = Config::from_env()?;
             init_tracing(&config.log_filter);
@@ -133,6 +212,41 @@ async fn main() -> anyhow::Result<()> {
             app.run().await
         }
     }
+}
+
+/// `events replay`: NDJSON to stdout or a file; the count goes to stderr.
+async fn replay(
+    config: &Config,
+    filter: &wa_gateway::replay::ReplayFilter,
+    from_nats: bool,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut sink: Box<dyn Write> = match &out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("Failed to create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let written = if from_nats {
+        let settings = wa_gateway::backbone::nats::NatsSettings::from_config(config)
+            .context("--from-nats needs WA_NATS_URL")?;
+        let nats = wa_gateway::backbone::nats::NatsBackbone::connect(&settings).await?;
+        wa_gateway::replay::from_nats(&nats, filter, &mut sink).await?
+    } else {
+        let path = config.data_dir.join("events.db");
+        anyhow::ensure!(
+            path.exists(),
+            "no event log at {} (set WA_DATA_DIR)",
+            path.display()
+        );
+        let pool = wa_gateway::store::open_sqlite(&path, 2).await?;
+        wa_gateway::replay::from_log(&pool, filter, &mut sink).await?
+    };
+    sink.flush()?;
+    eprintln!("replayed {written} events");
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -63,3 +63,10 @@ pub fn outbound_client(
     }
     builder.build().expect("the HTTP client builds")
 }
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs) once. Both
+/// aws-lc-rs (reqwest) and ring (async-nats) are compiled in, so rustls
+/// cannot pick one itself and would panic at the first TLS connection.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

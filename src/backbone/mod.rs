@@ -8,6 +8,7 @@
 //!   consumers of the stream the outbox relay fills.
 
 pub mod embedded;
+pub mod nats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub trait Consumer: Send + Sync + 'static {
 pub enum Backbone {
     /// Tail the SQLite log.
     Embedded(EventStore),
+    /// Durable pull consumers of the JetStream stream the relay fills (the
+    /// store fills what the stream no longer holds).
+    Nats(nats::NatsBackbone, EventStore),
 }
 
 impl Backbone {
@@ -46,6 +50,15 @@ impl Backbone {
     pub fn name(&self) -> &'static str {
         match self {
             Backbone::Embedded(_) => "embedded",
+            Backbone::Nats(..) => "nats",
+        }
+    }
+
+    /// Whether consumers can reach their events (NATS connected; always for the embedded one).
+    pub fn is_reachable(&self) -> bool {
+        match self {
+            Backbone::Embedded(_) => true,
+            Backbone::Nats(nats, _) => nats.is_reachable(),
         }
     }
 
@@ -59,6 +72,12 @@ impl Backbone {
             Backbone::Embedded(store) => {
                 tokio::spawn(embedded::run(store.clone(), consumer, shutdown))
             }
+            Backbone::Nats(nats, store) => tokio::spawn(nats::run_consumer(
+                nats.clone(),
+                store.clone(),
+                consumer,
+                shutdown,
+            )),
         }
     }
 }

@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wa_gateway::backbone::Backbone;
 use wa_gateway::store::RecordedEvent;
 use wa_gateway::{App, AppState, Config};
+
+use crate::nats_server::NatsServer;
 
 /// The password of the admin every test gateway starts with.
 pub const ADMIN_PASSWORD: &str = "admin-password";
@@ -27,6 +30,8 @@ pub struct TestApp {
     dir: Option<TempDir>,
     token: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The test's own nats-server, when the gateway runs on the NATS backbone.
+    pub nats: Option<NatsServer>,
 }
 
 /// A user's credentials.
@@ -121,6 +126,46 @@ impl TestApp {
         Self::start_as(config, Some(dir), false).await
     }
 
+    /// A gateway on the NATS JetStream backbone, with its own nats-server
+    /// (kept alive in `self.nats`, killed when the app is dropped).
+    pub async fn spawn_on_nats() -> Self {
+        Self::spawn_on_nats_with(|_| {}).await
+    }
+
+    /// [`TestApp::spawn_on_nats`] with adjusted settings.
+    pub async fn spawn_on_nats_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let nats = NatsServer::start().await;
+        let url = nats.url();
+        let mut app = Self::spawn_with(|c| {
+            c.nats_url = Some(url);
+            c.nats_startup_timeout = Duration::from_secs(10);
+            adjust(c);
+        })
+        .await;
+        app.nats = Some(nats);
+        app
+    }
+
+    /// The NATS backbone (panics on the embedded one).
+    pub fn nats_backbone(&self) -> wa_gateway::backbone::nats::NatsBackbone {
+        match &self.state.backbone {
+            Backbone::Nats(n, _) => n.clone(),
+            Backbone::Embedded(_) => panic!("this TestApp runs on the embedded backbone"),
+        }
+    }
+
+    /// Waits until the relay has JetStream's ack for every event in the log
+    /// now; returns that position.
+    pub async fn wait_relayed(&self, within: Duration) -> i64 {
+        let head = self.state.store.head();
+        let mut published = self.nats_backbone().published();
+        tokio::time::timeout(within, published.wait_for(|p| *p >= head))
+            .await
+            .unwrap_or_else(|_| panic!("the relay did not reach position {head} within {within:?}"))
+            .expect("relay progress");
+        head
+    }
+
     async fn start(config: Config, dir: Option<TempDir>) -> Self {
         Self::start_as(config, dir, true).await
     }
@@ -151,6 +196,7 @@ impl TestApp {
             dir,
             token,
             handle: Some(handle),
+            nats: None,
         };
         if log_in {
             let email = t.config.admin_email.clone();
@@ -162,9 +208,12 @@ impl TestApp {
     /// Stops the gateway and starts it again on the same data dir.
     pub async fn restart(mut self) -> Self {
         let dir = self.dir.take();
+        let nats = self.nats.take();
         let config = self.config.clone();
         self.stop().await;
-        Self::start(config, dir).await
+        let mut app = Self::start(config, dir).await;
+        app.nats = nats;
+        app
     }
 
     /// Stops the gateway and waits for it.

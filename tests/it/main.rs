@@ -1,9 +1,12 @@
 //! Integration tests: one binary, a real gateway per test.
 
 mod helpers;
+mod nats_server;
 
 mod auth;
 mod files;
 mod instances;
 mod sessions;
 mod store;
+mod backbone;
+mod nats;

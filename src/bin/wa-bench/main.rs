@@ -2,6 +2,7 @@
 //! (these machines are shared and noisy). `wa-bench [name ...]` runs a subset.
 
 mod sessions;
+mod relay;
 mod store;
 
 use std::future::Future;
@@ -12,6 +13,7 @@ type Bench = fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
 const BENCHES: &[(&str, Bench)] = &[
     ("store", || Box::pin(store::run())),
     ("sessions", || Box::pin(sessions::run())),
+    ("relay", || Box::pin(relay::run())),
 ];
 
 #[tokio::main]
