@@ -18,6 +18,7 @@
 //! - [`domain`]: users and instances: commands that append events with their state changes.
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
+//! - [`projections`]: read models (activity log, message history, usage statistics), rebuildable.
 //! - [`whatsapp`]: the engine interface, per-instance supervisors, the simulated network.
 //! - [`app`]: builds all of it and runs it under one shutdown token.
 
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod net;
+pub mod projections;
 pub mod store;
 pub mod whatsapp;
 
