@@ -7,6 +7,7 @@
 //! someone else's (or an unknown) instance id are therefore never charged to
 //! that instance.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use poem::PathPattern;
@@ -32,27 +33,59 @@ pub struct ServedCall {
     pub request_id: String,
 }
 
-/// The route template in OpenAPI form: `/api/whatsapp/{instanceId}/send`.
-pub fn route_template(pattern: &str) -> String {
-    let trimmed = pattern.trim_start_matches('/');
-    let segments: Vec<String> = trimmed
-        .split('/')
-        .map(|s| match s.strip_prefix(':') {
-            Some(name) => format!("{{{name}}}"),
-            None => s.to_string(),
-        })
-        .collect();
-    format!("/{}", segments.join("/"))
+/// The route templates of the OpenAPI document (`/api/whatsapp/{instanceId}/send`, ...).
+fn templates() -> &'static [String] {
+    static TEMPLATES: OnceLock<Vec<String>> = OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap_or_default();
+        spec["paths"]
+            .as_object()
+            .map(|paths| paths.keys().cloned().collect())
+            .unwrap_or_default()
+    })
 }
 
-/// The value of the `instanceId` segment of `path` under `pattern`.
-pub fn instance_in_path(pattern: &str, path: &str) -> Option<String> {
-    let wanted = format!(":{INSTANCE_PARAM}");
-    let index = pattern
-        .trim_start_matches('/')
-        .split('/')
-        .position(|s| s == wanted)?;
-    let segment = path.trim_start_matches('/').split('/').nth(index)?;
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/').split('/').collect()
+}
+
+/// The OpenAPI route template of a matched poem pattern. poem-openapi
+/// registers its routes with positional names (`/api/whatsapp/:param0/send`),
+/// so the template is the documented path with the same shape.
+pub fn route_template(pattern: &str) -> String {
+    let wanted = segments(pattern);
+    let same_shape = |t: &&String| {
+        let have = segments(t);
+        have.len() == wanted.len()
+            && have.iter().zip(&wanted).all(|(h, w)| {
+                match (h.starts_with('{'), w.starts_with(':')) {
+                    (true, true) => true,
+                    (false, false) => h == w,
+                    _ => false,
+                }
+            })
+    };
+    match templates().iter().find(same_shape) {
+        Some(t) => t.clone(),
+        None => format!(
+            "/{}",
+            wanted
+                .iter()
+                .map(|s| match s.strip_prefix(':') {
+                    Some(name) => format!("{{{name}}}"),
+                    None => s.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        ),
+    }
+}
+
+/// The value of the `{instanceId}` segment of `path` under `template`.
+pub fn instance_in_path(template: &str, path: &str) -> Option<String> {
+    let wanted = format!("{{{INSTANCE_PARAM}}}");
+    let index = segments(template).iter().position(|s| *s == wanted)?;
+    let segment = *segments(path).get(index)?;
     (!segment.is_empty()).then(|| segment.to_string())
 }
 
@@ -60,7 +93,11 @@ pub fn instance_in_path(pattern: &str, path: &str) -> Option<String> {
 /// the client already has its answer.
 pub async fn record(store: &EventStore, call: ServedCall) {
     let (route, instance_id) = match &call.pattern {
-        Some(p) => (route_template(&p.0), instance_in_path(&p.0, &call.path)),
+        Some(p) => {
+            let route = route_template(&p.0);
+            let instance = instance_in_path(&route, &call.path);
+            (route, instance)
+        }
         None => (call.path.clone(), None),
     };
     let instance = match instance_id {
@@ -82,8 +119,9 @@ pub async fn record(store: &EventStore, call: ServedCall) {
         causation_id: None,
     };
     let append = match &instance {
-        Some((id, owner)) => Append::to(StreamId::instance(id), ExpectedVersion::Any)
-            .scope(Some(owner), Some(id)),
+        Some((id, owner)) => {
+            Append::to(StreamId::instance(id), ExpectedVersion::Any).scope(Some(owner), Some(id))
+        }
         None => Append::to(StreamId::user(&call.caller), ExpectedVersion::Any)
             .scope(Some(&call.caller), None),
     };
@@ -116,13 +154,18 @@ mod tests {
 
     #[test]
     fn patterns_become_openapi_templates_and_yield_the_instance() {
-        let p = "/api/whatsapp/:instanceId/send";
-        assert_eq!(route_template(p), "/api/whatsapp/{instanceId}/send");
-        assert_eq!(route_template("//api/stats/user"), "/api/stats/user");
+        let t = route_template("/api/whatsapp/:param0/send");
+        assert_eq!(t, "/api/whatsapp/{instanceId}/send");
+        assert_eq!(route_template("/api/stats/user"), "/api/stats/user");
         assert_eq!(
-            instance_in_path(p, "/api/whatsapp/abc/send").as_deref(),
+            route_template("/api/instances/:param0/chats/:param1/messages"),
+            "/api/instances/{instanceId}/chats/{chatId}/messages"
+        );
+        assert_eq!(
+            instance_in_path(&t, "/api/whatsapp/abc/send").as_deref(),
             Some("abc")
         );
         assert_eq!(instance_in_path("/api/stats/user", "/api/stats/user"), None);
+        assert_eq!(route_template("/nowhere/:param0"), "/nowhere/{param0}");
     }
 }

@@ -16,8 +16,8 @@ pub mod types;
 pub mod users;
 pub mod whatsapp;
 
-use poem::http::StatusCode;
 use poem::PathPattern;
+use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 

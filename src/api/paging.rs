@@ -95,10 +95,10 @@ pub fn date_range(
         .filter(|s| !s.is_empty())
         .map(|s| parse_instant(s, "endDate", true))
         .transpose()?;
-    if let (Some(s), Some(e)) = (start, end) {
-        if s > e {
-            return Err(ApiError::bad_request("startDate must not be after endDate"));
-        }
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        return Err(ApiError::bad_request("startDate must not be after endDate"));
     }
     Ok((start, end))
 }
@@ -164,7 +164,12 @@ mod tests {
 
     #[test]
     fn malformed_dates_and_reversed_ranges_are_refused() {
-        for bad in ["yesterday", "2023-13-01", "2023-01-01T25:00:00Z", "1672531200"] {
+        for bad in [
+            "yesterday",
+            "2023-13-01",
+            "2023-01-01T25:00:00Z",
+            "1672531200",
+        ] {
             assert!(parse_instant(bad, "startDate", false).is_err(), "{bad}");
         }
         assert!(date_range(Some("2023-01-02"), Some("2023-01-01")).is_err());

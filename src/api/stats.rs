@@ -239,8 +239,11 @@ impl StatsApi {
             .map(day_key)
             .unwrap_or_default();
         let active_users = stats::active_users(&state.views, &active_since).await?;
-        let u = stats::system(&state.views, since(period.0.unwrap_or(Period::All)).as_deref())
-            .await?;
+        let u = stats::system(
+            &state.views,
+            since(period.0.unwrap_or(Period::All)).as_deref(),
+        )
+        .await?;
         Ok(Json(SystemStats {
             instances: ActiveCount {
                 total: all.len() as i64,

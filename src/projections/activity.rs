@@ -116,7 +116,8 @@ pub struct ActivityEntry {
 }
 
 fn push_filters(qb: &mut QueryBuilder<Sqlite>, q: &ActivityQuery) {
-    qb.push(" WHERE instance_id = ").push_bind(q.instance_id.clone());
+    qb.push(" WHERE instance_id = ")
+        .push_bind(q.instance_id.clone());
     if !q.actions.is_empty() {
         qb.push(" AND action IN (");
         let mut list = qb.separated(", ");

@@ -271,12 +271,14 @@ pub async fn page(
     q: &HistoryQuery,
 ) -> Result<(Vec<StoredMessage>, i64), sqlx::Error> {
     let total: i64 = if q.start_ms.is_none() && q.end_ms.is_none() {
-        sqlx::query_scalar("SELECT total FROM message_chats WHERE instance_id = ? AND remote_jid = ?")
-            .bind(&q.instance_id)
-            .bind(&q.remote_jid)
-            .fetch_optional(views)
-            .await?
-            .unwrap_or(0)
+        sqlx::query_scalar(
+            "SELECT total FROM message_chats WHERE instance_id = ? AND remote_jid = ?",
+        )
+        .bind(&q.instance_id)
+        .bind(&q.remote_jid)
+        .fetch_optional(views)
+        .await?
+        .unwrap_or(0)
     } else {
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM messages");
         push_filters(&mut count, q);
