@@ -1,6 +1,7 @@
 //! `make bench`: the gateway's benchmarks. Prints figures; asserts nothing
 //! (these machines are shared and noisy). `wa-bench [name ...]` runs a subset.
 
+mod projections;
 mod store;
 
 use std::future::Future;
@@ -8,7 +9,10 @@ use std::pin::Pin;
 
 type Bench = fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
 
-const BENCHES: &[(&str, Bench)] = &[("store", || Box::pin(store::run()))];
+const BENCHES: &[(&str, Bench)] = &[
+    ("store", || Box::pin(store::run())),
+    ("projections", || Box::pin(projections::run())),
+];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
