@@ -50,7 +50,10 @@ enum Command {
 enum ProjectionsCommand {
     /// Drop a projection's tables and replay the whole log into them
     /// (`activity`, `messages`, `stats`; all when no name is given).
-    Rebuild { name: Option<String> },
+    Rebuild {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(wa_gateway::projections::NAMES))]
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
