@@ -68,29 +68,32 @@ impl Projection for Activity {
         conn: &mut SqliteConnection,
         events: &[RecordedEvent],
     ) -> anyhow::Result<()> {
-        for e in events {
-            let Some(instance_id) = e.instance_id.as_deref() else {
-                continue;
-            };
-            if EXCLUDED.contains(&e.event_type.as_str()) {
-                continue;
-            }
-            sqlx::query(
-                "INSERT OR IGNORE INTO activity_log (position, id, instance_id, action, details, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(e.position)
-            .bind(&e.event_id)
-            .bind(instance_id)
-            .bind(&e.event_type)
-            .bind(details(&e.data))
-            .bind(e.recorded_ms())
-            .execute(&mut *conn)
-            .await?;
+        let entries: Vec<(&RecordedEvent, &str)> = events
+            .iter()
+            .filter(|e| !EXCLUDED.contains(&e.event_type.as_str()))
+            .filter_map(|e| e.instance_id.as_deref().map(|i| (e, i)))
+            .collect();
+        // Multi-row inserts: 6 parameters a row, well under SQLite's limit.
+        for chunk in entries.chunks(INSERT_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO activity_log (position, id, instance_id, action, details, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, (e, instance_id)| {
+                row.push_bind(e.position)
+                    .push_bind(e.event_id.clone())
+                    .push_bind(instance_id.to_string())
+                    .push_bind(e.event_type.clone())
+                    .push_bind(details(&e.data))
+                    .push_bind(e.recorded_ms());
+            });
+            insert.build().execute(&mut *conn).await?;
         }
         Ok(())
     }
 }
+
+/// Rows per INSERT statement.
+const INSERT_ROWS: usize = 200;
 
 /// What a page of the log is asked for.
 #[derive(Debug, Clone, Default)]

@@ -5,6 +5,8 @@
 //! and applied when the message comes. An instance's history is deleted
 //! with the instance.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
@@ -47,14 +49,30 @@ struct NewMessage<'a> {
     has_media: bool,
 }
 
-async fn insert_message(conn: &mut SqliteConnection, m: NewMessage<'_>) -> anyhow::Result<()> {
+/// What a batch accumulates besides row writes.
+struct BatchState {
+    /// Whether early statuses may be waiting (skips a lookup per message when none are).
+    early_waiting: bool,
+    /// Messages added per chat.
+    chat_counts: BTreeMap<(String, String), i64>,
+}
+
+/// Records a message (once), with any status that came before it.
+async fn insert_message(
+    conn: &mut SqliteConnection,
+    batch: &mut BatchState,
+    m: NewMessage<'_>,
+) -> anyhow::Result<()> {
     let initial = if m.from_me {
         SENT_STATUS
     } else {
         RECEIVED_STATUS
     };
     // A status may have come first.
-    let early: Option<(String, i64)> = sqlx::query_as(
+    let early: Option<(String, i64)> = if !batch.early_waiting {
+        None
+    } else {
+        sqlx::query_as(
         "DELETE FROM message_early_status WHERE instance_id = ? AND message_id = ? AND from_me = ? \
          RETURNING status, status_rank",
     )
@@ -62,7 +80,8 @@ async fn insert_message(conn: &mut SqliteConnection, m: NewMessage<'_>) -> anyho
     .bind(m.message_id)
     .bind(m.from_me)
     .fetch_optional(&mut *conn)
-    .await?;
+    .await?
+    };
     let (status, rank) = match early {
         Some((s, r)) if r > status_rank(initial) => (s, r),
         _ => (initial.to_string(), status_rank(initial)),
@@ -88,62 +107,80 @@ async fn insert_message(conn: &mut SqliteConnection, m: NewMessage<'_>) -> anyho
     .await?
     .rows_affected();
     if inserted > 0 {
+        *batch
+            .chat_counts
+            .entry((m.instance_id.to_string(), m.remote_jid.to_string()))
+            .or_default() += 1;
+    }
+    Ok(())
+}
+
+/// Adds the batch's messages to the per-chat totals.
+async fn write_chat_counts(conn: &mut SqliteConnection, batch: &BatchState) -> anyhow::Result<()> {
+    for ((instance_id, remote_jid), added) in &batch.chat_counts {
         sqlx::query(
-            "INSERT INTO message_chats (instance_id, remote_jid, total) VALUES (?, ?, 1) \
-             ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + 1",
+            "INSERT INTO message_chats (instance_id, remote_jid, total) VALUES (?, ?, ?) \
+             ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + excluded.total",
         )
-        .bind(m.instance_id)
-        .bind(m.remote_jid)
+        .bind(instance_id)
+        .bind(remote_jid)
+        .bind(added)
         .execute(&mut *conn)
         .await?;
     }
     Ok(())
 }
 
-async fn apply_status(conn: &mut SqliteConnection, s: &MessageStatus) -> anyhow::Result<()> {
+async fn apply_status(
+    conn: &mut SqliteConnection,
+    batch: &mut BatchState,
+    s: &MessageStatus,
+) -> anyhow::Result<()> {
     let rank = status_rank(&s.status);
     if rank < 0 {
         return Ok(());
     }
-    let known: Option<i64> = sqlx::query_scalar(
-        "SELECT status_rank FROM messages WHERE instance_id = ? AND message_id = ? AND from_me = ?",
+    let raised = sqlx::query(
+        "UPDATE messages SET status = ?, status_rank = ? \
+         WHERE instance_id = ? AND message_id = ? AND from_me = ? AND status_rank < ?",
+    )
+    .bind(&s.status)
+    .bind(rank)
+    .bind(&s.instance_id)
+    .bind(&s.message_id)
+    .bind(s.from_me)
+    .bind(rank)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if raised > 0 {
+        return Ok(());
+    }
+    let known: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE instance_id = ? AND message_id = ? AND from_me = ?)",
     )
     .bind(&s.instance_id)
     .bind(&s.message_id)
     .bind(s.from_me)
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    match known {
-        Some(current) if current < rank => {
-            sqlx::query(
-                "UPDATE messages SET status = ?, status_rank = ? \
-                 WHERE instance_id = ? AND message_id = ? AND from_me = ?",
-            )
-            .bind(&s.status)
-            .bind(rank)
-            .bind(&s.instance_id)
-            .bind(&s.message_id)
-            .bind(s.from_me)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Some(_) => {}
-        None => {
-            sqlx::query(
-                "INSERT INTO message_early_status (instance_id, message_id, from_me, status, status_rank) \
-                 VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (instance_id, message_id, from_me) DO UPDATE \
-                 SET status = excluded.status, status_rank = excluded.status_rank \
-                 WHERE excluded.status_rank > message_early_status.status_rank",
-            )
-            .bind(&s.instance_id)
-            .bind(&s.message_id)
-            .bind(s.from_me)
-            .bind(&s.status)
-            .bind(rank)
-            .execute(&mut *conn)
-            .await?;
-        }
+    if !known {
+        // The message is not here yet: keep the status for it.
+        batch.early_waiting = true;
+        sqlx::query(
+            "INSERT INTO message_early_status (instance_id, message_id, from_me, status, status_rank) \
+             VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (instance_id, message_id, from_me) DO UPDATE \
+             SET status = excluded.status, status_rank = excluded.status_rank \
+             WHERE excluded.status_rank > message_early_status.status_rank",
+        )
+        .bind(&s.instance_id)
+        .bind(&s.message_id)
+        .bind(s.from_me)
+        .bind(&s.status)
+        .bind(rank)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -172,12 +209,21 @@ impl Projection for Messages {
         conn: &mut SqliteConnection,
         events: &[RecordedEvent],
     ) -> anyhow::Result<()> {
+        let early_waiting: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_early_status)")
+                .fetch_one(&mut *conn)
+                .await?;
+        let mut batch = BatchState {
+            early_waiting,
+            chat_counts: BTreeMap::new(),
+        };
         for e in events {
             match e.event_type.as_str() {
                 "message_sent" => {
                     let m = MessageSent::deserialize(&e.data)?;
                     insert_message(
                         conn,
+                        &mut batch,
                         NewMessage {
                             event: e,
                             instance_id: &m.instance_id,
@@ -195,6 +241,7 @@ impl Projection for Messages {
                     let m = MessageReceived::deserialize(&e.data)?;
                     insert_message(
                         conn,
+                        &mut batch,
                         NewMessage {
                             event: e,
                             instance_id: &m.instance_id,
@@ -210,16 +257,20 @@ impl Projection for Messages {
                 }
                 "message_status" => {
                     let s = MessageStatus::deserialize(&e.data)?;
-                    apply_status(conn, &s).await?;
+                    apply_status(conn, &mut batch, &s).await?;
                 }
                 "instance_deleted" => {
                     if let Some(id) = e.instance_id.as_deref() {
+                        // Counts gathered so far must land before the rows go.
+                        write_chat_counts(conn, &batch).await?;
+                        batch.chat_counts.clear();
                         delete_instance(conn, id).await?;
                     }
                 }
                 _ => {}
             }
         }
+        write_chat_counts(conn, &batch).await?;
         Ok(())
     }
 }
