@@ -5,7 +5,7 @@
 //! and applied when the message comes. An instance's history is deleted
 //! with the instance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
@@ -38,151 +38,290 @@ pub fn status_rank(status: &str) -> i64 {
 const SENT_STATUS: &str = "sent";
 const RECEIVED_STATUS: &str = "received";
 
-struct NewMessage<'a> {
-    event: &'a RecordedEvent,
-    instance_id: &'a str,
-    remote_jid: &'a str,
+/// Rows per multi-row INSERT (12 parameters a row).
+const INSERT_ROWS: usize = 200;
+
+/// Identifies a message within its instance.
+type MessageKey = (String, String, bool);
+
+/// A message about to be written.
+struct NewRow {
+    position: i64,
+    id: String,
+    instance_id: String,
+    remote_jid: String,
     from_me: bool,
-    message_type: &'a str,
-    content: &'a str,
-    message_id: &'a str,
+    message_type: String,
+    content: String,
+    message_id: String,
     has_media: bool,
+    status: String,
+    rank: i64,
+    created_at: i64,
 }
 
-/// What a batch accumulates besides row writes.
+impl NewRow {
+    fn key(&self) -> MessageKey {
+        (
+            self.instance_id.clone(),
+            self.message_id.clone(),
+            self.from_me,
+        )
+    }
+
+    fn raise(&mut self, status: &str, rank: i64) {
+        if rank > self.rank {
+            self.status = status.to_string();
+            self.rank = rank;
+        }
+    }
+}
+
+/// A batch in progress: new messages are buffered and written with
+/// multi-row inserts; statuses of buffered messages are applied in memory.
 struct BatchState {
     /// Whether early statuses may be waiting (skips a lookup per message when none are).
     early_waiting: bool,
-    /// Messages added per chat.
-    chat_counts: BTreeMap<(String, String), i64>,
+    pending: Vec<NewRow>,
+    index: HashMap<MessageKey, usize>,
 }
 
-/// Records a message (once), with any status that came before it.
-async fn insert_message(
-    conn: &mut SqliteConnection,
-    batch: &mut BatchState,
-    m: NewMessage<'_>,
-) -> anyhow::Result<()> {
-    let initial = if m.from_me {
-        SENT_STATUS
-    } else {
-        RECEIVED_STATUS
-    };
-    // A status may have come first.
-    let early: Option<(String, i64)> = if !batch.early_waiting {
-        None
-    } else {
-        sqlx::query_as(
-        "DELETE FROM message_early_status WHERE instance_id = ? AND message_id = ? AND from_me = ? \
-         RETURNING status, status_rank",
-    )
-    .bind(m.instance_id)
-    .bind(m.message_id)
-    .bind(m.from_me)
-    .fetch_optional(&mut *conn)
-    .await?
-    };
-    let (status, rank) = match early {
-        Some((s, r)) if r > status_rank(initial) => (s, r),
-        _ => (initial.to_string(), status_rank(initial)),
-    };
-    let inserted = sqlx::query(
-        "INSERT OR IGNORE INTO messages (position, id, instance_id, remote_jid, from_me, message_type, \
-         content, message_id, has_media, status, status_rank, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(m.event.position)
-    .bind(&m.event.event_id)
-    .bind(m.instance_id)
-    .bind(m.remote_jid)
-    .bind(m.from_me)
-    .bind(m.message_type)
-    .bind(m.content)
-    .bind(m.message_id)
-    .bind(m.has_media)
-    .bind(&status)
-    .bind(rank)
-    .bind(m.event.recorded_ms())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted > 0 {
-        *batch
-            .chat_counts
-            .entry((m.instance_id.to_string(), m.remote_jid.to_string()))
-            .or_default() += 1;
+impl BatchState {
+    /// Buffers a message (once), with any status that came before it.
+    async fn add_message(
+        &mut self,
+        conn: &mut SqliteConnection,
+        mut row: NewRow,
+    ) -> anyhow::Result<()> {
+        let key = row.key();
+        if self.index.contains_key(&key) {
+            return Ok(());
+        }
+        if self.early_waiting {
+            let early: Option<(String, i64)> = sqlx::query_as(
+                "DELETE FROM message_early_status WHERE instance_id = ? AND message_id = ? AND from_me = ? \
+                 RETURNING status, status_rank",
+            )
+            .bind(&row.instance_id)
+            .bind(&row.message_id)
+            .bind(row.from_me)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((status, rank)) = early {
+                row.raise(&status, rank);
+            }
+        }
+        self.index.insert(key, self.pending.len());
+        self.pending.push(row);
+        Ok(())
     }
-    Ok(())
-}
 
-/// Adds the batch's messages to the per-chat totals.
-async fn write_chat_counts(conn: &mut SqliteConnection, batch: &BatchState) -> anyhow::Result<()> {
-    for ((instance_id, remote_jid), added) in &batch.chat_counts {
-        sqlx::query(
-            "INSERT INTO message_chats (instance_id, remote_jid, total) VALUES (?, ?, ?) \
-             ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + excluded.total",
+    /// Applies a status: in memory to a buffered message, else to the stored
+    /// one, else kept aside until the message comes.
+    async fn apply_status(
+        &mut self,
+        conn: &mut SqliteConnection,
+        s: &MessageStatus,
+    ) -> anyhow::Result<()> {
+        let rank = status_rank(&s.status);
+        if rank < 0 {
+            return Ok(());
+        }
+        let key = (s.instance_id.clone(), s.message_id.clone(), s.from_me);
+        if let Some(&i) = self.index.get(&key) {
+            self.pending[i].raise(&s.status, rank);
+            return Ok(());
+        }
+        let raised = raise_stored(
+            conn,
+            &s.instance_id,
+            &s.message_id,
+            s.from_me,
+            &s.status,
+            rank,
         )
-        .bind(instance_id)
-        .bind(remote_jid)
-        .bind(added)
-        .execute(&mut *conn)
         .await?;
-    }
-    Ok(())
-}
-
-async fn apply_status(
-    conn: &mut SqliteConnection,
-    batch: &mut BatchState,
-    s: &MessageStatus,
-) -> anyhow::Result<()> {
-    let rank = status_rank(&s.status);
-    if rank < 0 {
-        return Ok(());
-    }
-    let raised = sqlx::query(
-        "UPDATE messages SET status = ?, status_rank = ? \
-         WHERE instance_id = ? AND message_id = ? AND from_me = ? AND status_rank < ?",
-    )
-    .bind(&s.status)
-    .bind(rank)
-    .bind(&s.instance_id)
-    .bind(&s.message_id)
-    .bind(s.from_me)
-    .bind(rank)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if raised > 0 {
-        return Ok(());
-    }
-    let known: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE instance_id = ? AND message_id = ? AND from_me = ?)",
-    )
-    .bind(&s.instance_id)
-    .bind(&s.message_id)
-    .bind(s.from_me)
-    .fetch_one(&mut *conn)
-    .await?;
-    if !known {
-        // The message is not here yet: keep the status for it.
-        batch.early_waiting = true;
-        sqlx::query(
-            "INSERT INTO message_early_status (instance_id, message_id, from_me, status, status_rank) \
-             VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (instance_id, message_id, from_me) DO UPDATE \
-             SET status = excluded.status, status_rank = excluded.status_rank \
-             WHERE excluded.status_rank > message_early_status.status_rank",
+        if raised {
+            return Ok(());
+        }
+        let known: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE instance_id = ? AND message_id = ? AND from_me = ?)",
         )
         .bind(&s.instance_id)
         .bind(&s.message_id)
         .bind(s.from_me)
-        .bind(&s.status)
-        .bind(rank)
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
+        if !known {
+            // The message is not here yet: keep the status for it.
+            self.early_waiting = true;
+            sqlx::query(
+                "INSERT INTO message_early_status (instance_id, message_id, from_me, status, status_rank) \
+                 VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (instance_id, message_id, from_me) DO UPDATE \
+                 SET status = excluded.status, status_rank = excluded.status_rank \
+                 WHERE excluded.status_rank > message_early_status.status_rank",
+            )
+            .bind(&s.instance_id)
+            .bind(&s.message_id)
+            .bind(s.from_me)
+            .bind(&s.status)
+            .bind(rank)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Writes the buffered messages and adds them to the per-chat totals.
+    /// A message already stored (a duplicate event) keeps its row; a higher
+    /// status gathered for it is applied to that row.
+    async fn flush(&mut self, conn: &mut SqliteConnection) -> anyhow::Result<()> {
+        let mut chat_counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for chunk in self.pending.chunks(INSERT_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO messages (position, id, instance_id, remote_jid, from_me, message_type, \
+                 content, message_id, has_media, status, status_rank, created_at) ",
+            );
+            insert.push_values(chunk, |mut b, r| {
+                b.push_bind(r.position)
+                    .push_bind(r.id.clone())
+                    .push_bind(r.instance_id.clone())
+                    .push_bind(r.remote_jid.clone())
+                    .push_bind(r.from_me)
+                    .push_bind(r.message_type.clone())
+                    .push_bind(r.content.clone())
+                    .push_bind(r.message_id.clone())
+                    .push_bind(r.has_media)
+                    .push_bind(r.status.clone())
+                    .push_bind(r.rank)
+                    .push_bind(r.created_at);
+            });
+            insert.push(" RETURNING position");
+            let inserted: HashSet<i64> = insert
+                .build_query_scalar::<i64>()
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
+            for r in chunk {
+                if inserted.contains(&r.position) {
+                    *chat_counts
+                        .entry((r.instance_id.as_str(), r.remote_jid.as_str()))
+                        .or_default() += 1;
+                } else {
+                    raise_stored(
+                        conn,
+                        &r.instance_id,
+                        &r.message_id,
+                        r.from_me,
+                        &r.status,
+                        r.rank,
+                    )
+                    .await?;
+                }
+            }
+        }
+        for ((instance_id, remote_jid), added) in chat_counts {
+            sqlx::query(
+                "INSERT INTO message_chats (instance_id, remote_jid, total) VALUES (?, ?, ?) \
+                 ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + excluded.total",
+            )
+            .bind(instance_id)
+            .bind(remote_jid)
+            .bind(added)
+            .execute(&mut *conn)
+            .await?;
+        }
+        self.pending.clear();
+        self.index.clear();
+        Ok(())
+    }
+}
+
+/// Raises a stored message's status; whether it changed.
+async fn raise_stored(
+    conn: &mut SqliteConnection,
+    instance_id: &str,
+    message_id: &str,
+    from_me: bool,
+    status: &str,
+    rank: i64,
+) -> anyhow::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE messages SET status = ?, status_rank = ? \
+         WHERE instance_id = ? AND message_id = ? AND from_me = ? AND status_rank < ?",
+    )
+    .bind(status)
+    .bind(rank)
+    .bind(instance_id)
+    .bind(message_id)
+    .bind(from_me)
+    .bind(rank)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+impl NewRow {
+    fn sent(e: &RecordedEvent, m: MessageSent) -> Self {
+        Self::new(
+            e,
+            m.instance_id,
+            m.to,
+            true,
+            m.message_type,
+            m.body,
+            m.message_id,
+            m.has_media,
+        )
+    }
+
+    fn received(e: &RecordedEvent, m: MessageReceived) -> Self {
+        Self::new(
+            e,
+            m.instance_id,
+            m.chat,
+            false,
+            m.message_type,
+            m.body,
+            m.message_id,
+            m.has_media,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        e: &RecordedEvent,
+        instance_id: String,
+        remote_jid: String,
+        from_me: bool,
+        message_type: String,
+        content: String,
+        message_id: String,
+        has_media: bool,
+    ) -> Self {
+        let status = if from_me {
+            SENT_STATUS
+        } else {
+            RECEIVED_STATUS
+        };
+        Self {
+            position: e.position,
+            id: e.event_id.clone(),
+            instance_id,
+            remote_jid,
+            from_me,
+            message_type,
+            content,
+            message_id,
+            has_media,
+            status: status.to_string(),
+            rank: status_rank(status),
+            created_at: e.recorded_ms(),
+        }
+    }
 }
 
 async fn delete_instance(conn: &mut SqliteConnection, instance_id: &str) -> anyhow::Result<()> {
@@ -215,63 +354,36 @@ impl Projection for Messages {
                 .await?;
         let mut batch = BatchState {
             early_waiting,
-            chat_counts: BTreeMap::new(),
+            pending: Vec::new(),
+            index: HashMap::new(),
         };
         for e in events {
             match e.event_type.as_str() {
                 "message_sent" => {
                     let m = MessageSent::deserialize(&e.data)?;
-                    insert_message(
-                        conn,
-                        &mut batch,
-                        NewMessage {
-                            event: e,
-                            instance_id: &m.instance_id,
-                            remote_jid: &m.to,
-                            from_me: true,
-                            message_type: &m.message_type,
-                            content: &m.body,
-                            message_id: &m.message_id,
-                            has_media: m.has_media,
-                        },
-                    )
-                    .await?;
+                    let row = NewRow::sent(e, m);
+                    batch.add_message(conn, row).await?;
                 }
                 "message_received" => {
                     let m = MessageReceived::deserialize(&e.data)?;
-                    insert_message(
-                        conn,
-                        &mut batch,
-                        NewMessage {
-                            event: e,
-                            instance_id: &m.instance_id,
-                            remote_jid: &m.chat,
-                            from_me: false,
-                            message_type: &m.message_type,
-                            content: &m.body,
-                            message_id: &m.message_id,
-                            has_media: m.has_media,
-                        },
-                    )
-                    .await?;
+                    let row = NewRow::received(e, m);
+                    batch.add_message(conn, row).await?;
                 }
                 "message_status" => {
                     let s = MessageStatus::deserialize(&e.data)?;
-                    apply_status(conn, &mut batch, &s).await?;
+                    batch.apply_status(conn, &s).await?;
                 }
                 "instance_deleted" => {
                     if let Some(id) = e.instance_id.as_deref() {
-                        // Counts gathered so far must land before the rows go.
-                        write_chat_counts(conn, &batch).await?;
-                        batch.chat_counts.clear();
+                        // What the batch gathered so far lands before the rows go.
+                        batch.flush(conn).await?;
                         delete_instance(conn, id).await?;
                     }
                 }
                 _ => {}
             }
         }
-        write_chat_counts(conn, &batch).await?;
-        Ok(())
+        batch.flush(conn).await
     }
 }
 

@@ -463,6 +463,13 @@ async fn case_status_order(app: &TestApp) {
         ],
         // no status at all.
         vec![sent("M4").into()],
+        // a duplicated message event: one row, the highest status.
+        vec![
+            sent("M5").into(),
+            status("M5", "delivered").into(),
+            sent("M5").into(),
+            status("M5", "read").into(),
+        ],
     ];
     for events in scripts {
         for event in events {
@@ -494,7 +501,9 @@ async fn case_status_order(app: &TestApp) {
     assert_eq!(status_of("M2"), "delivered");
     assert_eq!(status_of("M3"), "played");
     assert_eq!(status_of("M4"), "sent");
-    assert_eq!(page["pagination"]["total"], 4);
+    assert_eq!(status_of("M5"), "read");
+    assert_eq!(page["pagination"]["total"], 5);
+    assert_eq!(page["messages"].as_array().unwrap().len(), 5);
 }
 
 async fn case_usage_statistics(app: &TestApp) {
