@@ -54,8 +54,10 @@ pub struct App {
 }
 
 /// Every consumer of the log: projectors and the webhook dispatcher.
-async fn build_consumers(_state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
-    let consumers: Vec<Arc<dyn Consumer>> = Vec::new();
+async fn build_consumers(state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
+    let mut consumers: Vec<Arc<dyn Consumer>> = Vec::new();
+    crate::projections::ensure_schemas(&state.views).await?;
+    consumers.extend(crate::projections::consumers(&state.views));
     Ok(consumers)
 }
 

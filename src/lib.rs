@@ -18,6 +18,7 @@
 //! - [`domain`]: users and instances: commands that append events with their state changes.
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
+//! - [`projections`]: read models (activity log, message history, usage statistics), rebuildable.
 //! - [`whatsapp`]: the engine interface, per-instance supervisors, the simulated network.
 //! - [`backbone`]: the consumer interface; embedded (tail the log) or NATS
 //!   JetStream (durable pull consumers; subjects, headers and envelope in `nats/`).
@@ -36,6 +37,7 @@ pub mod events;
 pub mod net;
 pub mod relay;
 pub mod replay;
+pub mod projections;
 pub mod store;
 pub mod whatsapp;
 

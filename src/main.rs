@@ -34,6 +34,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Manage the read models built from the event log.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Write one JSON Schema per event type.
     Schemas {
         #[arg(long, default_value = "schemas")]
@@ -78,6 +83,16 @@ enum EventsCommand {
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Drop a projection's tables and replay the whole log into them
+    /// (`activity`, `messages`, `stats`; all when no name is given).
+    Rebuild {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(wa_gateway::projections::NAMES))]
+        name: Option<String>,
     },
 }
 
@@ -135,6 +150,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Schemas { out } => {
             let written = wa_gateway::events::write_schemas(&out)?;
             println!("wrote {} schemas to {}", written.len(), out.display());
+            Ok(())
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name },
+        } => {
+            let config = Config::from_env()?;
+            init_tracing(&config.log_filter);
+            let store =
+                wa_gateway::store::EventStore::open(&config.data_dir.join("events.db")).await?;
+            let views =
+                wa_gateway::store::open_sqlite(&config.data_dir.join("views.db"), 2).await?;
+            wa_gateway::projections::rebuild(&views, &store, name.as_deref()).await?;
+            println!(
+                "rebuilt {} up to position {}",
+                name.as_deref().unwrap_or("every projection"),
+                store.head()
+            );
             Ok(())
         }
         Command::User {

@@ -2,15 +2,21 @@
 //! `/openapi.json`, Swagger UI at `/docs`, and the middleware every request
 //! passes (IP allow-list, request id, JSON errors).
 
+pub mod activity;
 pub mod auth;
+pub mod calls;
 pub mod health;
+pub mod history;
 pub mod instances;
+pub mod paging;
 pub mod security;
 pub mod sim;
+pub mod stats;
 pub mod types;
 pub mod users;
 pub mod whatsapp;
 
+use poem::PathPattern;
 use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
@@ -33,6 +39,9 @@ type Apis = (
     whatsapp::InstanceSessionApi,
     whatsapp::WhatsAppApi,
     sim::SimApi,
+    activity::ActivityApi,
+    history::HistoryApi,
+    stats::StatsApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -45,6 +54,9 @@ fn service() -> OpenApiService<Apis, ()> {
             whatsapp::InstanceSessionApi,
             whatsapp::WhatsAppApi,
             sim::SimApi,
+            activity::ActivityApi,
+            history::HistoryApi,
+            stats::StatsApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),
@@ -73,7 +85,8 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .data(state)
 }
 
-/// Runs one request: allow-list, request id, and errors turned into JSON.
+/// Runs one request: allow-list, request id, errors turned into JSON, and
+/// the `api_called` event of an authenticated request.
 async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Result<Response> {
     let request_id = req
         .headers()
@@ -82,11 +95,12 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let (allowed, max_body) = {
+    let (allowed, max_body, store) = {
         let state = req.data::<AppState>().expect("state is attached");
         (
             client_allowed(state, &req),
             state.config.media_max_bytes + 1024 * 1024,
+            state.store.clone(),
         )
     };
     let declared_len = req
@@ -108,10 +122,34 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         )
     } else {
         req.extensions_mut().insert(RequestId(request_id.clone()));
-        match ep.call(req).await {
-            Ok(r) => r.into_response(),
-            Err(err) => error_to_response(err),
+        let caller = security::CallerSlot::default();
+        req.extensions_mut().insert(caller.clone());
+        let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+        let started = std::time::Instant::now();
+        let (resp, pattern) = match ep.call(req).await {
+            Ok(r) => {
+                let r = r.into_response();
+                let pattern = r.data::<PathPattern>().cloned();
+                (r, pattern)
+            }
+            Err(err) => {
+                let pattern = err.data::<PathPattern>().cloned();
+                (error_to_response(err), pattern)
+            }
+        };
+        if let Some(user) = caller.0.get() {
+            let call = calls::ServedCall {
+                caller: user.clone(),
+                method,
+                path,
+                pattern,
+                status: resp.status().as_u16(),
+                duration: started.elapsed(),
+                request_id: request_id.clone(),
+            };
+            calls::record(&store, call).await;
         }
+        resp
     };
     if let Ok(v) = request_id.parse() {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);

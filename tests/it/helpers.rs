@@ -429,6 +429,31 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Waits until every projector has applied the log up to its current
+    /// head (projections are eventually consistent).
+    pub async fn wait_for_projections(&self) {
+        let head = self.state.store.head();
+        let caught_up = tokio::time::timeout(WAIT, async {
+            loop {
+                let mut behind = false;
+                for name in wa_gateway::projections::NAMES {
+                    let cp = wa_gateway::backbone::load_checkpoint(&self.state.views, name)
+                        .await
+                        .expect("read a checkpoint");
+                    behind |= cp < head;
+                }
+                if !behind {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        caught_up.unwrap_or_else(|_| panic!("projections did not reach {head} within {WAIT:?}"));
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.token.cancel();

@@ -10,3 +10,4 @@ mod sessions;
 mod store;
 mod backbone;
 mod nats;
+mod projections;

@@ -3,6 +3,7 @@
 
 mod sessions;
 mod relay;
+mod projections;
 mod store;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("store", || Box::pin(store::run())),
     ("sessions", || Box::pin(sessions::run())),
     ("relay", || Box::pin(relay::run())),
+    ("projections", || Box::pin(projections::run())),
 ];
 
 #[tokio::main]

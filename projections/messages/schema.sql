@@ -1,0 +1,37 @@
+-- Message history: every sent and received message with its latest status.
+CREATE TABLE IF NOT EXISTS messages (
+    position     INTEGER PRIMARY KEY,  -- global log position of message_sent / message_received
+    id           TEXT    NOT NULL,     -- the event id
+    instance_id  TEXT    NOT NULL,
+    remote_jid   TEXT    NOT NULL,     -- the chat: recipient of a sent message, chat of a received one
+    from_me      INTEGER NOT NULL,
+    message_type TEXT    NOT NULL,
+    content      TEXT    NOT NULL,
+    message_id   TEXT    NOT NULL,     -- the WhatsApp message id
+    has_media    INTEGER NOT NULL,
+    status       TEXT    NOT NULL,
+    status_rank  INTEGER NOT NULL,     -- received 0, sent 1, delivered 2, read 3, played 4: never lowered
+    created_at   INTEGER NOT NULL      -- unix milliseconds (recorded time)
+);
+-- A chat's page, newest first, optionally within a date range.
+CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (instance_id, remote_jid, created_at, position);
+-- Status events find their message.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (instance_id, message_id, from_me);
+
+-- Message count per chat (the unfiltered page total without a count over the index).
+CREATE TABLE IF NOT EXISTS message_chats (
+    instance_id TEXT    NOT NULL,
+    remote_jid  TEXT    NOT NULL,
+    total       INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, remote_jid)
+) WITHOUT ROWID;
+
+-- Statuses that arrived before their message (applied when the message arrives).
+CREATE TABLE IF NOT EXISTS message_early_status (
+    instance_id TEXT    NOT NULL,
+    message_id  TEXT    NOT NULL,
+    from_me     INTEGER NOT NULL,
+    status      TEXT    NOT NULL,
+    status_rank INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, message_id, from_me)
+) WITHOUT ROWID;

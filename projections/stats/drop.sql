@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS usage_daily;
+DROP TABLE IF EXISTS usage_user_days;

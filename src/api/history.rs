@@ -1,0 +1,118 @@
+//! `GET /api/instances/{instanceId}/chats/{chatId}/messages`: a chat's message history.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::{Object, OpenApi, payload::Json};
+
+use crate::app::AppState;
+use crate::domain::api_time_ms;
+use crate::domain::instances;
+use crate::error::{ApiError, ApiResult};
+use crate::projections::messages::{self, HistoryQuery};
+use crate::whatsapp::Jid;
+
+use super::paging::{Pagination, date_range, page_bounds};
+use super::security::{Auth, Tag};
+
+/// Messages per page when `limit` is absent.
+const DEFAULT_LIMIT: i64 = 50;
+
+/// One sent or received message.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ChatMessage {
+    /// The id of the event that recorded the message.
+    pub id: String,
+    pub instance_id: String,
+    /// The chat's JID.
+    pub remote_jid: String,
+    /// Sent by this instance.
+    pub from_me: bool,
+    /// `text`, `image`, `video`, `audio`, `document` for sent messages; WhatsApp's
+    /// type (`conversation`, `image`, ...) for received ones.
+    pub message_type: String,
+    /// The text, or the media caption.
+    pub content: String,
+    /// The WhatsApp message id.
+    pub message_id: String,
+    pub has_media: bool,
+    /// `sent`, `delivered`, `read`, `played` for sent messages (never going
+    /// back); `received` for received ones.
+    pub status: String,
+    pub created_at: String,
+}
+
+/// A page of a chat's history, newest first.
+#[derive(Object)]
+pub struct ChatMessages {
+    pub messages: Vec<ChatMessage>,
+    pub pagination: Pagination,
+}
+
+/// Message history.
+pub struct HistoryApi;
+
+#[OpenApi(tag = "Tag::Instances")]
+impl HistoryApi {
+    /// A chat's messages, newest first. `chatId` is a phone number or a full
+    /// JID (`79001234567@s.whatsapp.net`, `123-456@g.us`); `startDate` /
+    /// `endDate` are ISO 8601 and inclusive.
+    #[oai(
+        path = "/api/instances/:instanceId/chats/:chatId/messages",
+        method = "get"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn messages(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "chatId")] chat_id: Path<String>,
+        /// Messages per page, 1 to 1000 (default 50).
+        limit: Query<Option<i64>>,
+        /// Messages to skip (default 0).
+        skip: Query<Option<i64>>,
+        /// ISO 8601; messages at or after it.
+        #[oai(name = "startDate")]
+        start_date: Query<Option<String>>,
+        /// ISO 8601; messages at or before it (a bare date includes the whole day).
+        #[oai(name = "endDate")]
+        end_date: Query<Option<String>>,
+    ) -> ApiResult<Json<ChatMessages>> {
+        let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
+        let chat = Jid::parse_recipient(&chat_id)
+            .map_err(|e| ApiError::bad_request(format!("chatId: {}", e.0)))?;
+        let (limit, skip) = page_bounds(limit.0, skip.0, DEFAULT_LIMIT)?;
+        let (start_ms, end_ms) = date_range(start_date.0.as_deref(), end_date.0.as_deref())?;
+        let (rows, total) = messages::page(
+            &state.views,
+            &HistoryQuery {
+                instance_id: i.id,
+                remote_jid: chat.to_string(),
+                start_ms,
+                end_ms,
+                limit,
+                skip,
+            },
+        )
+        .await?;
+        Ok(Json(ChatMessages {
+            messages: rows
+                .into_iter()
+                .map(|m| ChatMessage {
+                    id: m.id,
+                    instance_id: m.instance_id,
+                    remote_jid: m.remote_jid,
+                    from_me: m.from_me,
+                    message_type: m.message_type,
+                    content: m.content,
+                    message_id: m.message_id,
+                    has_media: m.has_media,
+                    status: m.status,
+                    created_at: api_time_ms(m.created_at),
+                })
+                .collect(),
+            pagination: Pagination::new(total, limit, skip),
+        }))
+    }
+}

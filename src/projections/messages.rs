@@ -1,0 +1,479 @@
+//! Message history: every sent (`message_sent`) and received
+//! (`message_received`) message per instance and chat, with its status
+//! following `message_status` events (sent → delivered → read → played),
+//! never backwards. A status that arrives before its message is kept aside
+//! and applied when the message comes. An instance's history is deleted
+//! with the instance.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Deserialize;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use super::Projection;
+use crate::events::{MessageReceived, MessageSent, MessageStatus};
+use crate::store::RecordedEvent;
+
+/// The projection's name.
+pub const NAME: &str = "messages";
+
+/// The message history projection.
+pub struct Messages;
+
+/// The order of statuses: a message's status only moves up this list.
+/// Unknown statuses rank lowest and never replace a known one.
+pub fn status_rank(status: &str) -> i64 {
+    match status {
+        "received" => 0,
+        "pending" => 0,
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        "played" => 4,
+        _ => -1,
+    }
+}
+
+/// The status of a message when it is first recorded.
+const SENT_STATUS: &str = "sent";
+const RECEIVED_STATUS: &str = "received";
+
+/// Rows per multi-row INSERT (12 parameters a row).
+const INSERT_ROWS: usize = 200;
+
+/// Identifies a message within its instance.
+type MessageKey = (String, String, bool);
+
+/// A message about to be written.
+struct NewRow {
+    position: i64,
+    id: String,
+    instance_id: String,
+    remote_jid: String,
+    from_me: bool,
+    message_type: String,
+    content: String,
+    message_id: String,
+    has_media: bool,
+    status: String,
+    rank: i64,
+    created_at: i64,
+}
+
+impl NewRow {
+    fn key(&self) -> MessageKey {
+        (
+            self.instance_id.clone(),
+            self.message_id.clone(),
+            self.from_me,
+        )
+    }
+
+    fn raise(&mut self, status: &str, rank: i64) {
+        if rank > self.rank {
+            self.status = status.to_string();
+            self.rank = rank;
+        }
+    }
+}
+
+/// A batch in progress: new messages are buffered and written with
+/// multi-row inserts; statuses of buffered messages are applied in memory.
+struct BatchState {
+    /// Whether early statuses may be waiting (skips a lookup per message when none are).
+    early_waiting: bool,
+    pending: Vec<NewRow>,
+    index: HashMap<MessageKey, usize>,
+}
+
+impl BatchState {
+    /// Buffers a message (once), with any status that came before it.
+    async fn add_message(
+        &mut self,
+        conn: &mut SqliteConnection,
+        mut row: NewRow,
+    ) -> anyhow::Result<()> {
+        let key = row.key();
+        if self.index.contains_key(&key) {
+            return Ok(());
+        }
+        if self.early_waiting {
+            let early: Option<(String, i64)> = sqlx::query_as(
+                "DELETE FROM message_early_status WHERE instance_id = ? AND message_id = ? AND from_me = ? \
+                 RETURNING status, status_rank",
+            )
+            .bind(&row.instance_id)
+            .bind(&row.message_id)
+            .bind(row.from_me)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((status, rank)) = early {
+                row.raise(&status, rank);
+            }
+        }
+        self.index.insert(key, self.pending.len());
+        self.pending.push(row);
+        Ok(())
+    }
+
+    /// Applies a status: in memory to a buffered message, else to the stored
+    /// one, else kept aside until the message comes.
+    async fn apply_status(
+        &mut self,
+        conn: &mut SqliteConnection,
+        s: &MessageStatus,
+    ) -> anyhow::Result<()> {
+        let rank = status_rank(&s.status);
+        if rank < 0 {
+            return Ok(());
+        }
+        let key = (s.instance_id.clone(), s.message_id.clone(), s.from_me);
+        if let Some(&i) = self.index.get(&key) {
+            self.pending[i].raise(&s.status, rank);
+            return Ok(());
+        }
+        let raised = raise_stored(
+            conn,
+            &s.instance_id,
+            &s.message_id,
+            s.from_me,
+            &s.status,
+            rank,
+        )
+        .await?;
+        if raised {
+            return Ok(());
+        }
+        let known: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE instance_id = ? AND message_id = ? AND from_me = ?)",
+        )
+        .bind(&s.instance_id)
+        .bind(&s.message_id)
+        .bind(s.from_me)
+        .fetch_one(&mut *conn)
+        .await?;
+        if !known {
+            // The message is not here yet: keep the status for it.
+            self.early_waiting = true;
+            sqlx::query(
+                "INSERT INTO message_early_status (instance_id, message_id, from_me, status, status_rank) \
+                 VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (instance_id, message_id, from_me) DO UPDATE \
+                 SET status = excluded.status, status_rank = excluded.status_rank \
+                 WHERE excluded.status_rank > message_early_status.status_rank",
+            )
+            .bind(&s.instance_id)
+            .bind(&s.message_id)
+            .bind(s.from_me)
+            .bind(&s.status)
+            .bind(rank)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered messages and adds them to the per-chat totals.
+    /// A message already stored (a duplicate event) keeps its row; a higher
+    /// status gathered for it is applied to that row.
+    async fn flush(&mut self, conn: &mut SqliteConnection) -> anyhow::Result<()> {
+        let mut chat_counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for chunk in self.pending.chunks(INSERT_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO messages (position, id, instance_id, remote_jid, from_me, message_type, \
+                 content, message_id, has_media, status, status_rank, created_at) ",
+            );
+            insert.push_values(chunk, |mut b, r| {
+                b.push_bind(r.position)
+                    .push_bind(r.id.clone())
+                    .push_bind(r.instance_id.clone())
+                    .push_bind(r.remote_jid.clone())
+                    .push_bind(r.from_me)
+                    .push_bind(r.message_type.clone())
+                    .push_bind(r.content.clone())
+                    .push_bind(r.message_id.clone())
+                    .push_bind(r.has_media)
+                    .push_bind(r.status.clone())
+                    .push_bind(r.rank)
+                    .push_bind(r.created_at);
+            });
+            insert.push(" RETURNING position");
+            let inserted: HashSet<i64> = insert
+                .build_query_scalar::<i64>()
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
+            for r in chunk {
+                if inserted.contains(&r.position) {
+                    *chat_counts
+                        .entry((r.instance_id.as_str(), r.remote_jid.as_str()))
+                        .or_default() += 1;
+                } else {
+                    raise_stored(
+                        conn,
+                        &r.instance_id,
+                        &r.message_id,
+                        r.from_me,
+                        &r.status,
+                        r.rank,
+                    )
+                    .await?;
+                }
+            }
+        }
+        for ((instance_id, remote_jid), added) in chat_counts {
+            sqlx::query(
+                "INSERT INTO message_chats (instance_id, remote_jid, total) VALUES (?, ?, ?) \
+                 ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + excluded.total",
+            )
+            .bind(instance_id)
+            .bind(remote_jid)
+            .bind(added)
+            .execute(&mut *conn)
+            .await?;
+        }
+        self.pending.clear();
+        self.index.clear();
+        Ok(())
+    }
+}
+
+/// Raises a stored message's status; whether it changed.
+async fn raise_stored(
+    conn: &mut SqliteConnection,
+    instance_id: &str,
+    message_id: &str,
+    from_me: bool,
+    status: &str,
+    rank: i64,
+) -> anyhow::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE messages SET status = ?, status_rank = ? \
+         WHERE instance_id = ? AND message_id = ? AND from_me = ? AND status_rank < ?",
+    )
+    .bind(status)
+    .bind(rank)
+    .bind(instance_id)
+    .bind(message_id)
+    .bind(from_me)
+    .bind(rank)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+impl NewRow {
+    fn sent(e: &RecordedEvent, m: MessageSent) -> Self {
+        Self::new(
+            e,
+            m.instance_id,
+            m.to,
+            true,
+            m.message_type,
+            m.body,
+            m.message_id,
+            m.has_media,
+        )
+    }
+
+    fn received(e: &RecordedEvent, m: MessageReceived) -> Self {
+        Self::new(
+            e,
+            m.instance_id,
+            m.chat,
+            false,
+            m.message_type,
+            m.body,
+            m.message_id,
+            m.has_media,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        e: &RecordedEvent,
+        instance_id: String,
+        remote_jid: String,
+        from_me: bool,
+        message_type: String,
+        content: String,
+        message_id: String,
+        has_media: bool,
+    ) -> Self {
+        let status = if from_me {
+            SENT_STATUS
+        } else {
+            RECEIVED_STATUS
+        };
+        Self {
+            position: e.position,
+            id: e.event_id.clone(),
+            instance_id,
+            remote_jid,
+            from_me,
+            message_type,
+            content,
+            message_id,
+            has_media,
+            status: status.to_string(),
+            rank: status_rank(status),
+            created_at: e.recorded_ms(),
+        }
+    }
+}
+
+async fn delete_instance(conn: &mut SqliteConnection, instance_id: &str) -> anyhow::Result<()> {
+    for sql in [
+        "DELETE FROM messages WHERE instance_id = ?",
+        "DELETE FROM message_chats WHERE instance_id = ?",
+        "DELETE FROM message_early_status WHERE instance_id = ?",
+    ] {
+        sqlx::query(sql)
+            .bind(instance_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Projection for Messages {
+    const NAME: &'static str = NAME;
+    const SCHEMA: &'static str = include_str!("../../projections/messages/schema.sql");
+    const DROP: &'static str = include_str!("../../projections/messages/drop.sql");
+    const TABLES: &'static [&'static str] = &["messages", "message_chats", "message_early_status"];
+
+    async fn apply_events(
+        conn: &mut SqliteConnection,
+        events: &[RecordedEvent],
+    ) -> anyhow::Result<()> {
+        let early_waiting: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_early_status)")
+                .fetch_one(&mut *conn)
+                .await?;
+        let mut batch = BatchState {
+            early_waiting,
+            pending: Vec::new(),
+            index: HashMap::new(),
+        };
+        for e in events {
+            match e.event_type.as_str() {
+                "message_sent" => {
+                    let m = MessageSent::deserialize(&e.data)?;
+                    let row = NewRow::sent(e, m);
+                    batch.add_message(conn, row).await?;
+                }
+                "message_received" => {
+                    let m = MessageReceived::deserialize(&e.data)?;
+                    let row = NewRow::received(e, m);
+                    batch.add_message(conn, row).await?;
+                }
+                "message_status" => {
+                    let s = MessageStatus::deserialize(&e.data)?;
+                    batch.apply_status(conn, &s).await?;
+                }
+                "instance_deleted" => {
+                    if let Some(id) = e.instance_id.as_deref() {
+                        // What the batch gathered so far lands before the rows go.
+                        batch.flush(conn).await?;
+                        delete_instance(conn, id).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        batch.flush(conn).await
+    }
+}
+
+/// What a page of a chat's history is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub instance_id: String,
+    /// The chat's JID (normalised).
+    pub remote_jid: String,
+    /// Inclusive bounds, unix milliseconds.
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub limit: i64,
+    pub skip: i64,
+}
+
+/// One message of the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub id: String,
+    pub instance_id: String,
+    pub remote_jid: String,
+    pub from_me: bool,
+    pub message_type: String,
+    pub content: String,
+    pub message_id: String,
+    pub has_media: bool,
+    pub status: String,
+    pub created_at: i64,
+}
+
+fn push_filters(qb: &mut QueryBuilder<Sqlite>, q: &HistoryQuery) {
+    qb.push(" WHERE instance_id = ")
+        .push_bind(q.instance_id.clone())
+        .push(" AND remote_jid = ")
+        .push_bind(q.remote_jid.clone());
+    if let Some(start) = q.start_ms {
+        qb.push(" AND created_at >= ").push_bind(start);
+    }
+    if let Some(end) = q.end_ms {
+        qb.push(" AND created_at <= ").push_bind(end);
+    }
+}
+
+/// A page of a chat's messages, newest first, and the total matching.
+pub async fn page(
+    views: &SqlitePool,
+    q: &HistoryQuery,
+) -> Result<(Vec<StoredMessage>, i64), sqlx::Error> {
+    let total: i64 = if q.start_ms.is_none() && q.end_ms.is_none() {
+        sqlx::query_scalar(
+            "SELECT total FROM message_chats WHERE instance_id = ? AND remote_jid = ?",
+        )
+        .bind(&q.instance_id)
+        .bind(&q.remote_jid)
+        .fetch_optional(views)
+        .await?
+        .unwrap_or(0)
+    } else {
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM messages");
+        push_filters(&mut count, q);
+        count.build_query_scalar().fetch_one(views).await?
+    };
+    let mut select = QueryBuilder::new(
+        "SELECT id, instance_id, remote_jid, from_me, message_type, content, message_id, has_media, \
+         status, created_at FROM messages",
+    );
+    push_filters(&mut select, q);
+    select
+        .push(" ORDER BY created_at DESC, position DESC LIMIT ")
+        .push_bind(q.limit)
+        .push(" OFFSET ")
+        .push_bind(q.skip);
+    let rows = select.build().fetch_all(views).await?;
+    let messages = rows
+        .iter()
+        .map(|r| {
+            Ok(StoredMessage {
+                id: r.try_get("id")?,
+                instance_id: r.try_get("instance_id")?,
+                remote_jid: r.try_get("remote_jid")?,
+                from_me: r.try_get("from_me")?,
+                message_type: r.try_get("message_type")?,
+                content: r.try_get("content")?,
+                message_id: r.try_get("message_id")?,
+                has_media: r.try_get("has_media")?,
+                status: r.try_get("status")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok((messages, total))
+}

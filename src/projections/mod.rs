@@ -1,0 +1,222 @@
+//! Read models built from the event log, one independent projector each:
+//!
+//! - [`activity`]: every instance event as an activity log entry.
+//! - [`messages`]: message history per instance and chat, with delivery status.
+//! - [`stats`]: usage counters per instance per UTC day.
+//!
+//! Each projection owns its tables in the read-model database (`views.db`),
+//! with its SQL under `projections/<name>/`. A batch is applied in one
+//! transaction together with the projector's checkpoint, and events at or
+//! below the checkpoint are skipped, so redelivery is harmless. [`rebuild`]
+//! drops a projection's tables and replays the whole log into them.
+
+pub mod activity;
+pub mod messages;
+pub mod stats;
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::backbone::{Consumer, load_checkpoint, save_checkpoint};
+use crate::store::{EventStore, RecordedEvent};
+
+/// The names of every projection (checkpoint keys, `projections rebuild <name>`).
+pub const NAMES: &[&str] = &[activity::NAME, messages::NAME, stats::NAME];
+
+/// Events read from the log per transaction during a rebuild.
+const REBUILD_BATCH: i64 = 5_000;
+
+/// One read model: its tables and how events change them.
+pub trait Projection: Send + Sync + 'static {
+    /// The checkpoint key and the name on the command line.
+    const NAME: &'static str;
+    /// `CREATE TABLE IF NOT EXISTS` and indexes.
+    const SCHEMA: &'static str;
+    /// Drops every table of the projection.
+    const DROP: &'static str;
+    /// The tables, for comparisons and tooling.
+    const TABLES: &'static [&'static str];
+
+    /// Applies events (already past the checkpoint, in log order) inside the
+    /// caller's transaction.
+    fn apply_events(
+        conn: &mut SqliteConnection,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Runs a projection as a [`Consumer`] of the backbone.
+pub struct Projector<P> {
+    views: SqlitePool,
+    projection: PhantomData<fn() -> P>,
+}
+
+impl<P: Projection> Projector<P> {
+    /// A projector writing into `views`.
+    pub fn new(views: SqlitePool) -> Self {
+        Self {
+            views,
+            projection: PhantomData,
+        }
+    }
+}
+
+#[async_trait]
+impl<P: Projection> Consumer for Projector<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    async fn checkpoint(&self) -> anyhow::Result<i64> {
+        Ok(load_checkpoint(&self.views, P::NAME).await?)
+    }
+
+    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        apply_batch::<P>(&self.views, events).await
+    }
+}
+
+/// Applies one batch: skips what the checkpoint covers, then writes the
+/// changes and the new checkpoint in one `BEGIN IMMEDIATE` transaction.
+pub async fn apply_batch<P: Projection>(
+    views: &SqlitePool,
+    events: &[RecordedEvent],
+) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut tx = views
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .context("Failed to begin a projection transaction")?;
+    let checkpoint = load_checkpoint(&mut *tx, P::NAME).await?;
+    let fresh = unapplied(events, checkpoint)?;
+    let Some(last) = fresh.last() else {
+        return Ok(());
+    };
+    P::apply_events(&mut tx, fresh)
+        .await
+        .with_context(|| format!("Failed to apply events to the {} projection", P::NAME))?;
+    save_checkpoint(&mut tx, P::NAME, last.position).await?;
+    tx.commit()
+        .await
+        .context("Failed to commit a projection batch")?;
+    Ok(())
+}
+
+/// The events of a batch after `checkpoint`; the batch must be in log order.
+fn unapplied(events: &[RecordedEvent], checkpoint: i64) -> anyhow::Result<&[RecordedEvent]> {
+    anyhow::ensure!(
+        events.windows(2).all(|w| w[0].position < w[1].position),
+        "a batch of events is not in log order"
+    );
+    let start = events.partition_point(|e| e.position <= checkpoint);
+    Ok(&events[start..])
+}
+
+/// Creates every projection's tables (idempotent).
+pub async fn ensure_schemas(views: &SqlitePool) -> anyhow::Result<()> {
+    crate::backbone::ensure_checkpoint_table(views).await?;
+    for schema in [
+        activity::Activity::SCHEMA,
+        messages::Messages::SCHEMA,
+        stats::Stats::SCHEMA,
+    ] {
+        sqlx::raw_sql(schema)
+            .execute(views)
+            .await
+            .context("Failed to create the projection tables")?;
+    }
+    Ok(())
+}
+
+/// Every projector, as consumers of the backbone.
+pub fn consumers(views: &SqlitePool) -> Vec<Arc<dyn Consumer>> {
+    vec![
+        Arc::new(Projector::<activity::Activity>::new(views.clone())),
+        Arc::new(Projector::<messages::Messages>::new(views.clone())),
+        Arc::new(Projector::<stats::Stats>::new(views.clone())),
+    ]
+}
+
+/// The tables of the projection `name`, if there is one.
+pub fn tables(name: &str) -> Option<&'static [&'static str]> {
+    match name {
+        activity::NAME => Some(activity::Activity::TABLES),
+        messages::NAME => Some(messages::Messages::TABLES),
+        stats::NAME => Some(stats::Stats::TABLES),
+        _ => None,
+    }
+}
+
+/// Drops and recreates the tables of one projection (`name`) or of all
+/// (`None`), and replays the whole log into them. Each projection is rebuilt
+/// in a single transaction: readers see the old tables until it commits, and
+/// a running projector waits for it, then continues after the new checkpoint.
+pub async fn rebuild(
+    views: &SqlitePool,
+    store: &EventStore,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    crate::backbone::ensure_checkpoint_table(views).await?;
+    let names: Vec<&str> = match name {
+        None => NAMES.to_vec(),
+        Some(n) if NAMES.contains(&n) => vec![n],
+        Some(n) => anyhow::bail!(
+            "unknown projection {n:?}; expected one of: {}",
+            NAMES.join(", ")
+        ),
+    };
+    for n in names {
+        match n {
+            activity::NAME => rebuild_one::<activity::Activity>(views, store).await?,
+            messages::NAME => rebuild_one::<messages::Messages>(views, store).await?,
+            stats::NAME => rebuild_one::<stats::Stats>(views, store).await?,
+            _ => unreachable!("names are checked above"),
+        }
+    }
+    Ok(())
+}
+
+async fn rebuild_one<P: Projection>(views: &SqlitePool, store: &EventStore) -> anyhow::Result<()> {
+    let mut tx = views
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .context("Failed to begin the rebuild transaction")?;
+    sqlx::raw_sql(P::DROP)
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("Failed to drop the {} tables", P::NAME))?;
+    sqlx::raw_sql(P::SCHEMA)
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("Failed to create the {} tables", P::NAME))?;
+    let mut position = 0;
+    loop {
+        let events = store
+            .read_from(position, REBUILD_BATCH)
+            .await
+            .context("Failed to read the event log")?;
+        let Some(last) = events.last() else { break };
+        position = last.position;
+        P::apply_events(&mut tx, &events)
+            .await
+            .with_context(|| format!("Failed to replay events into {}", P::NAME))?;
+    }
+    save_checkpoint(&mut tx, P::NAME, position).await?;
+    tx.commit()
+        .await
+        .with_context(|| format!("Failed to commit the rebuild of {}", P::NAME))?;
+    tracing::info!(projection = P::NAME, position, "projection rebuilt");
+    Ok(())
+}
+
+/// The UTC day (`YYYY-MM-DD`) an event was recorded on.
+pub(crate) fn day_of(event: &RecordedEvent) -> String {
+    event.recorded_at.format("%Y-%m-%d").to_string()
+}
