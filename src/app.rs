@@ -34,6 +34,8 @@ pub struct AppState {
     pub views: SqlitePool,
     /// Where consumers read the log from.
     pub backbone: Backbone,
+    /// The webhook dispatcher (delivery log, manual retries).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -53,8 +55,9 @@ pub struct App {
 }
 
 /// Every consumer of the log: projectors and the webhook dispatcher.
-async fn build_consumers(_state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
-    let consumers: Vec<Arc<dyn Consumer>> = Vec::new();
+async fn build_consumers(state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
+    let mut consumers: Vec<Arc<dyn Consumer>> = Vec::new();
+    consumers.push(state.webhooks.intake());
     Ok(consumers)
 }
 
@@ -123,6 +126,9 @@ impl App {
             .context("Failed to open the read-model database")?;
         crate::backbone::ensure_checkpoint_table(&views).await?;
         let backbone = Backbone::Embedded(store.clone());
+        let webhooks = crate::webhooks::Webhooks::open(views.clone(), store.clone(), &config)
+            .await
+            .context("Failed to open the webhook dispatcher")?;
         let media_client = crate::net::outbound_client(
             config.media_allow_private,
             config.media_timeout,
@@ -147,6 +153,7 @@ impl App {
             media_client,
             views,
             backbone,
+            webhooks,
         };
         let consumers = build_consumers(&state).await?;
         Ok(Self {
@@ -182,6 +189,7 @@ impl App {
             consumers,
             ..
         } = self;
+        let webhook_task = state.webhooks.spawn(shutdown.child_token());
         let consumer_tasks: Vec<_> = consumers
             .into_iter()
             .map(|c| state.backbone.spawn_consumer(c, shutdown.child_token()))
@@ -199,6 +207,7 @@ impl App {
         for task in consumer_tasks {
             let _ = task.await;
         }
+        let _ = webhook_task.await;
         tracing::info!("gateway stopped");
         result
     }

@@ -19,6 +19,7 @@
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
 //! - [`whatsapp`]: the engine interface, per-instance supervisors, the simulated network.
+//! - [`webhooks`]: the webhook dispatcher: intake consumer, durable queue, signed retried sends.
 //! - [`app`]: builds all of it and runs it under one shutdown token.
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod error;
 pub mod events;
 pub mod net;
 pub mod store;
+pub mod webhooks;
 pub mod whatsapp;
 
 pub use app::{App, AppState};

@@ -9,6 +9,7 @@ pub mod security;
 pub mod sim;
 pub mod types;
 pub mod users;
+pub mod webhooks;
 pub mod whatsapp;
 
 use poem::http::StatusCode;
@@ -33,6 +34,7 @@ type Apis = (
     whatsapp::InstanceSessionApi,
     whatsapp::WhatsAppApi,
     sim::SimApi,
+    webhooks::WebhooksApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -45,6 +47,7 @@ fn service() -> OpenApiService<Apis, ()> {
             whatsapp::InstanceSessionApi,
             whatsapp::WhatsAppApi,
             sim::SimApi,
+            webhooks::WebhooksApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),
