@@ -5,5 +5,7 @@ mod helpers;
 mod auth;
 mod files;
 mod instances;
+mod receiver;
 mod sessions;
 mod store;
+mod webhooks;
