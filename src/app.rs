@@ -57,7 +57,7 @@ pub struct App {
 /// Every consumer of the log: projectors and the webhook dispatcher.
 async fn build_consumers(state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
     let mut consumers: Vec<Arc<dyn Consumer>> = Vec::new();
-    consumers.push(state.webhooks.intake());
+    consumers.extend([state.webhooks.intake()]);
     Ok(consumers)
 }
 

@@ -111,12 +111,13 @@ impl WebhooksApi {
             return Err(ApiError::bad_request("skip must not be negative"));
         }
         let status = status.0.filter(|s| !s.is_empty());
-        if let Some(s) = &status {
-            if ![PENDING, DELIVERED, FAILED].contains(&s.as_str()) {
-                return Err(ApiError::bad_request(
-                    "status must be pending, delivered or failed",
-                ));
-            }
+        if status
+            .as_deref()
+            .is_some_and(|s| ![PENDING, DELIVERED, FAILED].contains(&s))
+        {
+            return Err(ApiError::bad_request(
+                "status must be pending, delivered or failed",
+            ));
         }
         let (rows, total) = deliveries::list(
             state.webhooks.views(),

@@ -84,11 +84,10 @@ impl Consumer for Intake {
                         _ => continue,
                     };
                     settings_cache.remove(&instance_id);
-                    if let Some(reason) = cancel {
-                        if deliveries::cancel_pending(&mut tx, &instance_id, reason, now).await? > 0
-                        {
-                            touched.insert(instance_id, true);
-                        }
+                    if let Some(reason) = cancel
+                        && deliveries::cancel_pending(&mut tx, &instance_id, reason, now).await? > 0
+                    {
+                        touched.insert(instance_id, true);
                     }
                 }
                 t if payload::is_webhook_event(t) && e.position > self.shared.deliver_from => {

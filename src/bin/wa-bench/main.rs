@@ -3,6 +3,7 @@
 
 mod sessions;
 mod store;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +13,7 @@ type Bench = fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
 const BENCHES: &[(&str, Bench)] = &[
     ("store", || Box::pin(store::run())),
     ("sessions", || Box::pin(sessions::run())),
+    ("webhooks", || Box::pin(webhooks::run())),
 ];
 
 #[tokio::main]
