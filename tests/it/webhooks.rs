@@ -735,3 +735,66 @@ pub async fn case_private_targets_are_refused_at_send_time_unless_allowed(
 async fn private_targets_are_refused_at_send_time_unless_allowed() {
     case_private_targets_are_refused_at_send_time_unless_allowed(embedded().await).await;
 }
+
+/// The gateway binary on `dir`, listening on a free port; returns it and its base URL and API key.
+async fn gateway_process(dir: &std::path::Path) -> (tokio::process::Child, String, String) {
+    let port = Receiver::reserve_port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-gateway"))
+        .env("WA_ENGINE", "sim")
+        .env("WA_DATA_DIR", dir)
+        .env("WA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WA_ADMIN_PASSWORD", "admin-password")
+        .env("WA_WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("WA_SIM_QR_INTERVAL_MS", "30000")
+        .env("WA_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // Polling a process that is starting: there is nothing to subscribe to.
+        if let Ok(r) = client
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"email": "admin@localhost", "password": "admin-password"}))
+            .send()
+            .await
+        {
+            let body: Value = r.json().await.unwrap();
+            let key = body["user"]["apiKey"].as_str().unwrap().to_string();
+            return (child, base, key);
+        }
+        assert!(Instant::now() < deadline, "the gateway did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pending_delivery_survives_a_kill_9_and_is_sent_with_the_same_webhook_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start().await;
+    r.set_fallback(Reply::status(503));
+    let (mut child, base, key) = gateway_process(dir.path()).await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{base}/api/instances"))
+        .header("x-api-key", &key)
+        .json(&json!({"name": "killed", "webhookUrl": r.url(), "retryInterval": 300, "maxRetries": 20}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(created["id"].is_string(), "{created}");
+    let first = r.wait_for(1).await[0].clone();
+    child.kill().await.unwrap(); // SIGKILL: no shutdown code runs
+    r.set_fallback(Reply::ok());
+    let (_again, _, _) = gateway_process(dir.path()).await;
+    let delivered = r
+        .wait_until(|h| h.answered == 200 && h.event() == "qr_received")
+        .await;
+    assert_eq!(delivered.header("webhook-id"), first.header("webhook-id"));
+    assert_eq!(delivered.body, first.body);
+}
