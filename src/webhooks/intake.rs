@@ -22,6 +22,17 @@ pub fn webhook_id(event_id: &str) -> String {
     format!("msg_{}", event_id.replace('-', ""))
 }
 
+/// Decodes an event; one this build cannot read is skipped (logged), not retried forever.
+fn decode(e: &RecordedEvent) -> Option<Event> {
+    match e.event() {
+        Ok(ev) => Some(ev),
+        Err(err) => {
+            tracing::warn!(position = e.position, error = %err, "webhooks: skipping an undecodable event");
+            None
+        }
+    }
+}
+
 /// The log consumer that queues deliveries.
 pub struct Intake {
     pub(crate) shared: Arc<Shared>,
@@ -50,7 +61,7 @@ impl Consumer for Intake {
             match e.event_type.as_str() {
                 "instance_created" | "instance_updated" | "webhook_disabled"
                 | "instance_deleted" => {
-                    let event = e.event()?;
+                    let Some(event) = decode(e) else { continue };
                     let (instance_id, cancel) = match &event {
                         Event::InstanceCreated(c) => {
                             deliveries::upsert_settings(
@@ -112,7 +123,7 @@ impl Consumer for Intake {
                         notify_delivery: s.notify_delivery,
                         notify_read: s.notify_read,
                     };
-                    let event = e.event()?;
+                    let Some(event) = decode(e) else { continue };
                     let Some((name, body)) = payload::render(&event, filters, e.recorded_at) else {
                         continue;
                     };
