@@ -35,6 +35,8 @@ pub struct AppState {
     pub views: SqlitePool,
     /// Where consumers read the log from.
     pub backbone: Backbone,
+    /// The webhook dispatcher (delivery log, manual retries).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ async fn build_consumers(state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consume
     let mut consumers: Vec<Arc<dyn Consumer>> = Vec::new();
     crate::projections::ensure_schemas(&state.views).await?;
     consumers.extend(crate::projections::consumers(&state.views));
+    consumers.extend([state.webhooks.intake()]);
     Ok(consumers)
 }
 
@@ -132,6 +135,9 @@ impl App {
                 Backbone::Nats(NatsBackbone::connect(&settings).await?, store.clone())
             }
         };
+        let webhooks = crate::webhooks::Webhooks::open(views.clone(), store.clone(), &config)
+            .await
+            .context("Failed to open the webhook dispatcher")?;
         let media_client = crate::net::outbound_client(
             config.media_allow_private,
             config.media_timeout,
@@ -156,6 +162,7 @@ impl App {
             media_client,
             views,
             backbone,
+            webhooks,
         };
         let consumers = build_consumers(&state).await?;
         Ok(Self {
@@ -191,6 +198,7 @@ impl App {
             consumers,
             ..
         } = self;
+        let webhook_task = state.webhooks.spawn(shutdown.child_token());
         let consumer_tasks: Vec<_> = consumers
             .into_iter()
             .map(|c| state.backbone.spawn_consumer(c, shutdown.child_token()))
@@ -217,6 +225,7 @@ impl App {
         if let Some(task) = relay_task {
             let _ = task.await;
         }
+        let _ = webhook_task.await;
         tracing::info!("gateway stopped");
         result
     }

@@ -24,6 +24,7 @@
 //!   JetStream (durable pull consumers; subjects, headers and envelope in `nats/`).
 //! - [`relay`]: the outbox relay, log → JetStream, each event once and in order.
 //! - [`replay`]: NDJSON export of the log (or the stream) for analytics.
+//! - [`webhooks`]: the webhook dispatcher: intake consumer, durable queue, signed retried sends.
 //! - [`app`]: builds all of it and runs it under one shutdown token.
 
 pub mod api;
@@ -39,6 +40,7 @@ pub mod relay;
 pub mod replay;
 pub mod projections;
 pub mod store;
+pub mod webhooks;
 pub mod whatsapp;
 
 pub use app::{App, AppState};

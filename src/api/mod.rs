@@ -14,6 +14,7 @@ pub mod sim;
 pub mod stats;
 pub mod types;
 pub mod users;
+pub mod webhooks;
 pub mod whatsapp;
 
 use poem::PathPattern;
@@ -42,6 +43,7 @@ type Apis = (
     activity::ActivityApi,
     history::HistoryApi,
     stats::StatsApi,
+    webhooks::WebhooksApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -57,6 +59,7 @@ fn service() -> OpenApiService<Apis, ()> {
             activity::ActivityApi,
             history::HistoryApi,
             stats::StatsApi,
+            webhooks::WebhooksApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),

@@ -5,6 +5,7 @@ mod sessions;
 mod relay;
 mod projections;
 mod store;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("sessions", || Box::pin(sessions::run())),
     ("relay", || Box::pin(relay::run())),
     ("projections", || Box::pin(projections::run())),
+    ("webhooks", || Box::pin(webhooks::run())),
 ];
 
 #[tokio::main]

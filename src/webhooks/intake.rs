@@ -1,0 +1,164 @@
+//! The dispatcher's intake: a [`Consumer`] of the log that keeps each
+//! instance's webhook settings as of the log and turns the six webhook events
+//! into queued deliveries, in the same transaction as its checkpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::deliveries::{self, NewDelivery, Settings};
+use super::payload::{self, Filters};
+use super::worker::{Shared, now_ms};
+use crate::backbone::{Consumer, load_checkpoint, save_checkpoint};
+use crate::events::Event;
+use crate::store::RecordedEvent;
+
+/// The checkpoint name of the intake.
+pub const NAME: &str = "webhooks";
+
+/// The `webhook-id` of the delivery of a log event (stable across attempts and restarts).
+pub fn webhook_id(event_id: &str) -> String {
+    format!("msg_{}", event_id.replace('-', ""))
+}
+
+/// Decodes an event; one this build cannot read is skipped (logged), not retried forever.
+fn decode(e: &RecordedEvent) -> Option<Event> {
+    match e.event() {
+        Ok(ev) => Some(ev),
+        Err(err) => {
+            tracing::warn!(position = e.position, error = %err, "webhooks: skipping an undecodable event");
+            None
+        }
+    }
+}
+
+/// The log consumer that queues deliveries.
+pub struct Intake {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl Consumer for Intake {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn checkpoint(&self) -> anyhow::Result<i64> {
+        Ok(load_checkpoint(&self.shared.views, NAME).await?)
+    }
+
+    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        let mut tx = self.shared.views.begin().await?;
+        let checkpoint = load_checkpoint(&mut *tx, NAME).await?;
+        // instance id -> whether its lane must re-read its queue from the start.
+        let mut touched: BTreeMap<String, bool> = BTreeMap::new();
+        let mut settings_cache: HashMap<String, Option<Settings>> = HashMap::new();
+        let mut last = checkpoint;
+        let now = now_ms();
+        for e in events.iter().filter(|e| e.position > checkpoint) {
+            last = e.position;
+            match e.event_type.as_str() {
+                "instance_created" | "instance_updated" | "webhook_disabled"
+                | "instance_deleted" => {
+                    let Some(event) = decode(e) else { continue };
+                    let (instance_id, cancel) = match &event {
+                        Event::InstanceCreated(c) => {
+                            deliveries::upsert_settings(
+                                &mut tx,
+                                &c.instance_id,
+                                &c.user_id,
+                                &c.webhook,
+                            )
+                            .await?;
+                            (c.instance_id.clone(), None)
+                        }
+                        Event::InstanceUpdated(u) => {
+                            deliveries::upsert_settings(
+                                &mut tx,
+                                &u.instance_id,
+                                &u.user_id,
+                                &u.webhook,
+                            )
+                            .await?;
+                            let off = !u.webhook.enabled || u.webhook.url.is_none();
+                            (u.instance_id.clone(), off.then_some("webhook disabled"))
+                        }
+                        Event::WebhookDisabled(d) => {
+                            deliveries::disable_settings(&mut tx, &d.instance_id).await?;
+                            (d.instance_id.clone(), Some("webhook disabled"))
+                        }
+                        Event::InstanceDeleted(d) => {
+                            deliveries::delete_settings(&mut tx, &d.instance_id).await?;
+                            (d.instance_id.clone(), Some("instance deleted"))
+                        }
+                        _ => continue,
+                    };
+                    settings_cache.remove(&instance_id);
+                    if let Some(reason) = cancel
+                        && deliveries::cancel_pending(&mut tx, &instance_id, reason, now).await? > 0
+                    {
+                        touched.insert(instance_id, true);
+                    }
+                }
+                t if payload::is_webhook_event(t) && e.position > self.shared.deliver_from => {
+                    let Some(instance_id) = e.instance_id.as_deref() else {
+                        continue;
+                    };
+                    let settings = match settings_cache.get(instance_id) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let s = deliveries::settings(&mut tx, instance_id).await?;
+                            settings_cache.insert(instance_id.to_string(), s.clone());
+                            s
+                        }
+                    };
+                    let Some(s) = settings else { continue };
+                    let Some(url) = s.url.as_deref().filter(|_| s.enabled) else {
+                        continue;
+                    };
+                    let filters = Filters {
+                        notify_received: s.notify_received,
+                        notify_sent: s.notify_sent,
+                        notify_delivery: s.notify_delivery,
+                        notify_read: s.notify_read,
+                    };
+                    let Some(event) = decode(e) else { continue };
+                    let Some((name, body)) = payload::render(&event, filters, e.recorded_at) else {
+                        continue;
+                    };
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let wid = webhook_id(&e.event_id);
+                    deliveries::insert(
+                        &mut tx,
+                        &NewDelivery {
+                            id: &id,
+                            instance_id,
+                            user_id: &s.user_id,
+                            event_id: &e.event_id,
+                            event_position: e.position,
+                            event: name,
+                            webhook_id: &wid,
+                            url,
+                            body: &body,
+                            max_retries: s.max_retries,
+                            retry_interval: s.retry_interval,
+                            now_ms: now,
+                        },
+                    )
+                    .await?;
+                    touched.entry(instance_id.to_string()).or_insert(false);
+                }
+                _ => {}
+            }
+        }
+        if last > checkpoint {
+            save_checkpoint(&mut tx, NAME, last).await?;
+        }
+        tx.commit().await?;
+        for (instance_id, reset) in touched {
+            self.shared.wake(&instance_id, reset);
+        }
+        Ok(())
+    }
+}

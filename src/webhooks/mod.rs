@@ -1,0 +1,90 @@
+//! The webhook dispatcher: signed, retried, durable, observable.
+//!
+//! ```text
+//! log ──► intake (Consumer: settings as of the log, queue deliveries + checkpoint in one tx)
+//!              │ wake
+//!              ▼
+//!         lanes (one per instance with pending work, event order)
+//!              │ prepare → send (worker semaphore, WA_WEBHOOK_WORKERS) → decide
+//!              ▼
+//!         recorder (row update, then webhook_delivered / webhook_failed events)
+//! ```
+//!
+//! - [`signing`]: `X-Webhook-Signature` and the Standard Webhooks headers.
+//! - [`payload`]: the seed's `{event, data, timestamp}` bodies and the notify filters.
+//! - [`intake`]: the log consumer.
+//! - [`worker`]: lanes, retries, `Retry-After`, 410, the recorder.
+//! - [`deliveries`]: table access (views.db), schema in `projections/webhooks/`.
+
+pub mod deliveries;
+pub mod intake;
+pub mod payload;
+pub mod signing;
+pub mod worker;
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::backbone::Consumer;
+use crate::config::Config;
+use crate::store::EventStore;
+
+/// The dispatcher's handle: its intake, its run loop, and wake-ups for the API.
+#[derive(Clone)]
+pub struct Webhooks {
+    shared: Arc<worker::Shared>,
+}
+
+impl Webhooks {
+    /// Creates the tables and the guarded HTTP client (no redirects,
+    /// `WA_WEBHOOK_TIMEOUT`, private addresses refused unless `WA_WEBHOOK_ALLOW_PRIVATE`).
+    pub async fn open(
+        views: SqlitePool,
+        store: EventStore,
+        config: &Config,
+    ) -> anyhow::Result<Self> {
+        deliveries::ensure_schema(&views).await?;
+        let deliver_from = deliveries::deliver_from(&views, store.head()).await?;
+        let client = crate::net::outbound_client(
+            config.webhook_allow_private,
+            config.webhook_timeout,
+            false,
+            "webhookUrl",
+        );
+        Ok(Self {
+            shared: Arc::new(worker::Shared::new(
+                views,
+                store,
+                client,
+                config.webhook_allow_private,
+                config.webhook_workers,
+                deliver_from,
+            )),
+        })
+    }
+
+    /// The log consumer that queues deliveries.
+    pub fn intake(&self) -> Arc<dyn Consumer> {
+        Arc::new(intake::Intake {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Starts sending; stops (abandoning in-flight attempts, which stay pending) on `shutdown`.
+    pub fn spawn(&self, shutdown: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(self.shared.clone().run(shutdown))
+    }
+
+    /// An instance's queue changed outside the intake (manual retry): re-read it.
+    pub fn queue_changed(&self, instance_id: &str) {
+        self.shared.wake(instance_id, true);
+    }
+
+    /// The read-model database the deliveries live in.
+    pub fn views(&self) -> &SqlitePool {
+        &self.shared.views
+    }
+}

@@ -1,0 +1,275 @@
+//! From log events to webhook bodies: which events are sent under which
+//! notify flag, and the seed's exact `{event, data, timestamp}` shape.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::api_time;
+use crate::events::Event;
+
+/// The notify flags and the switch a delivery decision needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Filters {
+    pub notify_received: bool,
+    pub notify_sent: bool,
+    pub notify_delivery: bool,
+    pub notify_read: bool,
+}
+
+/// The seed's `message_received` data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReceivedData<'a> {
+    instance_id: &'a str,
+    message_id: &'a str,
+    from: &'a str,
+    body: &'a str,
+    #[serde(rename = "type")]
+    message_type: &'a str,
+    timestamp: i64,
+    has_media: bool,
+    push_name: Option<&'a str>,
+}
+
+/// The seed's `message_sent` data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SentData<'a> {
+    instance_id: &'a str,
+    message_id: &'a str,
+    to: &'a str,
+    body: &'a str,
+    #[serde(rename = "type")]
+    message_type: &'a str,
+    timestamp: i64,
+    has_media: bool,
+}
+
+/// The seed's `message_status` data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusData<'a> {
+    instance_id: &'a str,
+    message_id: &'a str,
+    status: &'a str,
+    from: &'a str,
+    from_me: bool,
+}
+
+/// The seed's `connection_opened` data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OpenedData<'a> {
+    instance_id: &'a str,
+}
+
+/// The seed's `connection_closed` data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClosedData<'a> {
+    instance_id: &'a str,
+    reason: &'a str,
+    will_reconnect: bool,
+}
+
+/// The seed's `qr_received` data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QrData<'a> {
+    instance_id: &'a str,
+    qr_code: &'a str,
+}
+
+/// The whole body, fields in the seed's order.
+#[derive(Serialize)]
+struct Body<'a, D: Serialize> {
+    event: &'a str,
+    data: D,
+    timestamp: String,
+}
+
+fn body<D: Serialize>(event: &str, data: D, at: DateTime<Utc>) -> String {
+    serde_json::to_string(&Body {
+        event,
+        data,
+        timestamp: api_time(at),
+    })
+    .expect("webhook bodies serialize")
+}
+
+/// Whether `event` is one of the six webhook events and passes the filters;
+/// if so, its webhook event name and the exact body bytes to send.
+///
+/// `message_status`: `delivered` (and `sent`, the server's ack, the first
+/// step of delivery) need `notifyDelivery`; `read` and `played` need `notifyRead`.
+pub fn render(
+    event: &Event,
+    filters: Filters,
+    at: DateTime<Utc>,
+) -> Option<(&'static str, String)> {
+    let name = event.event_type();
+    let json = match event {
+        Event::MessageReceived(e) if filters.notify_received => body(
+            name,
+            ReceivedData {
+                instance_id: &e.instance_id,
+                message_id: &e.message_id,
+                from: &e.from,
+                body: &e.body,
+                message_type: &e.message_type,
+                timestamp: e.timestamp,
+                has_media: e.has_media,
+                push_name: e.push_name.as_deref(),
+            },
+            at,
+        ),
+        Event::MessageSent(e) if filters.notify_sent => body(
+            name,
+            SentData {
+                instance_id: &e.instance_id,
+                message_id: &e.message_id,
+                to: &e.to,
+                body: &e.body,
+                message_type: &e.message_type,
+                timestamp: e.timestamp,
+                has_media: e.has_media,
+            },
+            at,
+        ),
+        Event::MessageStatus(e) => {
+            let wanted = match e.status.as_str() {
+                "sent" | "delivered" => filters.notify_delivery,
+                "read" | "played" => filters.notify_read,
+                _ => false,
+            };
+            if !wanted {
+                return None;
+            }
+            body(
+                name,
+                StatusData {
+                    instance_id: &e.instance_id,
+                    message_id: &e.message_id,
+                    status: &e.status,
+                    from: &e.from,
+                    from_me: e.from_me,
+                },
+                at,
+            )
+        }
+        Event::ConnectionOpened(e) => body(
+            name,
+            OpenedData {
+                instance_id: &e.instance_id,
+            },
+            at,
+        ),
+        Event::ConnectionClosed(e) => body(
+            name,
+            ClosedData {
+                instance_id: &e.instance_id,
+                reason: &e.reason,
+                will_reconnect: e.will_reconnect,
+            },
+            at,
+        ),
+        Event::QrReceived(e) => body(
+            name,
+            QrData {
+                instance_id: &e.instance_id,
+                qr_code: &e.qr_code,
+            },
+            at,
+        ),
+        _ => return None,
+    };
+    Some((name, json))
+}
+
+/// Whether an event type can ever become a webhook (cheap pre-filter before decoding).
+pub fn is_webhook_event(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "message_received"
+            | "message_sent"
+            | "message_status"
+            | "connection_opened"
+            | "connection_closed"
+            | "qr_received"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{MessageReceived, MessageStatus};
+
+    const ALL: Filters = Filters {
+        notify_received: true,
+        notify_sent: true,
+        notify_delivery: true,
+        notify_read: true,
+    };
+
+    fn status(s: &str) -> Event {
+        MessageStatus {
+            instance_id: "i".into(),
+            message_id: "m".into(),
+            status: s.into(),
+            from: "1@s.whatsapp.net".into(),
+            from_me: true,
+        }
+        .into()
+    }
+
+    #[test]
+    fn message_received_has_exactly_the_seed_fields_in_order() {
+        let e: Event = MessageReceived {
+            instance_id: "i".into(),
+            message_id: "m".into(),
+            from: "79001234567@s.whatsapp.net".into(),
+            chat: "79001234567@s.whatsapp.net".into(),
+            body: "hi".into(),
+            message_type: "conversation".into(),
+            timestamp: 1672531200,
+            has_media: false,
+            push_name: Some("Ivan".into()),
+            media: None,
+        }
+        .into();
+        let at = crate::store::ms_to_time(1672574400000);
+        let (name, body) = render(&e, ALL, at).unwrap();
+        assert_eq!(name, "message_received");
+        assert_eq!(
+            body,
+            r#"{"event":"message_received","data":{"instanceId":"i","messageId":"m","from":"79001234567@s.whatsapp.net","body":"hi","type":"conversation","timestamp":1672531200,"hasMedia":false,"pushName":"Ivan"},"timestamp":"2023-01-01T12:00:00.000Z"}"#
+        );
+        let off = Filters {
+            notify_received: false,
+            ..ALL
+        };
+        assert!(render(&e, off, at).is_none());
+    }
+
+    #[test]
+    fn status_filters_follow_delivery_and_read_flags() {
+        let at = Utc::now();
+        let delivery_only = Filters {
+            notify_read: false,
+            ..ALL
+        };
+        let read_only = Filters {
+            notify_delivery: false,
+            ..ALL
+        };
+        for (s, d, r) in [
+            ("sent", true, false),
+            ("delivered", true, false),
+            ("read", false, true),
+            ("played", false, true),
+        ] {
+            assert_eq!(render(&status(s), delivery_only, at).is_some(), d, "{s}");
+            assert_eq!(render(&status(s), read_only, at).is_some(), r, "{s}");
+        }
+    }
+}
