@@ -430,10 +430,15 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Waits until every projector has applied the log up to its current
-    /// head (projections are eventually consistent).
+    /// Waits until every projector has applied the log up to its last
+    /// committed event (projections are eventually consistent). Reads the
+    /// log itself: the writer answers an append before it publishes the new
+    /// head, so `store.head()` can trail a request that has just returned.
     pub async fn wait_for_projections(&self) {
-        let head = self.state.store.head();
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(self.state.store.pool())
+            .await
+            .expect("read the log head");
         let caught_up = tokio::time::timeout(WAIT, async {
             loop {
                 let mut behind = false;
