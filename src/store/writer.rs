@@ -52,13 +52,8 @@ pub(super) async fn run(
     };
     let mut jobs: Vec<AppendJob> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
-        match commit_batch(&pool, &mut jobs, &mut versions, head).await {
-            Ok(new_head) => {
-                if new_head != head {
-                    head = new_head;
-                    head_tx.send_replace(head);
-                }
-            }
+        match commit_batch(&pool, &mut jobs, &mut versions, head, &head_tx).await {
+            Ok(new_head) => head = new_head,
             Err(e) => {
                 tracing::error!(error = %e, "event store batch failed; resynchronising");
                 versions.clear();
@@ -76,12 +71,15 @@ pub(super) async fn run(
     tracing::debug!("event store writer stopped");
 }
 
-/// Commits one batch; replies to every job. Returns the new head.
+/// Commits one batch, publishes the new head, then replies to every job
+/// (so a caller that got its answer sees `head()` at least at its event).
+/// Returns the new head.
 async fn commit_batch(
     pool: &SqlitePool,
     jobs: &mut Vec<AppendJob>,
     versions: &mut HashMap<String, i64>,
     head: i64,
+    head_tx: &watch::Sender<i64>,
 ) -> Result<i64, StoreError> {
     let now = Utc::now().timestamp_millis();
     // BEGIN IMMEDIATE takes the write lock first, so the head read below is
@@ -218,10 +216,14 @@ async fn commit_batch(
     match result {
         Ok(()) => {
             versions.extend(touched);
+            let new_head = next_position - 1;
+            if new_head != *head_tx.borrow() {
+                head_tx.send_replace(new_head);
+            }
             for (job, outcome) in jobs.drain(..).zip(outcomes) {
                 let _ = job.reply.send(outcome);
             }
-            Ok(next_position - 1)
+            Ok(new_head)
         }
         Err(e) => {
             let msg = e.to_string();

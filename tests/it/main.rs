@@ -4,12 +4,12 @@ mod helpers;
 mod nats_server;
 
 mod auth;
+mod backbone;
 mod files;
 mod instances;
+mod nats;
+mod projections;
 mod receiver;
 mod sessions;
 mod store;
-mod backbone;
-mod nats;
-mod projections;
 mod webhooks;

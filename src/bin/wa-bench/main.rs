@@ -1,9 +1,9 @@
 //! `make bench`: the gateway's benchmarks. Prints figures; asserts nothing
 //! (these machines are shared and noisy). `wa-bench [name ...]` runs a subset.
 
-mod sessions;
-mod relay;
 mod projections;
+mod relay;
+mod sessions;
 mod store;
 mod webhooks;
 
