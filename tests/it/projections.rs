@@ -53,6 +53,48 @@ async fn a_rebuild_from_the_log_gives_tables_identical_to_the_incremental_ones()
     case_rebuild(&TestApp::spawn().await).await;
 }
 
+// ---------------------------------------------------------------- NATS JetStream backbone
+
+#[tokio::test]
+async fn on_nats_activity_log() {
+    case_activity_log(&TestApp::spawn_on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_message_history() {
+    case_message_history(&TestApp::spawn_on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_status_order() {
+    case_status_order(&TestApp::spawn_on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_usage_statistics() {
+    case_usage_statistics(&TestApp::spawn_on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_period_boundaries() {
+    case_period_boundaries(&TestApp::spawn_on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_bad_queries() {
+    case_bad_queries(&TestApp::spawn_on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_api_calls_recorded() {
+    case_api_calls_recorded(&TestApp::spawn_on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_rebuild() {
+    case_rebuild(&TestApp::spawn_on_nats().await).await;
+}
+
 // ---------------------------------------------------------------- helpers
 
 /// Today (UTC) as the statistics show a day.

@@ -27,6 +27,11 @@ async fn embedded() -> TestApp {
     TestApp::spawn_with(tune).await
 }
 
+/// The same gateway on the NATS JetStream backbone (its own nats-server).
+async fn on_nats() -> TestApp {
+    TestApp::spawn_on_nats_with(tune).await
+}
+
 /// A Standard Webhooks secret (base64 after `whsec_`).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -797,4 +802,57 @@ async fn a_pending_delivery_survives_a_kill_9_and_is_sent_with_the_same_webhook_
         .await;
     assert_eq!(delivered.header("webhook-id"), first.header("webhook-id"));
     assert_eq!(delivered.body, first.body);
+}
+
+// ---------------------------------------------------------------- NATS JetStream backbone
+
+#[tokio::test]
+async fn on_nats_each_event_type_arrives_with_the_seed_shape_and_both_signatures() {
+    case_each_event_type_arrives_with_the_seed_shape_and_both_signatures(&on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_filters_pick_the_events_and_a_settings_change_applies_to_later_events() {
+    case_filters_pick_the_events_and_a_settings_change_applies_to_later_events(&on_nats().await)
+        .await;
+}
+
+#[tokio::test]
+async fn on_nats_a_failing_endpoint_is_retried_with_the_expected_waits() {
+    case_a_failing_endpoint_is_retried_with_the_expected_waits(&on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_exhausted_retries_fail_visibly_and_a_manual_retry_delivers() {
+    case_exhausted_retries_fail_visibly_and_a_manual_retry_delivers(&on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_a_receiver_that_is_down_then_up_gets_the_delivery() {
+    case_a_receiver_that_is_down_then_up_gets_the_delivery(&on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_a_delivery_pending_across_a_restart_is_delivered_after_it() {
+    case_a_delivery_pending_across_a_restart_is_delivered_after_it(on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_retry_after_is_honoured() {
+    case_retry_after_is_honoured(&on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_a_410_disables_the_webhook_and_stops_deliveries() {
+    case_a_410_disables_the_webhook_and_stops_deliveries(&on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_a_dead_or_hanging_endpoint_does_not_delay_a_healthy_one() {
+    case_a_dead_or_hanging_endpoint_does_not_delay_a_healthy_one(&on_nats().await).await;
+}
+
+#[tokio::test]
+async fn on_nats_one_instance_deliveries_arrive_in_event_order() {
+    case_one_instance_deliveries_arrive_in_event_order(&on_nats().await).await;
 }
