@@ -35,6 +35,8 @@ pub struct AppState {
     pub views: SqlitePool,
     /// Where consumers read the log from.
     pub backbone: Backbone,
+    /// Recently checked API keys (see [`crate::domain::users::KeyCache`]).
+    pub key_cache: Arc<crate::domain::users::KeyCache>,
     /// The webhook dispatcher (delivery log, manual retries).
     pub webhooks: crate::webhooks::Webhooks,
 }
@@ -163,6 +165,7 @@ impl App {
             views,
             backbone,
             webhooks,
+            key_cache: Arc::default(),
         };
         let consumers = build_consumers(&state).await?;
         Ok(Self {

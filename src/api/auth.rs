@@ -118,7 +118,10 @@ impl AuthApi {
         state: Data<&AppState>,
         auth: Auth,
     ) -> ApiResult<Json<ApiKeyResponse>> {
+        // Evict before and after: no request may keep using the old key.
+        state.key_cache.evict_user(&auth.0.id);
         let api_key = users::rotate_api_key(&state.store, &auth.0.id).await?;
+        state.key_cache.evict_user(&auth.0.id);
         Ok(Json(ApiKeyResponse { api_key }))
     }
 

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use poem::PathPattern;
 
-use crate::domain::{instances, users};
+use crate::domain::instances;
 use crate::events::ApiCalled;
 use crate::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId};
+use crate::whatsapp::Sessions;
 
 /// The route parameter naming an instance.
 const INSTANCE_PARAM: &str = "instanceId";
@@ -23,6 +24,8 @@ const INSTANCE_PARAM: &str = "instanceId";
 pub struct ServedCall {
     /// The authenticated user.
     pub caller: String,
+    /// Whether the caller is an admin.
+    pub caller_is_admin: bool,
     pub method: String,
     /// The request path as sent.
     pub path: String,
@@ -91,7 +94,7 @@ pub fn instance_in_path(template: &str, path: &str) -> Option<String> {
 
 /// Appends the `api_called` event of a served request. Failures are logged:
 /// the client already has its answer.
-pub async fn record(store: &EventStore, call: ServedCall) {
+pub async fn record(store: &EventStore, sessions: &Sessions, call: ServedCall) {
     let (route, instance_id) = match &call.pattern {
         Some(p) => {
             let route = route_template(&p.0);
@@ -101,7 +104,9 @@ pub async fn record(store: &EventStore, call: ServedCall) {
         None => (call.path.clone(), None),
     };
     let instance = match instance_id {
-        Some(id) => chargeable_instance(store, &call.caller, &id).await,
+        Some(id) => {
+            chargeable_instance(store, sessions, &call.caller, call.caller_is_admin, &id).await
+        }
         None => None,
     };
     let event = ApiCalled {
@@ -131,21 +136,25 @@ pub async fn record(store: &EventStore, call: ServedCall) {
 }
 
 /// The instance `id` and its owner, when it exists and `caller` may act on it.
+/// The owner comes from the running session when there is one (no query).
 async fn chargeable_instance(
     store: &EventStore,
+    sessions: &Sessions,
     caller: &str,
+    caller_is_admin: bool,
     id: &str,
 ) -> Option<(String, String)> {
-    let instance = instances::find(store.pool(), id).await.ok().flatten()?;
-    if instance.user_id == caller {
-        return Some((instance.id, instance.user_id));
-    }
-    let is_admin = users::find_by_id(store.pool(), caller)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|u| u.is_admin);
-    is_admin.then_some((instance.id, instance.user_id))
+    let owner = match sessions.owner(id) {
+        Some(owner) => owner,
+        None => {
+            instances::find(store.pool(), id)
+                .await
+                .ok()
+                .flatten()?
+                .user_id
+        }
+    };
+    (owner == caller || caller_is_admin).then(|| (id.to_string(), owner))
 }
 
 #[cfg(test)]

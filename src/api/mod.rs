@@ -98,12 +98,13 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let (allowed, max_body, store) = {
+    let (allowed, max_body, store, sessions) = {
         let state = req.data::<AppState>().expect("state is attached");
         (
             client_allowed(state, &req),
             state.config.media_max_bytes + 1024 * 1024,
             state.store.clone(),
+            state.sessions.clone(),
         )
     };
     let declared_len = req
@@ -140,9 +141,10 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
                 (error_to_response(err), pattern)
             }
         };
-        if let Some(user) = caller.0.get() {
+        if let Some((user, is_admin)) = caller.0.get() {
             let call = calls::ServedCall {
                 caller: user.clone(),
+                caller_is_admin: *is_admin,
                 method,
                 path,
                 pattern,
@@ -150,7 +152,7 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
                 duration: started.elapsed(),
                 request_id: request_id.clone(),
             };
-            calls::record(&store, call).await;
+            calls::record(&store, &sessions, call).await;
         }
         resp
     };

@@ -50,7 +50,7 @@ pub struct ApiKeyAuth(ApiKey);
 /// The authenticated caller, filled in by [`Auth`] and read by the
 /// API-call recorder.
 #[derive(Debug, Clone, Default)]
-pub struct CallerSlot(pub Arc<OnceLock<String>>);
+pub struct CallerSlot(pub Arc<OnceLock<(String, bool)>>);
 
 /// The authenticated caller of a request.
 pub struct Auth(pub User);
@@ -90,7 +90,7 @@ impl<'a> ApiExtractor<'a> for Auth {
             .ok_or_else(|| ApiError::internal("state missing"))?;
         let user = authenticate(state, req).await?;
         if let Some(slot) = req.extensions().get::<CallerSlot>() {
-            let _ = slot.0.set(user.id.clone());
+            let _ = slot.0.set((user.id.clone(), user.is_admin));
         }
         Ok(Auth(user))
     }
@@ -102,7 +102,7 @@ async fn authenticate(state: &AppState, req: &Request) -> Result<User, ApiError>
         if key.is_empty() {
             return Err(ApiError::unauthorized("Invalid API key"));
         }
-        return users::find_by_api_key(state.store.pool(), key)
+        return users::find_by_api_key_cached(state.store.pool(), &state.key_cache, key)
             .await?
             .ok_or_else(|| ApiError::unauthorized("Invalid API key"));
     }

@@ -158,6 +158,21 @@ async fn owned(state: &AppState, auth: &Auth, id: &str) -> ApiResult<Instance> {
     instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, id).await
 }
 
+/// An instance the caller may act on, by id only.
+struct OwnedId {
+    id: String,
+}
+
+/// The id of an instance the caller may act on. Running instances are
+/// checked against their session (no query); others through the store.
+async fn owned_id(state: &AppState, auth: &Auth, id: &str) -> ApiResult<String> {
+    match state.sessions.owner(id) {
+        Some(owner) if owner == auth.0.id || auth.0.is_admin => Ok(id.to_string()),
+        Some(_) => Err(ApiError::not_found(format!("Instance {id} not found"))),
+        None => owned(state, auth, id).await.map(|i| i.id),
+    }
+}
+
 fn qr_response(
     state: &AppState,
     instance_id: &str,
@@ -195,7 +210,9 @@ impl WhatsAppApi {
         auth: Auth,
         #[oai(name = "instanceId")] id: Path<String>,
     ) -> ApiResult<Json<ConnectionStatus>> {
-        let i = owned(&state, &auth, &id).await?;
+        let i = OwnedId {
+            id: owned_id(&state, &auth, &id).await?,
+        };
         Ok(Json(state.connection_status(&i.id)))
     }
 
@@ -208,7 +225,9 @@ impl WhatsAppApi {
         #[oai(name = "instanceId")] id: Path<String>,
         format: Query<Option<QrFormat>>,
     ) -> ApiResult<QrResponse> {
-        let i = owned(&state, &auth, &id).await?;
+        let i = OwnedId {
+            id: owned_id(&state, &auth, &id).await?,
+        };
         qr_response(&state, &i.id, format.0)
     }
 
@@ -222,7 +241,9 @@ impl WhatsAppApi {
         #[oai(name = "instanceId")] id: Path<String>,
         body: Json<SendTextRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
-        let i = owned(&state, &auth, &id).await?;
+        let i = OwnedId {
+            id: owned_id(&state, &auth, &id).await?,
+        };
         let to = parse_phone(&body.phone)?;
         if body.message.trim().is_empty() {
             return Err(ApiError::bad_request("message must not be empty"));
@@ -250,7 +271,9 @@ impl WhatsAppApi {
         #[oai(name = "instanceId")] id: Path<String>,
         body: Json<SendMediaRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
-        let i = owned(&state, &auth, &id).await?;
+        let i = OwnedId {
+            id: owned_id(&state, &auth, &id).await?,
+        };
         let to = parse_phone(&body.phone)?;
         let body = body.0;
         if body.url.trim().is_empty() {
@@ -285,7 +308,9 @@ impl WhatsAppApi {
         #[oai(name = "instanceId")] id: Path<String>,
         form: SendFileForm,
     ) -> ApiResult<Json<SentMessageId>> {
-        let i = owned(&state, &auth, &id).await?;
+        let i = OwnedId {
+            id: owned_id(&state, &auth, &id).await?,
+        };
         let to = parse_phone(&form.phone)?;
         if form.file.size() as u64 > state.config.media_max_bytes {
             return Err(ApiError::too_large(format!(
@@ -321,7 +346,9 @@ impl WhatsAppApi {
         auth: Auth,
         #[oai(name = "instanceId")] id: Path<String>,
     ) -> ApiResult<Json<ContactList>> {
-        let i = owned(&state, &auth, &id).await?;
+        let i = OwnedId {
+            id: owned_id(&state, &auth, &id).await?,
+        };
         let contacts = state.sessions.contacts(&i.id).await?;
         Ok(Json(ContactList {
             contacts: contacts.into_iter().map(ContactView::from).collect(),

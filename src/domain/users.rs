@@ -79,6 +79,62 @@ pub async fn find_by_api_key(pool: &SqlitePool, key: &str) -> Result<Option<User
     }
 }
 
+/// API key digests → users, so a request is checked without a query. An
+/// entry lives [`KEY_CACHE_TTL`]; a rotation evicts the user's entries at
+/// once, and a lookup that raced with a rotation is not cached.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, (User, std::time::Instant)>>,
+    rotations: std::sync::atomic::AtomicU64,
+}
+
+/// How long a cached API key stays valid without a fresh look-up.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl KeyCache {
+    fn get(&self, digest: &str) -> Option<User> {
+        let entries = self.entries.read().expect("key cache lock");
+        entries
+            .get(digest)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(u, _)| u.clone())
+    }
+
+    /// Forgets every cached key of a user (after a rotation).
+    pub fn evict_user(&self, user_id: &str) {
+        self.rotations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entries
+            .write()
+            .expect("key cache lock")
+            .retain(|_, (u, _)| u.id != user_id);
+    }
+}
+
+/// [`find_by_api_key`] through a [`KeyCache`].
+pub async fn find_by_api_key_cached(
+    pool: &SqlitePool,
+    cache: &KeyCache,
+    key: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    let digest = auth::api_key_digest(key);
+    if let Some(user) = cache.get(&digest) {
+        return Ok(Some(user));
+    }
+    let rotations = cache.rotations.load(std::sync::atomic::Ordering::SeqCst);
+    let user = find_by_api_key(pool, key).await?;
+    if let Some(u) = &user {
+        let mut entries = cache.entries.write().expect("key cache lock");
+        if cache.rotations.load(std::sync::atomic::Ordering::SeqCst) == rotations {
+            if entries.len() > 10_000 {
+                entries.clear();
+            }
+            entries.insert(digest, (u.clone(), std::time::Instant::now()));
+        }
+    }
+    Ok(user)
+}
+
 /// Every user, oldest first.
 pub async fn list(pool: &SqlitePool) -> Result<Vec<User>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -229,6 +229,11 @@ impl Sessions {
             .cloned()
     }
 
+    /// The owner of an instance that has a session (the running instances).
+    pub fn owner(&self, instance_id: &str) -> Option<String> {
+        self.get(instance_id).map(|s| s.user_id.clone())
+    }
+
     /// The session state of an instance (`disconnected` when it has none).
     pub fn status(&self, instance_id: &str) -> SessionStatus {
         match self.get(instance_id) {
@@ -469,6 +474,8 @@ struct Loop {
     failures: u32,
     drops: VecDeque<Instant>,
     qr_count: u32,
+    /// Events of the engine events handled in this turn, appended together.
+    out: Vec<Event>,
 }
 
 async fn next_event(rx: &mut Option<mpsc::Receiver<EngineEvent>>) -> Option<EngineEvent> {
@@ -502,6 +509,7 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
         failures: 0,
         drops: VecDeque::new(),
         qr_count: 0,
+        out: Vec::new(),
     };
     let store = &inner.store;
     loop {
@@ -557,6 +565,17 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
             ev = next_event(&mut st.events) => {
                 let ev = ev.unwrap_or(EngineEvent::Closed { reason: "connection_lost".into(), terminal: false });
                 handle_event(&session, &inner, &mut st, ev).await;
+                // Take what else is already waiting, and append it all at once.
+                for _ in 0..256 {
+                    let Some(rx) = st.events.as_mut() else { break };
+                    match rx.try_recv() {
+                        Ok(ev) => handle_event(&session, &inner, &mut st, ev).await,
+                        Err(_) => break,
+                    }
+                }
+                if !st.out.is_empty() {
+                    session.record(store, std::mem::take(&mut st.out)).await;
+                }
             }
             _ = sleep_until_opt(st.retry_at) => {
                 st.retry_at = None;
@@ -597,7 +616,6 @@ fn logged_out_events(instance_id: &str, reason: &str) -> Vec<Event> {
 }
 
 async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop, ev: EngineEvent) {
-    let store = &inner.store;
     let id = session.instance_id.clone();
     match ev {
         EngineEvent::Qr { code } => {
@@ -608,37 +626,27 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                     s.state = ConnState::Disconnected;
                     s.qr = None;
                 });
-                session
-                    .record(
-                        store,
-                        vec![
-                            ConnectionClosed {
-                                instance_id: id,
-                                reason: "qr_timeout".into(),
-                                will_reconnect: false,
-                            }
-                            .into(),
-                        ],
-                    )
-                    .await;
+                st.out.extend(vec![
+                    ConnectionClosed {
+                        instance_id: id,
+                        reason: "qr_timeout".into(),
+                        will_reconnect: false,
+                    }
+                    .into(),
+                ]);
                 return;
             }
             session.set_status(|s| {
                 s.state = ConnState::Qr;
                 s.qr = Some(code.clone());
             });
-            session
-                .record(
-                    store,
-                    vec![
-                        QrReceived {
-                            instance_id: id,
-                            qr_code: code,
-                        }
-                        .into(),
-                    ],
-                )
-                .await;
+            st.out.extend(vec![
+                QrReceived {
+                    instance_id: id,
+                    qr_code: code,
+                }
+                .into(),
+            ]);
         }
         EngineEvent::Connected { phone } => {
             st.qr_count = 0;
@@ -648,18 +656,13 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                 s.qr = None;
                 s.phone = phone.clone();
             });
-            session
-                .record(
-                    store,
-                    vec![
-                        ConnectionOpened {
-                            instance_id: id,
-                            phone,
-                        }
-                        .into(),
-                    ],
-                )
-                .await;
+            st.out.extend(vec![
+                ConnectionOpened {
+                    instance_id: id,
+                    phone,
+                }
+                .into(),
+            ]);
         }
         EngineEvent::Closed { reason, terminal } => {
             session.stop_engine(&mut st.events).await;
@@ -684,19 +687,14 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                     s.state = ConnState::Disconnected;
                     s.qr = None;
                 });
-                session
-                    .record(
-                        store,
-                        vec![
-                            ConnectionClosed {
-                                instance_id: id,
-                                reason,
-                                will_reconnect: false,
-                            }
-                            .into(),
-                        ],
-                    )
-                    .await;
+                st.out.extend(vec![
+                    ConnectionClosed {
+                        instance_id: id,
+                        reason,
+                        will_reconnect: false,
+                    }
+                    .into(),
+                ]);
             } else {
                 st.failures += 1;
                 st.retry_at = Some(now + backoff(&inner.config, st.failures));
@@ -704,19 +702,14 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                     s.state = ConnState::Connecting;
                     s.qr = None;
                 });
-                session
-                    .record(
-                        store,
-                        vec![
-                            ConnectionClosed {
-                                instance_id: id,
-                                reason,
-                                will_reconnect: true,
-                            }
-                            .into(),
-                        ],
-                    )
-                    .await;
+                st.out.extend(vec![
+                    ConnectionClosed {
+                        instance_id: id,
+                        reason,
+                        will_reconnect: true,
+                    }
+                    .into(),
+                ]);
             }
         }
         EngineEvent::LoggedOut { reason } => {
@@ -730,7 +723,7 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                 s.qr = None;
                 s.phone = None;
             });
-            session.record(store, logged_out_events(&id, &reason)).await;
+            st.out.extend(logged_out_events(&id, &reason));
         }
         EngineEvent::Message(m) => {
             let event = MessageReceived {
@@ -750,7 +743,7 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                     size: md.size,
                 }),
             };
-            session.record(store, vec![event.into()]).await;
+            st.out.extend(vec![event.into()]);
         }
         EngineEvent::Receipt {
             message_ids,
@@ -768,22 +761,17 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                 }
             }
             if !events.is_empty() {
-                session.record(store, events).await;
+                st.out.extend(events);
             }
         }
         EngineEvent::Contacts(contacts) => {
-            session
-                .record(
-                    store,
-                    vec![
-                        ContactsUpdated {
-                            instance_id: id,
-                            contacts,
-                        }
-                        .into(),
-                    ],
-                )
-                .await;
+            st.out.extend(vec![
+                ContactsUpdated {
+                    instance_id: id,
+                    contacts,
+                }
+                .into(),
+            ]);
         }
     }
 }
