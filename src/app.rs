@@ -35,6 +35,8 @@ pub struct AppState {
     pub views: SqlitePool,
     /// Where consumers read the log from.
     pub backbone: Backbone,
+    /// Records every authenticated API call as an `api_called` event.
+    pub api_calls: crate::api::calls::Recorder,
     /// Recently checked API keys (see [`crate::domain::users::KeyCache`]).
     pub key_cache: Arc<crate::domain::users::KeyCache>,
     /// The webhook dispatcher (delivery log, manual retries).
@@ -155,6 +157,7 @@ impl App {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no address")?;
+        let api_calls = crate::api::calls::Recorder::spawn(store.clone(), sessions.clone());
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -166,6 +169,7 @@ impl App {
             backbone,
             webhooks,
             key_cache: Arc::default(),
+            api_calls,
         };
         let consumers = build_consumers(&state).await?;
         Ok(Self {
@@ -221,6 +225,8 @@ impl App {
         );
         let result = server.await.context("the HTTP server failed");
         shutdown.cancel();
+        // Calls answered before the stop are recorded before it completes.
+        state.api_calls.flush().await;
         state.sessions.shutdown().await;
         for task in consumer_tasks {
             let _ = task.await;

@@ -98,13 +98,12 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let (allowed, max_body, store, sessions) = {
+    let (allowed, max_body, recorder) = {
         let state = req.data::<AppState>().expect("state is attached");
         (
             client_allowed(state, &req),
             state.config.media_max_bytes + 1024 * 1024,
-            state.store.clone(),
-            state.sessions.clone(),
+            state.api_calls.clone(),
         )
     };
     let declared_len = req
@@ -152,7 +151,7 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
                 duration: started.elapsed(),
                 request_id: request_id.clone(),
             };
-            calls::record(&store, &sessions, call).await;
+            recorder.record(call);
         }
         resp
     };

@@ -686,6 +686,7 @@ async fn case_usage_statistics(app: &TestApp) {
     assert_eq!(sys["instances"], json!({"total": 2, "active": 2}));
     // admin (created users), user and other all made calls today.
     assert_eq!(sys["users"], json!({"total": 3, "active": 3}));
+    app.state.api_calls.flush().await;
     let calls = app
         .events()
         .await
