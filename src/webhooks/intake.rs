@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
@@ -33,9 +34,22 @@ fn decode(e: &RecordedEvent) -> Option<Event> {
     }
 }
 
+/// Events that change what the intake knows about an instance's webhook.
+fn is_settings_event(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "instance_created" | "instance_updated" | "webhook_disabled" | "instance_deleted"
+    )
+}
+
+/// Positions of irrelevant events the intake lets pass before saving its checkpoint anyway.
+const CHECKPOINT_EVERY: i64 = 5_000;
+
 /// The log consumer that queues deliveries.
 pub struct Intake {
     pub(crate) shared: Arc<Shared>,
+    /// The checkpoint last committed by this process.
+    pub(crate) saved: AtomicI64,
 }
 
 #[async_trait]
@@ -49,7 +63,21 @@ impl Consumer for Intake {
     }
 
     async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
-        let mut tx = self.shared.views.begin().await?;
+        // A batch of nothing but other events (API calls, the dispatcher's own
+        // attempt events) needs no transaction; its checkpoint is saved with a
+        // later batch, or once enough has been skipped. Re-reading such a
+        // range after a restart changes nothing.
+        let last_position = events.last().map_or(0, |e| e.position);
+        let relevant = events
+            .iter()
+            .any(|e| is_settings_event(&e.event_type) || payload::is_webhook_event(&e.event_type));
+        if !relevant && last_position - self.saved.load(Ordering::Relaxed) < CHECKPOINT_EVERY {
+            return Ok(());
+        }
+        // Other consumers write views.db too: take the write lock up front
+        // (a read-then-write transaction could fail with a stale snapshot).
+        let _guard = self.shared.write_lock.lock().await;
+        let mut tx = self.shared.views.begin_with("BEGIN IMMEDIATE").await?;
         let checkpoint = load_checkpoint(&mut *tx, NAME).await?;
         // instance id -> whether its lane must re-read its queue from the start.
         let mut touched: BTreeMap<String, bool> = BTreeMap::new();
@@ -59,8 +87,7 @@ impl Consumer for Intake {
         for e in events.iter().filter(|e| e.position > checkpoint) {
             last = e.position;
             match e.event_type.as_str() {
-                "instance_created" | "instance_updated" | "webhook_disabled"
-                | "instance_deleted" => {
+                t if is_settings_event(t) => {
                     let Some(event) = decode(e) else { continue };
                     let (instance_id, cancel) = match &event {
                         Event::InstanceCreated(c) => {
@@ -156,6 +183,7 @@ impl Consumer for Intake {
             save_checkpoint(&mut tx, NAME, last).await?;
         }
         tx.commit().await?;
+        self.saved.fetch_max(last, Ordering::Relaxed);
         for (instance_id, reset) in touched {
             self.shared.wake(&instance_id, reset);
         }

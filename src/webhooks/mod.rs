@@ -70,6 +70,7 @@ impl Webhooks {
     pub fn intake(&self) -> Arc<dyn Consumer> {
         Arc::new(intake::Intake {
             shared: self.shared.clone(),
+            saved: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
