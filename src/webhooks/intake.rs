@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
@@ -42,14 +41,9 @@ fn is_settings_event(event_type: &str) -> bool {
     )
 }
 
-/// Positions of irrelevant events the intake lets pass before saving its checkpoint anyway.
-const CHECKPOINT_EVERY: i64 = 5_000;
-
 /// The log consumer that queues deliveries.
 pub struct Intake {
     pub(crate) shared: Arc<Shared>,
-    /// The checkpoint last committed by this process.
-    pub(crate) saved: AtomicI64,
 }
 
 #[async_trait]
@@ -63,17 +57,6 @@ impl Consumer for Intake {
     }
 
     async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
-        // A batch of nothing but other events (API calls, the dispatcher's own
-        // attempt events) needs no transaction; its checkpoint is saved with a
-        // later batch, or once enough has been skipped. Re-reading such a
-        // range after a restart changes nothing.
-        let last_position = events.last().map_or(0, |e| e.position);
-        let relevant = events
-            .iter()
-            .any(|e| is_settings_event(&e.event_type) || payload::is_webhook_event(&e.event_type));
-        if !relevant && last_position - self.saved.load(Ordering::Relaxed) < CHECKPOINT_EVERY {
-            return Ok(());
-        }
         // Other consumers write views.db too: take the write lock up front
         // (a read-then-write transaction could fail with a stale snapshot).
         let _guard = self.shared.write_lock.lock().await;
@@ -183,7 +166,6 @@ impl Consumer for Intake {
             save_checkpoint(&mut tx, NAME, last).await?;
         }
         tx.commit().await?;
-        self.saved.fetch_max(last, Ordering::Relaxed);
         for (instance_id, reset) in touched {
             self.shared.wake(&instance_id, reset);
         }

@@ -70,7 +70,6 @@ impl Webhooks {
     pub fn intake(&self) -> Arc<dyn Consumer> {
         Arc::new(intake::Intake {
             shared: self.shared.clone(),
-            saved: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
