@@ -33,6 +33,14 @@ fn decode(e: &RecordedEvent) -> Option<Event> {
     }
 }
 
+/// Events that change what the intake knows about an instance's webhook.
+fn is_settings_event(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "instance_created" | "instance_updated" | "webhook_disabled" | "instance_deleted"
+    )
+}
+
 /// The log consumer that queues deliveries.
 pub struct Intake {
     pub(crate) shared: Arc<Shared>,
@@ -49,7 +57,10 @@ impl Consumer for Intake {
     }
 
     async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
-        let mut tx = self.shared.views.begin().await?;
+        // Other consumers write views.db too: take the write lock up front
+        // (a read-then-write transaction could fail with a stale snapshot).
+        let _guard = self.shared.write_lock.lock().await;
+        let mut tx = self.shared.views.begin_with("BEGIN IMMEDIATE").await?;
         let checkpoint = load_checkpoint(&mut *tx, NAME).await?;
         // instance id -> whether its lane must re-read its queue from the start.
         let mut touched: BTreeMap<String, bool> = BTreeMap::new();
@@ -59,8 +70,7 @@ impl Consumer for Intake {
         for e in events.iter().filter(|e| e.position > checkpoint) {
             last = e.position;
             match e.event_type.as_str() {
-                "instance_created" | "instance_updated" | "webhook_disabled"
-                | "instance_deleted" => {
+                t if is_settings_event(t) => {
                     let Some(event) = decode(e) else { continue };
                     let (instance_id, cancel) = match &event {
                         Event::InstanceCreated(c) => {

@@ -261,6 +261,9 @@ pub(crate) struct Shared {
     pub allow_private: bool,
     pub deliver_from: i64,
     workers: Arc<Semaphore>,
+    /// Serialises the dispatcher's own views.db write transactions (intake,
+    /// recorder, cancellations): no SQLite busy waits between them.
+    pub write_lock: Arc<tokio::sync::Mutex<()>>,
     lanes: Mutex<HashMap<String, Arc<LaneSignal>>>,
     running: Mutex<Option<Running>>,
 }
@@ -281,6 +284,7 @@ impl Shared {
             allow_private,
             deliver_from,
             workers: Arc::new(Semaphore::new(workers.max(1))),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
             lanes: Mutex::new(HashMap::new()),
             running: Mutex::new(None),
         }
@@ -321,7 +325,12 @@ impl Shared {
     /// (they stay pending and are sent again after the next start).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (tx, rx) = mpsc::channel(4096);
-        let recorder = tokio::spawn(run_recorder(self.views.clone(), self.store.clone(), rx));
+        let recorder = tokio::spawn(run_recorder(
+            self.views.clone(),
+            self.write_lock.clone(),
+            self.store.clone(),
+            rx,
+        ));
         let tracker = TaskTracker::new();
         *self.running.lock().expect("running lock") = Some(Running {
             shutdown: shutdown.clone(),
@@ -503,6 +512,7 @@ async fn gone(shared: &Shared, instance_id: &str) {
         }
     }
     let cancelled = async {
+        let _guard = shared.write_lock.lock().await;
         let mut conn = shared.views.acquire().await?;
         deliveries::cancel_pending(
             &mut conn,
@@ -582,12 +592,21 @@ fn outcome(
 
 /// Group-commits attempt results: one views.db transaction per batch, then
 /// the events (the store's writer groups concurrent appends too).
-async fn run_recorder(views: SqlitePool, store: EventStore, mut rx: mpsc::Receiver<Outcome>) {
+async fn run_recorder(
+    views: SqlitePool,
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    store: EventStore,
+    mut rx: mpsc::Receiver<Outcome>,
+) {
     let mut batch: Vec<Outcome> = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
         let mut failures = 0u32;
         loop {
-            match commit_records(&views, &batch).await {
+            let committed = {
+                let _guard = write_lock.lock().await;
+                commit_records(&views, &batch).await
+            };
+            match committed {
                 Ok(()) => break,
                 Err(e) => {
                     failures += 1;
@@ -623,7 +642,7 @@ async fn run_recorder(views: SqlitePool, store: EventStore, mut rx: mpsc::Receiv
 }
 
 async fn commit_records(views: &SqlitePool, batch: &[Outcome]) -> Result<(), sqlx::Error> {
-    let mut tx = views.begin().await?;
+    let mut tx = views.begin_with("BEGIN IMMEDIATE").await?;
     for o in batch {
         deliveries::record_attempt(&mut tx, &o.record).await?;
     }
