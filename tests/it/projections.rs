@@ -886,6 +886,7 @@ async fn case_api_calls_recorded(app: &TestApp) {
         .await
         .expect_error(404);
     app.get("/api/auth/me", As::Nobody).await.expect_error(401);
+    app.state.api_calls.flush().await;
 
     let calls: Vec<_> = app
         .events()
