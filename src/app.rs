@@ -31,7 +31,7 @@ pub struct AppState {
     pub sim: Option<SimEngine>,
     /// Client for media URLs (guarded unless `WA_MEDIA_ALLOW_PRIVATE`).
     pub media_client: reqwest::Client,
-    /// The read-model database (`views.db`): projections, webhook deliveries, checkpoints.
+    /// The read-model database (`views.db`): projections and their checkpoints (webhook deliveries live in `webhooks.db`).
     pub views: SqlitePool,
     /// Where consumers read the log from.
     pub backbone: Backbone,
@@ -139,7 +139,7 @@ impl App {
                 Backbone::Nats(NatsBackbone::connect(&settings).await?, store.clone())
             }
         };
-        let webhooks = crate::webhooks::Webhooks::open(views.clone(), store.clone(), &config)
+        let webhooks = crate::webhooks::Webhooks::open(store.clone(), &config)
             .await
             .context("Failed to open the webhook dispatcher")?;
         let media_client = crate::net::outbound_client(

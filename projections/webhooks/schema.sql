@@ -1,4 +1,5 @@
--- The webhook dispatcher's tables in views.db. Created at start-up (idempotent).
+-- The webhook dispatcher's tables, in its own file `webhooks.db` (with its
+-- consumer checkpoint). Created at start-up (idempotent).
 
 -- Webhook settings per instance as of the last event the intake applied
 -- (instance_created / instance_updated / webhook_disabled / instance_deleted),
@@ -47,7 +48,7 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_by_instance
     ON webhook_deliveries (instance_id, seq);
 
 -- Small state of the dispatcher: `deliver_from` = the log position at its
--- first start; older events only update settings (a new or rebuilt views.db
+-- first start; older events only update settings (a new or rebuilt webhooks.db
 -- never re-sends history).
 CREATE TABLE IF NOT EXISTS webhook_state (
     key   TEXT PRIMARY KEY,

@@ -119,14 +119,8 @@ impl WebhooksApi {
                 "status must be pending, delivered or failed",
             ));
         }
-        let (rows, total) = deliveries::list(
-            state.webhooks.views(),
-            &i.id,
-            status.as_deref(),
-            limit,
-            skip,
-        )
-        .await?;
+        let (rows, total) =
+            deliveries::list(state.webhooks.db(), &i.id, status.as_deref(), limit, skip).await?;
         let has_more = skip + (rows.len() as i64) < total;
         Ok(Json(WebhookDeliveryList {
             deliveries: rows.into_iter().map(Into::into).collect(),
@@ -155,7 +149,7 @@ impl WebhooksApi {
     ) -> ApiResult<Json<WebhookDeliveryView>> {
         let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
         let not_found = || ApiError::not_found(format!("Delivery {} not found", delivery_id.0));
-        deliveries::find(state.webhooks.views(), &i.id, &delivery_id)
+        deliveries::find(state.webhooks.db(), &i.id, &delivery_id)
             .await?
             .ok_or_else(not_found)?;
         let url = match (&i.webhook.url, i.webhook.enabled) {
@@ -167,7 +161,7 @@ impl WebhooksApi {
             }
         };
         let d = deliveries::requeue(
-            state.webhooks.views(),
+            state.webhooks.db(),
             &i.id,
             &delivery_id,
             &url,

@@ -1,4 +1,4 @@
-//! Table access for the dispatcher (views.db): settings as of the log, and
+//! Table access for the dispatcher (`webhooks.db`): settings as of the log, and
 //! the deliveries (durable queue and delivery log). SQL schema:
 //! `projections/webhooks/schema.sql`.
 

@@ -53,14 +53,14 @@ impl Consumer for Intake {
     }
 
     async fn checkpoint(&self) -> anyhow::Result<i64> {
-        Ok(load_checkpoint(&self.shared.views, NAME).await?)
+        Ok(load_checkpoint(&self.shared.db, NAME).await?)
     }
 
     async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
-        // Other consumers write views.db too: take the write lock up front
+        // The recorder writes this database too: take the write lock up front
         // (a read-then-write transaction could fail with a stale snapshot).
         let _guard = self.shared.write_lock.lock().await;
-        let mut tx = self.shared.views.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.shared.db.begin_with("BEGIN IMMEDIATE").await?;
         let checkpoint = load_checkpoint(&mut *tx, NAME).await?;
         // instance id -> whether its lane must re-read its queue from the start.
         let mut touched: BTreeMap<String, bool> = BTreeMap::new();

@@ -14,7 +14,11 @@
 //! - [`payload`]: the seed's `{event, data, timestamp}` bodies and the notify filters.
 //! - [`intake`]: the log consumer.
 //! - [`worker`]: lanes, retries, `Retry-After`, 410, the recorder.
-//! - [`deliveries`]: table access (views.db), schema in `projections/webhooks/`.
+//! - [`deliveries`]: table access, schema in `projections/webhooks/`.
+//!
+//! The dispatcher keeps its tables and its checkpoint in its own SQLite file,
+//! `webhooks.db`, not in `views.db`: the projectors' write transactions would
+//! otherwise make deliveries wait in SQLite's polling busy handler.
 
 pub mod deliveries;
 pub mod intake;
@@ -41,13 +45,11 @@ pub struct Webhooks {
 impl Webhooks {
     /// Creates the tables and the guarded HTTP client (no redirects,
     /// `WA_WEBHOOK_TIMEOUT`, private addresses refused unless `WA_WEBHOOK_ALLOW_PRIVATE`).
-    pub async fn open(
-        views: SqlitePool,
-        store: EventStore,
-        config: &Config,
-    ) -> anyhow::Result<Self> {
-        deliveries::ensure_schema(&views).await?;
-        let deliver_from = deliveries::deliver_from(&views, store.head()).await?;
+    pub async fn open(store: EventStore, config: &Config) -> anyhow::Result<Self> {
+        let db = crate::store::open_sqlite(&config.data_dir.join("webhooks.db"), 8).await?;
+        crate::backbone::ensure_checkpoint_table(&db).await?;
+        deliveries::ensure_schema(&db).await?;
+        let deliver_from = deliveries::deliver_from(&db, store.head()).await?;
         let client = crate::net::outbound_client(
             config.webhook_allow_private,
             config.webhook_timeout,
@@ -56,7 +58,7 @@ impl Webhooks {
         );
         Ok(Self {
             shared: Arc::new(worker::Shared::new(
-                views,
+                db,
                 store,
                 client,
                 config.webhook_allow_private,
@@ -83,8 +85,8 @@ impl Webhooks {
         self.shared.wake(instance_id, true);
     }
 
-    /// The read-model database the deliveries live in.
-    pub fn views(&self) -> &SqlitePool {
-        &self.shared.views
+    /// The dispatcher's database (`webhooks.db`): deliveries, settings, checkpoint.
+    pub fn db(&self) -> &SqlitePool {
+        &self.shared.db
     }
 }

@@ -255,13 +255,14 @@ struct Running {
 
 /// State shared by the intake, the API, the lanes and the recorder.
 pub(crate) struct Shared {
-    pub views: SqlitePool,
+    /// `webhooks.db`: settings as of the log, deliveries, the intake's checkpoint.
+    pub db: SqlitePool,
     pub store: EventStore,
     pub client: reqwest::Client,
     pub allow_private: bool,
     pub deliver_from: i64,
     workers: Arc<Semaphore>,
-    /// Serialises the dispatcher's own views.db write transactions (intake,
+    /// Serialises the dispatcher's own write transactions (intake,
     /// recorder, cancellations): no SQLite busy waits between them.
     pub write_lock: Arc<tokio::sync::Mutex<()>>,
     lanes: Mutex<HashMap<String, Arc<LaneSignal>>>,
@@ -270,7 +271,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn new(
-        views: SqlitePool,
+        db: SqlitePool,
         store: EventStore,
         client: reqwest::Client,
         allow_private: bool,
@@ -278,7 +279,7 @@ impl Shared {
         deliver_from: i64,
     ) -> Self {
         Self {
-            views,
+            db,
             store,
             client,
             allow_private,
@@ -326,7 +327,7 @@ impl Shared {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (tx, rx) = mpsc::channel(4096);
         let recorder = tokio::spawn(run_recorder(
-            self.views.clone(),
+            self.db.clone(),
             self.write_lock.clone(),
             self.store.clone(),
             rx,
@@ -339,7 +340,7 @@ impl Shared {
         });
         let mut failures = 0u32;
         loop {
-            match deliveries::instances_with_pending(&self.views).await {
+            match deliveries::instances_with_pending(&self.db).await {
                 Ok(ids) => {
                     for id in ids {
                         self.wake(&id, false);
@@ -410,9 +411,7 @@ async fn run_lane(
             flush(&mut acks).await;
             cursor = 0;
         }
-        let batch = match deliveries::pending_batch(&shared.views, &instance_id, cursor, BATCH)
-            .await
-        {
+        let batch = match deliveries::pending_batch(&shared.db, &instance_id, cursor, BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 failures += 1;
@@ -513,7 +512,7 @@ async fn gone(shared: &Shared, instance_id: &str) {
     }
     let cancelled = async {
         let _guard = shared.write_lock.lock().await;
-        let mut conn = shared.views.acquire().await?;
+        let mut conn = shared.db.acquire().await?;
         deliveries::cancel_pending(
             &mut conn,
             instance_id,
@@ -590,10 +589,10 @@ fn outcome(
     }
 }
 
-/// Group-commits attempt results: one views.db transaction per batch, then
+/// Group-commits attempt results: one transaction per batch, then
 /// the events (the store's writer groups concurrent appends too).
 async fn run_recorder(
-    views: SqlitePool,
+    db: SqlitePool,
     write_lock: Arc<tokio::sync::Mutex<()>>,
     store: EventStore,
     mut rx: mpsc::Receiver<Outcome>,
@@ -604,7 +603,7 @@ async fn run_recorder(
         loop {
             let committed = {
                 let _guard = write_lock.lock().await;
-                commit_records(&views, &batch).await
+                commit_records(&db, &batch).await
             };
             match committed {
                 Ok(()) => break,
@@ -641,8 +640,8 @@ async fn run_recorder(
     }
 }
 
-async fn commit_records(views: &SqlitePool, batch: &[Outcome]) -> Result<(), sqlx::Error> {
-    let mut tx = views.begin_with("BEGIN IMMEDIATE").await?;
+async fn commit_records(db: &SqlitePool, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
     for o in batch {
         deliveries::record_attempt(&mut tx, &o.record).await?;
     }

@@ -98,7 +98,7 @@ async fn delivery_log(app: &TestApp, who: &Creds, id: &str) -> Value {
 async fn wait_for_intake(app: &TestApp, position: i64) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let cp = wa_gateway::backbone::load_checkpoint(&app.state.views, "webhooks")
+        let cp = wa_gateway::backbone::load_checkpoint(app.state.webhooks.db(), "webhooks")
             .await
             .unwrap();
         if cp >= position {
