@@ -14,6 +14,7 @@ use crate::backbone::{Backbone, Consumer};
 use crate::config::{Config, EngineKind};
 use crate::domain::{instances, users};
 use crate::store::{EventStore, open_sqlite};
+use crate::whatsapp::real::{RealConfig, RealEngine};
 use crate::whatsapp::sim::{SimConfig, SimEngine};
 use crate::whatsapp::supervisor::SupervisorConfig;
 use crate::whatsapp::{Engine, Sessions};
@@ -69,16 +70,32 @@ fn make_engine(config: &Config) -> anyhow::Result<(Arc<dyn Engine>, Option<SimEn
             });
             Ok((Arc::new(sim.clone()), Some(sim)))
         }
-        EngineKind::WhatsApp => anyhow::bail!(
-            "WA_ENGINE=whatsapp: the real WhatsApp engine is not part of this build yet; run with WA_ENGINE=sim"
-        ),
+        EngineKind::WhatsApp => {
+            let engine = RealEngine::new(RealConfig {
+                dir: config.data_dir.join("wa"),
+                url: config.whatsapp_url.clone(),
+                version: config.whatsapp_version,
+                transport: config.whatsapp_transport.clone(),
+            })?;
+            Ok((Arc::new(engine), None))
+        }
     }
+}
+
+/// Installs the process's rustls crypto provider (aws-lc-rs) once. Two are
+/// compiled in (reqwest brings aws-lc-rs, the websocket transport and
+/// async-nats bring ring), and rustls panics at the first TLS connection
+/// when it has to choose by itself.
+pub fn install_crypto_provider() {
+    // An error means one is installed already: that is all we need.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 impl App {
     /// Opens the data dir and stores, creates the first admin, starts every
     /// instance's session and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        install_crypto_provider();
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
                 "Failed to create the data dir {}",
