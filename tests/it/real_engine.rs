@@ -175,6 +175,7 @@ async fn the_real_client_pairs_by_qr_reconnects_resumes_after_a_restart_and_logs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_whatsapp_keeps_the_instance_connecting_and_the_api_responsive() {
+    trace_if_asked();
     let app = TestApp::spawn_with(|c| {
         c.engine = EngineKind::WhatsApp;
         // Nothing listens on port 9 of loopback: every dial is refused.

@@ -61,35 +61,21 @@ impl ContactBook {
         let mut entries = self.entries.lock().await;
         let mut changed = BTreeMap::new();
         for fact in facts {
-            let (phone, update): (String, Box<dyn Fn(&mut Entry) -> bool>) = match fact {
-                Learned::Name { phone, name } => (
-                    phone,
-                    Box::new(move |e: &mut Entry| {
-                        let new = Some(name.clone()).filter(|n| !n.is_empty());
-                        let differs = new.is_some() && e.name != new;
-                        if differs {
-                            e.name = new;
-                        }
-                        differs
-                    }),
-                ),
-                Learned::PushName { phone, push_name } => (
-                    phone,
-                    Box::new(move |e: &mut Entry| {
-                        let new = Some(push_name.clone()).filter(|n| !n.is_empty());
-                        let differs = new.is_some() && e.push_name != new;
-                        if differs {
-                            e.push_name = new;
-                        }
-                        differs
-                    }),
-                ),
+            let (phone, value, is_name) = match fact {
+                Learned::Name { phone, name } => (phone, name, true),
+                Learned::PushName { phone, push_name } => (phone, push_name, false),
             };
-            if !is_phone(&phone) {
+            if !is_phone(&phone) || value.is_empty() {
                 continue;
             }
             let entry = entries.entry(phone.clone()).or_default();
-            if update(entry) {
+            let slot = if is_name {
+                &mut entry.name
+            } else {
+                &mut entry.push_name
+            };
+            if slot.as_deref() != Some(value.as_str()) {
+                *slot = Some(value);
                 changed.insert(phone.clone(), to_contact(&phone, entry));
             }
         }

@@ -257,13 +257,11 @@ mod tests {
                 message: Some(wa::Message {
                     view_once_message_v2: Some(wa::message::FutureProofMessage {
                         message: Some(image).into(),
-                        ..Default::default()
                     })
                     .into(),
                     ..Default::default()
                 })
                 .into(),
-                ..Default::default()
             })
             .into(),
             ..Default::default()

@@ -87,11 +87,14 @@ const VERSION_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping session may take to flush and close.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A WhatsApp Web version: primary, secondary, tertiary.
+type Version = (u32, u32, u32);
+
 struct Shared {
     config: RealConfig,
     transport: Arc<dyn TransportFactory>,
     /// The last resolved version and when it was resolved.
-    version: Mutex<Option<((u32, u32, u32), Instant)>>,
+    version: Mutex<Option<(Version, Instant)>>,
 }
 
 /// The real engine; cheap to clone.
@@ -251,14 +254,17 @@ impl Engine for RealEngine {
             inner: self.shared.transport.clone(),
             instance_id: instance_id.to_string(),
             attempts: AtomicU32::new(0),
-            got_through: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let bot = Bot::builder()
             .with_backend(backend)
             .with_transport_factory(DialerRef(dialer.clone()))
             .with_version(version)
-            .with_event_handler(Forward(tx))
+            .with_event_handler(Forward {
+                queue: tx,
+                dialer: dialer.clone(),
+            })
             .build()
             .await
             .context("Failed to build the WhatsApp client")?;
@@ -272,7 +278,6 @@ impl Engine for RealEngine {
             client: client.clone(),
             sink: events,
             book: book.clone(),
-            dialer,
             stopping: stopping.clone(),
             stop: stop.clone(),
         };
@@ -302,8 +307,9 @@ struct Dialer {
     inner: Arc<dyn TransportFactory>,
     instance_id: String,
     attempts: AtomicU32,
-    /// Set when an attempt got through (paired or logged in).
-    got_through: AtomicBool,
+    /// Whether the last attempt needs no report at its retry: it got through
+    /// (a QR, paired, logged in) or its failure was reported already.
+    settled: AtomicBool,
 }
 
 struct DialerRef(Arc<Dialer>);
@@ -321,25 +327,37 @@ impl TransportFactory for DialerRef {
     > {
         let d = &self.0;
         let attempt = d.attempts.fetch_add(1, Ordering::Relaxed) + 1;
-        if attempt > 1 && !d.got_through.swap(false, Ordering::Relaxed) {
+        if attempt > 1 && !d.settled.swap(false, Ordering::Relaxed) {
             tracing::warn!(instance = %d.instance_id, attempt = attempt - 1,
                 "connect attempt failed (no login); the client retries with backoff");
         }
         let result = d.inner.create_transport().await;
         if let Err(e) = &result {
             tracing::warn!(instance = %d.instance_id, attempt, error = %format!("{e:#}"),
-                "could not reach WhatsApp");
+                "could not reach WhatsApp; the client retries with backoff");
+            d.settled.store(true, Ordering::Relaxed);
         }
         result
     }
 }
 
 /// Puts the client's events, in order, on the session's queue.
-struct Forward(mpsc::UnboundedSender<Arc<Event>>);
+struct Forward {
+    queue: mpsc::UnboundedSender<Arc<Event>>,
+    dialer: Arc<Dialer>,
+}
 
 impl EventHandler for Forward {
     fn handle_event(&self, event: Arc<Event>) {
-        let _ = self.0.send(event);
+        // Marked here, on the client's own dispatch, not when the queue gets
+        // to it: the 515 restart after pairing must not count as a failure.
+        if matches!(
+            &*event,
+            Event::PairingQrCode(_) | Event::PairSuccess(_) | Event::Connected(_)
+        ) {
+            self.dialer.settled.store(true, Ordering::Relaxed);
+        }
+        let _ = self.queue.send(event);
     }
 
     /// Only what [`Driver::on_event`] maps: the bus then skips building the rest.
@@ -373,7 +391,6 @@ struct Driver {
     client: Arc<Client>,
     sink: EventSink,
     book: Arc<ContactBook>,
-    dialer: Arc<Dialer>,
     stopping: Arc<AtomicBool>,
     stop: CancellationToken,
 }
@@ -429,14 +446,12 @@ impl Driver {
                 .await;
             }
             Event::PairSuccess(p) => {
-                self.dialer.got_through.store(true, Ordering::Relaxed);
                 tracing::info!(instance = %id, phone = %p.id.user, "paired");
             }
             Event::PairError(p) => {
                 tracing::warn!(instance = %id, error = %p.error, "pairing failed");
             }
             Event::Connected(_) => {
-                self.dialer.got_through.store(true, Ordering::Relaxed);
                 let phone = self.client.pn().map(|j| j.user.to_string());
                 self.emit(EngineEvent::Connected { phone }).await;
             }
@@ -507,19 +522,19 @@ impl Driver {
                     }
                 }
             }
-            Event::ServerAck(ack) => {
-                if ack.error.is_none() && ack.class.as_deref() == Some("message") {
-                    let chat = match &ack.from {
-                        Some(j) => self.phone_jid(j).await,
-                        None => Jid::from_raw(""),
-                    };
-                    self.emit(EngineEvent::Receipt {
-                        message_ids: vec![ack.id.clone()],
-                        receipt: Receipt::Sent,
-                        chat,
-                    })
-                    .await;
-                }
+            Event::ServerAck(ack)
+                if ack.error.is_none() && ack.class.as_deref() == Some("message") =>
+            {
+                let chat = match &ack.from {
+                    Some(j) => self.phone_jid(j).await,
+                    None => Jid::from_raw(""),
+                };
+                self.emit(EngineEvent::Receipt {
+                    message_ids: vec![ack.id.clone()],
+                    receipt: Receipt::Sent,
+                    chat,
+                })
+                .await;
             }
             Event::Receipt(r) => {
                 use whatsapp_rust::wacore::types::presence::ReceiptType;

@@ -240,7 +240,6 @@ fn cert_chain(leaf_key: &[u8]) -> Vec<u8> {
             key: Some(key),
             not_before: Some(now - 3600),
             not_after: Some(now + 30 * 24 * 3600),
-            ..Default::default()
         }
         .encode_to_vec()
     };
@@ -253,16 +252,13 @@ fn cert_chain(leaf_key: &[u8]) -> Vec<u8> {
                 intermediate_key.public_key.public_key_bytes().to_vec(),
             )),
             signature: Some(vec![0; 64]),
-            ..Default::default()
         })
         .into(),
         leaf: Some(wa::cert_chain::NoiseCertificate {
             details: Some(details(8, 7, leaf_key.to_vec())),
             signature: Some(vec![0; 64]),
-            ..Default::default()
         })
         .into(),
-        ..Default::default()
     }
     .encode_to_vec()
 }
