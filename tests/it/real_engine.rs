@@ -123,6 +123,23 @@ async fn the_real_client_pairs_by_qr_reconnects_resumes_after_a_restart_and_logs
     assert_eq!(st["status"], "connected", "{st}");
     assert!(fake.is_paired(PHONE));
 
+    // Contacts: the persisted book (empty: the fake server syncs none) and
+    // the groups, asked live.
+    let contacts = app
+        .get(&format!("/api/whatsapp/{id}/contacts"), As::Key(&key))
+        .await
+        .expect(200);
+    assert_eq!(
+        contacts["contacts"],
+        json!([{
+            "id": format!("{}@g.us", crate::fake_wa::FAKE_GROUP),
+            "name": "Fake Group",
+            "number": crate::fake_wa::FAKE_GROUP,
+            "isGroup": true
+        }]),
+        "{contacts}"
+    );
+
     // A forced drop: reported, then reconnected without a QR, resuming with IK.
     let ik_before = fake.ik_handshakes();
     assert_eq!(fake.drop_connections(PHONE), 1);

@@ -35,6 +35,8 @@ use whatsapp_rust::waproto::whatsapp as wa;
 
 /// The server's JID, as the client expects it in `from`.
 const SERVER: &str = "s.whatsapp.net";
+/// The one group every account is in (its id, without `@g.us`).
+pub const FAKE_GROUP: &str = "120363000000000001";
 /// QR refs sent in one pair-device IQ (WhatsApp sends six).
 const REFS: usize = 6;
 
@@ -733,6 +735,23 @@ fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
             }
             vec![iq_result(&id)]
         }
+        // Every account is in one group.
+        "w:g2" if first.is_some_and(|c| c.tag == "participating") => vec![
+            NodeBuilder::new("iq")
+                .attrs([
+                    ("from", "g.us".to_string()),
+                    ("type", "result".to_string()),
+                    ("id", id.clone()),
+                ])
+                .children([NodeBuilder::new("groups")
+                    .children([NodeBuilder::new("group")
+                        .attr("id", FAKE_GROUP)
+                        .attr("subject", "Fake Group")
+                        .attr("addressing_mode", "pn")
+                        .build()])
+                    .build()])
+                .build(),
+        ],
         _ => vec![iq_result(&id)],
     }
 }
