@@ -190,6 +190,36 @@ async fn the_real_client_pairs_by_qr_reconnects_resumes_after_a_restart_and_logs
     assert_eq!(status(&app, &key, &id).await["status"], "qr");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_unlinked_at_the_phone_is_logged_out_and_its_store_deleted() {
+    let fake = FakeWa::new();
+    let app = gateway_on(&fake).await;
+    let key = app.admin.api_key.clone();
+    let id = app
+        .create_instance(&app.admin, json!({"name": "unlinked"}))
+        .await;
+    let qr = nth_event(&app, &id, "qr_received", 1).await;
+    fake.scan(qr.data["qrCode"].as_str().unwrap(), PHONE)
+        .await
+        .expect("scan");
+    nth_event(&app, &id, "connection_opened", 1).await;
+
+    // Unlinked while the connection is down: the next login is refused.
+    assert_eq!(fake.unlink(PHONE), 1);
+    let out = nth_event(&app, &id, "logged_out", 1).await;
+    assert!(
+        out.data["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("logged_out"),
+        "{}",
+        out.data
+    );
+    assert_eq!(status(&app, &key, &id).await["status"], "logged_out");
+    assert_eq!(store_files(&app, &id), Vec::<std::path::PathBuf>::new());
+    assert!(app.instance_events(&id, "connection_opened").await.len() == 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_whatsapp_keeps_the_instance_connecting_and_the_api_responsive() {
     trace_if_asked();

@@ -211,6 +211,13 @@ impl FakeWa {
         conns.len()
     }
 
+    /// The phone unlinks its companion device while it is offline: the
+    /// server forgets it and drops its connections; its next login is refused.
+    pub fn unlink(&self, phone: &str) -> usize {
+        self.inner.devices.lock().unwrap().remove(phone);
+        self.drop_connections(phone)
+    }
+
     /// Waits until `phone` has a logged-in connection.
     pub async fn wait_logged_in(&self, phone: &str) {
         loop {
