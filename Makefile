@@ -3,10 +3,8 @@ CARGO ?= cargo
 
 .PHONY: run run-sim run-nats test lint fmt openapi schemas check-openapi check-schemas bench ci
 
-## Run the gateway with the embedded defaults (listen 127.0.0.1:3000, data dir ./data).
-## The real WhatsApp engine is not in this build yet, so the simulated network is used
-## unless WA_ENGINE is set (see README, Decisions).
-run: export WA_ENGINE ?= sim
+## Run the gateway with the embedded defaults (listen 127.0.0.1:3000, data dir ./data,
+## the real WhatsApp engine).
 run:
 	$(CARGO) run --release --bin wa-gateway -- serve
 
@@ -54,9 +52,11 @@ check-schemas:
 	$(CARGO) run --quiet --bin wa-gateway -- schemas --out target/schemas.check
 	diff -ru schemas target/schemas.check || (echo "schemas/ is out of date: run make schemas" && exit 1)
 
-## Benchmarks: print figures (release build).
+## Benchmarks: print figures (release build). The real-engine benchmark is an example:
+## it needs the fake WhatsApp server, which only the test profile may build (see README).
 bench:
 	$(CARGO) run --release --bin wa-bench
+	$(CARGO) run --release --example real_engine_bench
 
 ci:
 	bash .ci/run

@@ -15,6 +15,7 @@ use crate::backbone::{Backbone, Consumer};
 use crate::config::{Config, EngineKind};
 use crate::domain::{instances, users};
 use crate::store::{EventStore, open_sqlite};
+use crate::whatsapp::real::{RealConfig, RealEngine};
 use crate::whatsapp::sim::{SimConfig, SimEngine};
 use crate::whatsapp::supervisor::SupervisorConfig;
 use crate::whatsapp::{Engine, Sessions};
@@ -79,9 +80,15 @@ fn make_engine(config: &Config) -> anyhow::Result<(Arc<dyn Engine>, Option<SimEn
             });
             Ok((Arc::new(sim.clone()), Some(sim)))
         }
-        EngineKind::WhatsApp => anyhow::bail!(
-            "WA_ENGINE=whatsapp: the real WhatsApp engine is not part of this build yet; run with WA_ENGINE=sim"
-        ),
+        EngineKind::WhatsApp => {
+            let engine = RealEngine::new(RealConfig {
+                dir: config.data_dir.join("wa"),
+                url: config.whatsapp_url.clone(),
+                version: config.whatsapp_version,
+                transport: config.whatsapp_transport.clone(),
+            })?;
+            Ok((Arc::new(engine), None))
+        }
     }
 }
 

@@ -99,6 +99,12 @@ pub struct Config {
     pub sim_qr_interval: Duration,
     /// `WA_WHATSAPP_URL`: websocket URL of WhatsApp's servers (tests point it elsewhere).
     pub whatsapp_url: Option<String>,
+    /// `WA_WHATSAPP_VERSION`: pin the WhatsApp Web version the real engine announces
+    /// (`2.3000.1023456789`); unset = fetched once a day, falling back to the last known.
+    pub whatsapp_version: Option<(u32, u32, u32)>,
+    /// Not configurable from the environment: a transport that replaces the
+    /// websocket of the real engine (tests and benchmarks set it from code).
+    pub whatsapp_transport: Option<crate::whatsapp::real::TransportHook>,
     /// `WA_RECONNECT_BASE_MS`: first reconnect delay after a drop (doubles per failure, max 60 s).
     pub reconnect_base: Duration,
     /// `WA_SEND_WAIT_MS`: how long a send waits for a connecting instance before answering 409.
@@ -133,6 +139,8 @@ impl Config {
             sim_receipt_delay: Duration::ZERO,
             sim_qr_interval: Duration::from_secs(20),
             whatsapp_url: None,
+            whatsapp_version: None,
+            whatsapp_transport: None,
             reconnect_base: Duration::from_secs(1),
             send_wait: Duration::from_secs(3),
         }
@@ -258,6 +266,9 @@ impl Config {
             c.sim_qr_interval = Duration::from_millis(v.parse().context("WA_SIM_QR_INTERVAL_MS")?);
         }
         c.whatsapp_url = get("WA_WHATSAPP_URL");
+        if let Some(v) = get("WA_WHATSAPP_VERSION") {
+            c.whatsapp_version = Some(parse_version(&v)?);
+        }
         if let Some(v) = get("WA_SEND_WAIT_MS") {
             c.send_wait = Duration::from_millis(v.parse().context("WA_SEND_WAIT_MS")?);
         }
@@ -306,6 +317,22 @@ pub fn parse_duration(v: &str) -> anyhow::Result<Duration> {
         _ => bail!("bad duration unit in {v:?} (use ms, s, m, h or d)"),
     };
     Ok(Duration::from_secs(secs))
+}
+
+/// Parses a WhatsApp Web version `primary.secondary.tertiary`.
+pub fn parse_version(v: &str) -> anyhow::Result<(u32, u32, u32)> {
+    let parts: Vec<u32> = v
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            anyhow::anyhow!("WA_WHATSAPP_VERSION must look like 2.3000.1023456789, got {v:?}")
+        })?;
+    match parts[..] {
+        [a, b, c] => Ok((a, b, c)),
+        _ => bail!("WA_WHATSAPP_VERSION must look like 2.3000.1023456789, got {v:?}"),
+    }
 }
 
 fn parse_bool(v: &str) -> anyhow::Result<bool> {
@@ -362,6 +389,24 @@ mod tests {
         let vars: HashMap<String, String> =
             [("WA_ALLOWED_IPS".to_string(), "nonsense".to_string())].into();
         assert!(Config::from_vars(&vars).is_err());
+    }
+
+    #[test]
+    fn a_whatsapp_version_is_three_numbers() {
+        let vars: HashMap<String, String> = [(
+            "WA_WHATSAPP_VERSION".to_string(),
+            "2.3000.1023456789".to_string(),
+        )]
+        .into();
+        assert_eq!(
+            Config::from_vars(&vars).unwrap().whatsapp_version,
+            Some((2, 3000, 1_023_456_789))
+        );
+        for bad in ["2.3000", "2.3000.x", "v2", "1.2.3.4"] {
+            let vars: HashMap<String, String> =
+                [("WA_WHATSAPP_VERSION".to_string(), bad.to_string())].into();
+            assert!(Config::from_vars(&vars).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

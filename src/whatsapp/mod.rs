@@ -1,9 +1,10 @@
 //! WhatsApp sessions: the engine interface, the per-instance supervisor, the
-//! simulated network, media fetching and QR rendering.
+//! real engine (whatsapp-rust), the simulated network, media fetching and QR rendering.
 
 pub mod engine;
 pub mod media;
 pub mod qr;
+pub mod real;
 pub mod sim;
 pub mod supervisor;
 

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a real gateway per test.
 
+mod fake_wa;
 mod helpers;
 mod nats_server;
 
@@ -9,6 +10,7 @@ mod files;
 mod instances;
 mod nats;
 mod projections;
+mod real_engine;
 mod receiver;
 mod sessions;
 mod store;

@@ -1,0 +1,816 @@
+//! The real WhatsApp engine (`WA_ENGINE=whatsapp`), on the `whatsapp-rust`
+//! client: one `Bot` per running session, one SQLite session store per
+//! instance at `<data>/wa/<instanceId>.db` (separate from the gateway's own
+//! databases), contacts persisted next to it.
+//!
+//! # How it meets the supervisor
+//! - A session is one `Bot`. The crate's own reconnect is used only where it
+//!   is part of the protocol: the 515 stream restart right after pairing, and
+//!   retrying a connect that has not got through yet (unreachable network, a
+//!   failed handshake; the crate reports neither, so the session logs each
+//!   failed attempt itself and the instance stays `connecting`).
+//! - Once a connection was up, a drop is reported as `Closed{terminal:false}`:
+//!   the supervisor stops this Bot and starts a new one with its backoff, so
+//!   every drop shows in the log (`connection_closed`, `will_reconnect`) and
+//!   counts against the crash-loop guard.
+//! - Terminal states map to `Closed{terminal:true}` with a reason
+//!   (`qr_timeout`, `replaced`, `temporary_ban`, `client_outdated`,
+//!   `connect_failure_<code>`) or to `LoggedOut` (unlinked by the phone or
+//!   refused as logged out), after which the supervisor deletes the store.
+//! - The web-client version is resolved by the engine, never by the crate
+//!   during a connect (a failed fetch there fails the connect): a pinned
+//!   `WA_WHATSAPP_VERSION`, else one fetch per day shared by all instances,
+//!   falling back to the last known version and then to the crate's own.
+
+mod contacts;
+pub mod map;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::client::Client;
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::transport::{
+    TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory,
+};
+use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind};
+use whatsapp_rust::wacore::download::MediaType;
+use whatsapp_rust::wacore::proto_helpers::MessageExt;
+use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::{SendOptions, UploadOptions};
+
+use crate::events::Contact;
+
+use self::contacts::{ContactBook, Learned};
+use super::Jid;
+use super::engine::{
+    Engine, EngineEvent, EngineSession, EventSink, IncomingMessage, MediaKind, OutgoingMedia,
+    Receipt,
+};
+
+/// A transport factory given from code (tests, benchmarks): every session
+/// connects through it instead of a websocket. Never read from the environment.
+#[derive(Clone)]
+pub struct TransportHook(pub Arc<dyn TransportFactory>);
+
+impl std::fmt::Debug for TransportHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransportHook")
+    }
+}
+
+/// Settings of the real engine.
+#[derive(Debug, Clone)]
+pub struct RealConfig {
+    /// Where the session stores live (`<data>/wa`).
+    pub dir: PathBuf,
+    /// Websocket URL of WhatsApp's servers (`None` = the crate's default).
+    pub url: Option<String>,
+    /// A pinned web-client version; `None` = resolve it (see the module docs).
+    pub version: Option<(u32, u32, u32)>,
+    /// A transport given from code (tests); `None` = websocket to `url`.
+    pub transport: Option<TransportHook>,
+}
+
+/// How long a resolved web-client version is trusted.
+const VERSION_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long one version fetch may take.
+const VERSION_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping session may take to flush and close.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A WhatsApp Web version: primary, secondary, tertiary.
+type Version = (u32, u32, u32);
+
+struct Shared {
+    config: RealConfig,
+    transport: Arc<dyn TransportFactory>,
+    /// The last resolved version and when it was resolved.
+    version: Mutex<Option<(Version, Instant)>>,
+}
+
+/// The real engine; cheap to clone.
+#[derive(Clone)]
+pub struct RealEngine {
+    shared: Arc<Shared>,
+}
+
+impl RealEngine {
+    /// An engine over `config`; creates the store directory.
+    pub fn new(config: RealConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.dir).with_context(|| {
+            format!(
+                "Failed to create the session store dir {}",
+                config.dir.display()
+            )
+        })?;
+        let transport: Arc<dyn TransportFactory> = match &config.transport {
+            Some(hook) => hook.0.clone(),
+            None => {
+                let mut factory = TokioWebSocketTransportFactory::new();
+                if let Some(url) = &config.url {
+                    factory = factory.with_url(url.clone());
+                }
+                Arc::new(factory)
+            }
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                transport,
+                version: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The session store file of an instance.
+    pub fn store_path(&self, instance_id: &str) -> PathBuf {
+        self.shared.config.dir.join(format!("{instance_id}.db"))
+    }
+
+    fn contacts_path(&self, instance_id: &str) -> PathBuf {
+        self.shared
+            .config
+            .dir
+            .join(format!("{instance_id}.contacts.json"))
+    }
+
+    /// The web-client version to announce (never fails; see the module docs).
+    async fn version(&self) -> (u32, u32, u32) {
+        if let Some(v) = self.shared.config.version {
+            return v;
+        }
+        let mut cached = self.shared.version.lock().await;
+        if let Some((v, at)) = *cached
+            && at.elapsed() < VERSION_TTL
+        {
+            return v;
+        }
+        let fetched = tokio::time::timeout(VERSION_FETCH_TIMEOUT, fetch_web_version()).await;
+        let v = match fetched {
+            Ok(Ok(v)) => {
+                tracing::info!(version = %format!("{}.{}.{}", v.0, v.1, v.2), "resolved the WhatsApp web version");
+                *cached = Some((v, Instant::now()));
+                return v;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "failed to fetch the WhatsApp web version; using the last known one");
+                cached.map(|c| c.0).unwrap_or_else(builtin_version)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "fetching the WhatsApp web version timed out; using the last known one"
+                );
+                cached.map(|c| c.0).unwrap_or_else(builtin_version)
+            }
+        };
+        // Try again in an hour rather than on every connect.
+        let retry_at = Instant::now()
+            .checked_sub(VERSION_TTL - Duration::from_secs(3600))
+            .unwrap_or_else(Instant::now);
+        *cached = Some((v, retry_at));
+        v
+    }
+}
+
+/// The version the crate itself would announce without a fetch.
+fn builtin_version() -> (u32, u32, u32) {
+    let d = whatsapp_rust::wacore::store::Device::new();
+    (
+        d.app_version_primary,
+        d.app_version_secondary,
+        d.app_version_tertiary,
+    )
+}
+
+/// Reads the current web-client revision from WhatsApp Web's service worker.
+async fn fetch_web_version() -> anyhow::Result<(u32, u32, u32)> {
+    let client = reqwest::Client::builder()
+        .timeout(VERSION_FETCH_TIMEOUT)
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+        .build()
+        .context("Failed to build the HTTP client")?;
+    let body = client
+        .get("https://web.whatsapp.com/sw.js")
+        .header("sec-fetch-site", "none")
+        .send()
+        .await
+        .context("Failed to fetch sw.js")?
+        .error_for_status()
+        .context("sw.js answered an error")?
+        .text()
+        .await
+        .context("Failed to read sw.js")?;
+    whatsapp_rust::version::parse_sw_js(&body).context("no client_revision in sw.js")
+}
+
+/// Deletes a session store: the database and its WAL/SHM files, and the contact book.
+fn remove_files(db: &Path, contacts: &Path) -> anyhow::Result<()> {
+    let mut paths = vec![db.to_path_buf(), contacts.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        paths.push(PathBuf::from(p));
+    }
+    for p in paths {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("Failed to delete {}", p.display())),
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Engine for RealEngine {
+    fn name(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    async fn start(
+        &self,
+        instance_id: &str,
+        events: EventSink,
+    ) -> anyhow::Result<Arc<dyn EngineSession>> {
+        let path = self.store_path(instance_id);
+        let path_str = path
+            .to_str()
+            .context("the data dir path is not valid UTF-8")?
+            .to_string();
+        let backend = SqliteStore::new(&path_str)
+            .await
+            .with_context(|| format!("Failed to open the session store {path_str}"))?;
+        let version = self.version().await;
+        let dialer = Arc::new(Dialer {
+            inner: self.shared.transport.clone(),
+            instance_id: instance_id.to_string(),
+            attempts: AtomicU32::new(0),
+            settled: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let bot = Bot::builder()
+            .with_backend(backend)
+            .with_transport_factory(DialerRef(dialer.clone()))
+            .with_version(version)
+            .with_event_handler(Forward {
+                queue: tx,
+                dialer: dialer.clone(),
+            })
+            .build()
+            .await
+            .context("Failed to build the WhatsApp client")?;
+        let client = bot.client();
+        let book = Arc::new(ContactBook::open(self.contacts_path(instance_id)).await);
+        let handle = bot.spawn();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
+        let driver = Driver {
+            instance_id: instance_id.to_string(),
+            client: client.clone(),
+            sink: events,
+            book: book.clone(),
+            stopping: stopping.clone(),
+            stop: stop.clone(),
+        };
+        let task = tokio::spawn(driver.run(rx, handle));
+        Ok(Arc::new(RealSession {
+            instance_id: instance_id.to_string(),
+            client,
+            book,
+            stopping,
+            stop,
+            task: Mutex::new(Some(task)),
+        }))
+    }
+
+    async fn remove_store(&self, instance_id: &str) -> anyhow::Result<()> {
+        let db = self.store_path(instance_id);
+        let contacts = self.contacts_path(instance_id);
+        tokio::task::spawn_blocking(move || remove_files(&db, &contacts))
+            .await
+            .context("the delete task failed")?
+    }
+}
+
+/// Wraps the transport factory: counts connect attempts and logs the failed
+/// ones, which the crate retries silently.
+struct Dialer {
+    inner: Arc<dyn TransportFactory>,
+    instance_id: String,
+    attempts: AtomicU32,
+    /// Whether the last attempt needs no report at its retry: it got through
+    /// (a QR, paired, logged in) or its failure was reported already.
+    settled: AtomicBool,
+}
+
+struct DialerRef(Arc<Dialer>);
+
+#[async_trait]
+impl TransportFactory for DialerRef {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn Transport>,
+            whatsapp_rust::async_channel::Receiver<TransportEvent>,
+        ),
+        anyhow::Error,
+    > {
+        let d = &self.0;
+        let attempt = d.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        if attempt > 1 && !d.settled.swap(false, Ordering::Relaxed) {
+            tracing::warn!(instance = %d.instance_id, attempt = attempt - 1,
+                "connect attempt failed (no login); the client retries with backoff");
+        }
+        let result = d.inner.create_transport().await;
+        if let Err(e) = &result {
+            tracing::warn!(instance = %d.instance_id, attempt, error = %format!("{e:#}"),
+                "could not reach WhatsApp; the client retries with backoff");
+            d.settled.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+/// Puts the client's events, in order, on the session's queue.
+struct Forward {
+    queue: mpsc::UnboundedSender<Arc<Event>>,
+    dialer: Arc<Dialer>,
+}
+
+impl EventHandler for Forward {
+    fn handle_event(&self, event: Arc<Event>) {
+        // Marked here, on the client's own dispatch, not when the queue gets
+        // to it: the 515 restart after pairing must not count as a failure.
+        if matches!(
+            &*event,
+            Event::PairingQrCode(_) | Event::PairSuccess(_) | Event::Connected(_)
+        ) {
+            self.dialer.settled.store(true, Ordering::Relaxed);
+        }
+        let _ = self.queue.send(event);
+    }
+
+    /// Only what [`Driver::on_event`] maps: the bus then skips building the rest.
+    fn interest(&self) -> EventInterest {
+        EventInterest::of(&[
+            EventKind::PairingQrCode,
+            EventKind::PairSuccess,
+            EventKind::PairError,
+            EventKind::Connected,
+            EventKind::Disconnected,
+            EventKind::LoggedOut,
+            EventKind::StreamReplaced,
+            EventKind::TemporaryBan,
+            EventKind::ClientOutdated,
+            EventKind::ConnectFailure,
+            EventKind::PairingQrCodesExhausted,
+            EventKind::Messages,
+            EventKind::ServerAck,
+            EventKind::Receipt,
+            EventKind::ContactUpdate,
+            EventKind::PushNameUpdate,
+            EventKind::HistorySync,
+        ])
+    }
+}
+
+/// One session's event loop: maps client events to engine events until the
+/// session stops or the client ends.
+struct Driver {
+    instance_id: String,
+    client: Arc<Client>,
+    sink: EventSink,
+    book: Arc<ContactBook>,
+    stopping: Arc<AtomicBool>,
+    stop: CancellationToken,
+}
+
+impl Driver {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Arc<Event>>, handle: BotHandle) {
+        let mut handle = std::pin::pin!(handle);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => {
+                    self.client.disconnect().await;
+                    if tokio::time::timeout(STOP_TIMEOUT, handle.as_mut()).await.is_err() {
+                        tracing::warn!(instance = %self.instance_id, "the client did not stop in time; aborting it");
+                    }
+                    return;
+                }
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.on_event(&ev).await,
+                    None => return,
+                },
+                _ = handle.as_mut() => {
+                    // The client ended by itself: report what it said last.
+                    while let Ok(ev) = rx.try_recv() {
+                        self.on_event(&ev).await;
+                    }
+                    self.emit(EngineEvent::Closed { reason: "client_stopped".into(), terminal: false }).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reports to the supervisor, unless the session is stopping (a full
+    /// queue must not hold up a stop the supervisor is waiting for).
+    async fn emit(&self, event: EngineEvent) {
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::select! {
+            _ = self.sink.send(event) => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    async fn on_event(&self, event: &Event) {
+        let id = &self.instance_id;
+        match event {
+            Event::PairingQrCode(q) => {
+                self.emit(EngineEvent::Qr {
+                    code: q.code.clone(),
+                })
+                .await;
+            }
+            Event::PairSuccess(p) => {
+                tracing::info!(instance = %id, phone = %p.id.user, "paired");
+            }
+            Event::PairError(p) => {
+                tracing::warn!(instance = %id, error = %p.error, "pairing failed");
+            }
+            Event::Connected(_) => {
+                let phone = self.client.pn().map(|j| j.user.to_string());
+                self.emit(EngineEvent::Connected { phone }).await;
+            }
+            Event::Disconnected(d) => {
+                tracing::info!(instance = %id, reason = %d.reason, "connection dropped");
+                self.emit(EngineEvent::Closed {
+                    reason: format!("connection_lost: {}", d.reason),
+                    terminal: false,
+                })
+                .await;
+            }
+            Event::LoggedOut(l) => {
+                let reason = if l.on_connect {
+                    format!("logged_out_on_connect: {:?}", l.reason)
+                } else {
+                    "logged_out".to_string()
+                };
+                self.emit(EngineEvent::LoggedOut { reason }).await;
+            }
+            Event::StreamReplaced(_) => {
+                self.emit(EngineEvent::Closed {
+                    reason: "replaced".into(),
+                    terminal: true,
+                })
+                .await;
+            }
+            Event::TemporaryBan(b) => {
+                tracing::warn!(instance = %id, code = ?b.code, expire_s = b.expire.num_seconds(), "temporarily banned");
+                self.emit(EngineEvent::Closed {
+                    reason: "temporary_ban".into(),
+                    terminal: true,
+                })
+                .await;
+            }
+            Event::ClientOutdated(_) => {
+                self.emit(EngineEvent::Closed {
+                    reason: "client_outdated".into(),
+                    terminal: true,
+                })
+                .await;
+            }
+            Event::ConnectFailure(f) => {
+                tracing::warn!(instance = %id, reason = ?f.reason, message = ?f.message, "WhatsApp refused the connection");
+                if f.reason.is_logged_out() {
+                    self.emit(EngineEvent::LoggedOut {
+                        reason: format!("connect_failure: {:?}", f.reason),
+                    })
+                    .await;
+                } else {
+                    self.emit(EngineEvent::Closed {
+                        reason: format!("connect_failure: {:?}", f.reason),
+                        terminal: !f.reason.should_reconnect(),
+                    })
+                    .await;
+                }
+            }
+            Event::PairingQrCodesExhausted(_) => {
+                self.emit(EngineEvent::Closed {
+                    reason: "qr_timeout".into(),
+                    terminal: true,
+                })
+                .await;
+            }
+            Event::Messages(batch) => {
+                for m in batch.messages.iter() {
+                    if let Some(msg) = self.incoming(&m.message, &m.info).await {
+                        self.emit(EngineEvent::Message(msg)).await;
+                    }
+                }
+            }
+            Event::ServerAck(ack)
+                if ack.error.is_none() && ack.class.as_deref() == Some("message") =>
+            {
+                let chat = match &ack.from {
+                    Some(j) => self.phone_jid(j).await,
+                    None => Jid::from_raw(""),
+                };
+                self.emit(EngineEvent::Receipt {
+                    message_ids: vec![ack.id.clone()],
+                    receipt: Receipt::Sent,
+                    chat,
+                })
+                .await;
+            }
+            Event::Receipt(r) => {
+                use whatsapp_rust::wacore::types::presence::ReceiptType;
+                let receipt = match r.r#type {
+                    ReceiptType::Delivered => Receipt::Delivered,
+                    ReceiptType::Read => Receipt::Read,
+                    ReceiptType::Played => Receipt::Played,
+                    _ => return,
+                };
+                let chat = self.phone_jid(&r.source.chat).await;
+                self.emit(EngineEvent::Receipt {
+                    message_ids: r.message_ids.clone(),
+                    receipt,
+                    chat,
+                })
+                .await;
+            }
+            Event::ContactUpdate(c) => {
+                let phone = match c.action.pn_jid.as_deref() {
+                    Some(pn) => pn.split('@').next().unwrap_or_default().to_string(),
+                    None => self.phone_jid(&c.jid).await.user().to_string(),
+                };
+                let name = c
+                    .action
+                    .full_name
+                    .clone()
+                    .or_else(|| c.action.first_name.clone())
+                    .unwrap_or_default();
+                self.learn(vec![Learned::Name { phone, name }]).await;
+            }
+            Event::PushNameUpdate(p) => {
+                let phone = self.phone_jid(&p.jid).await.user().to_string();
+                self.learn(vec![Learned::PushName {
+                    phone,
+                    push_name: p.new_push_name.clone(),
+                }])
+                .await;
+            }
+            Event::HistorySync(h) => {
+                let h = h.clone();
+                let names = tokio::task::spawn_blocking(move || {
+                    h.get()
+                        .map(|hs| {
+                            hs.pushnames
+                                .iter()
+                                .filter_map(|p| Some((p.id.clone()?, p.pushname.clone()?)))
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default()
+                })
+                .await
+                .unwrap_or_default();
+                let mut facts = Vec::with_capacity(names.len());
+                for (jid, push_name) in names {
+                    let phone = match jid.parse::<whatsapp_rust::Jid>() {
+                        Ok(j) => self.phone_jid(&j).await.user().to_string(),
+                        Err(_) => continue,
+                    };
+                    facts.push(Learned::PushName { phone, push_name });
+                }
+                self.learn(facts).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn learn(&self, facts: Vec<Learned>) {
+        if facts.is_empty() {
+            return;
+        }
+        let changed = self.book.learn(facts).await;
+        if !changed.is_empty() {
+            self.emit(EngineEvent::Contacts(changed)).await;
+        }
+    }
+
+    /// A person's JID by phone number where known: `@lid` JIDs are mapped
+    /// through the client's LID↔phone table; device suffixes are dropped.
+    async fn phone_jid(&self, jid: &whatsapp_rust::Jid) -> Jid {
+        if jid.is_lid()
+            && let Ok(Some(entry)) = self.client.get_lid_pn_entry(jid).await
+        {
+            return Jid::from_phone(&entry.phone_number);
+        }
+        Jid::from_raw(jid.to_non_ad_string())
+    }
+
+    /// The engine's view of a received message; `None` for our own messages
+    /// and anything that is not user content.
+    async fn incoming(
+        &self,
+        message: &wa::Message,
+        info: &whatsapp_rust::wacore::types::message::MessageInfo,
+    ) -> Option<IncomingMessage> {
+        if info.source.is_from_me {
+            return None;
+        }
+        let (message_type, body, media) = map::describe(message.get_base_message())?;
+        let from = match &info.source.sender_alt {
+            Some(alt) if info.source.sender.is_lid() && !alt.is_lid() => {
+                Jid::from_raw(alt.to_non_ad_string())
+            }
+            _ => self.phone_jid(&info.source.sender).await,
+        };
+        let chat = if info.source.is_group {
+            Jid::from_raw(info.source.chat.to_non_ad_string())
+        } else if info.source.chat.is_lid() {
+            from.clone()
+        } else {
+            self.phone_jid(&info.source.chat).await
+        };
+        let push_name = Some(info.push_name.clone()).filter(|p| !p.is_empty());
+        if let Some(p) = &push_name
+            && !from.is_group()
+        {
+            self.learn(vec![Learned::PushName {
+                phone: from.user().to_string(),
+                push_name: p.clone(),
+            }])
+            .await;
+        }
+        Some(IncomingMessage {
+            message_id: info.id.clone(),
+            from,
+            chat,
+            body,
+            message_type,
+            timestamp: info.timestamp.timestamp(),
+            push_name,
+            media,
+        })
+    }
+}
+
+/// One running session of one instance.
+struct RealSession {
+    instance_id: String,
+    client: Arc<Client>,
+    book: Arc<ContactBook>,
+    /// Set before a deliberate stop or logout: events it causes are not reported.
+    stopping: Arc<AtomicBool>,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RealSession {
+    fn to_wa(&self, to: &Jid) -> anyhow::Result<whatsapp_rust::Jid> {
+        to.as_str()
+            .parse::<whatsapp_rust::Jid>()
+            .map_err(|e| anyhow::anyhow!("bad recipient {to}: {e}"))
+    }
+
+    async fn send(&self, message_id: &str, to: &Jid, message: wa::Message) -> anyhow::Result<()> {
+        let jid = self.to_wa(to)?;
+        self.client
+            .send_message_with_options(
+                jid,
+                message,
+                SendOptions::default().with_message_id(message_id),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EngineSession for RealSession {
+    async fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.stop.cancel();
+        let task = self.task.lock().await.take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::warn!(instance = %self.instance_id, error = %e, "the session task failed");
+        }
+    }
+
+    async fn logout(&self) -> anyhow::Result<()> {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.client.logout().await;
+        self.stop().await;
+        Ok(())
+    }
+
+    async fn send_text(&self, message_id: &str, to: &Jid, text: &str) -> anyhow::Result<()> {
+        let message = wa::Message {
+            conversation: Some(text.to_string()),
+            ..Default::default()
+        };
+        self.send(message_id, to, message).await
+    }
+
+    async fn send_media(
+        &self,
+        message_id: &str,
+        to: &Jid,
+        media: &OutgoingMedia,
+    ) -> anyhow::Result<()> {
+        use whatsapp_rust::media::{
+            AudioOptions, DocumentOptions, ImageOptions, VideoOptions, audio_message,
+            document_message, image_message, video_message,
+        };
+        let media_type = match media.kind {
+            MediaKind::Image => MediaType::Image,
+            MediaKind::Video => MediaType::Video,
+            MediaKind::Audio => MediaType::Audio,
+            MediaKind::Document => MediaType::Document,
+        };
+        let upload = self
+            .client
+            .upload(media.data.to_vec(), media_type, UploadOptions::new())
+            .await
+            .context("Failed to upload the media")?;
+        let mimetype = Some(media.mimetype.clone());
+        let caption = media.caption.clone().filter(|c| !c.is_empty());
+        let message = match media.kind {
+            MediaKind::Image => image_message(
+                upload,
+                ImageOptions {
+                    caption,
+                    mimetype,
+                    ..Default::default()
+                },
+            ),
+            MediaKind::Video => video_message(
+                upload,
+                VideoOptions {
+                    caption,
+                    mimetype,
+                    ..Default::default()
+                },
+            ),
+            // WhatsApp's audio messages have no caption.
+            MediaKind::Audio => audio_message(
+                upload,
+                AudioOptions {
+                    mimetype,
+                    ..Default::default()
+                },
+            ),
+            MediaKind::Document => document_message(
+                upload,
+                DocumentOptions {
+                    mimetype,
+                    file_name: media.file_name.clone(),
+                    title: media.file_name.clone(),
+                    caption,
+                    ..Default::default()
+                },
+            ),
+        };
+        self.send(message_id, to, message).await
+    }
+
+    async fn contacts(&self) -> anyhow::Result<Vec<Contact>> {
+        let mut list = self.book.all().await;
+        match self.client.groups().get_participating().await {
+            Ok(groups) => {
+                let mut groups: Vec<Contact> = groups
+                    .into_values()
+                    .map(|g| Contact {
+                        id: g.id.to_string(),
+                        name: g.subject,
+                        number: g.id.user.to_string(),
+                        is_group: true,
+                    })
+                    .collect();
+                groups.sort_by(|a, b| a.id.cmp(&b.id));
+                list.extend(groups);
+            }
+            Err(e) => {
+                tracing::warn!(instance = %self.instance_id, error = %e, "failed to list the groups");
+            }
+        }
+        Ok(list)
+    }
+}

@@ -1,0 +1,764 @@
+//! A fake WhatsApp server, in-process, that drives the **real** whatsapp-rust
+//! client through a custom transport: the Noise handshake (XX on a first
+//! connect, IK once the client has cached the server's certificate), the
+//! pair-device IQ that makes the client show QR codes, a fake phone that
+//! scans one (see [`phone`]), the 515 restart, login (`<success>`, the
+//! passive IQ, an empty offline queue, a refused app-state sync), forced
+//! drops and logout.
+//!
+//! The certificate chain it presents is not signed by WhatsApp's root key,
+//! so the client must be built with `danger-skip-cert-chain-verify`, which
+//! only the test profile enables (`[dev-dependencies]`).
+//!
+//! Messages (Signal sessions) are not simulated.
+#![allow(dead_code)]
+
+pub mod phone;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use whatsapp_rust::NodeBuilder;
+use whatsapp_rust::async_channel;
+use whatsapp_rust::buffa::Message as _;
+use whatsapp_rust::transport::{DisconnectReason, Transport, TransportEvent, TransportFactory};
+use whatsapp_rust::wacore::handshake::{NoiseCipher, NoiseHandshake};
+use whatsapp_rust::wacore::libsignal::protocol::KeyPair;
+use whatsapp_rust::wacore_binary::consts::{NOISE_PATTERN_IK, NOISE_PATTERN_XX, WA_CONN_HEADER};
+use whatsapp_rust::wacore_binary::{Node, NodeContent, OwnedNodeRef, marshal};
+use whatsapp_rust::waproto::whatsapp as wa;
+
+/// The server's JID, as the client expects it in `from`.
+const SERVER: &str = "s.whatsapp.net";
+/// The one group every account is in (its id, without `@g.us`).
+pub const FAKE_GROUP: &str = "120363000000000001";
+/// QR refs sent in one pair-device IQ (WhatsApp sends six).
+const REFS: usize = 6;
+
+/// A paired companion device, known to the server.
+#[derive(Debug, Clone)]
+struct Device {
+    phone: String,
+    device: u32,
+    lid: String,
+}
+
+/// A live connection.
+struct Conn {
+    id: u64,
+    /// Nodes to encrypt and send to the client.
+    out: mpsc::UnboundedSender<Node>,
+    /// Ends the connection (a forced drop).
+    close: CancellationToken,
+    /// The logged-in account (`None` while pairing).
+    phone: Mutex<Option<String>>,
+    /// QR refs handed to this connection.
+    refs: Mutex<Vec<String>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    xx: AtomicU32,
+    ik: AtomicU32,
+    logins: AtomicU32,
+    pair_requests: AtomicU32,
+}
+
+struct Inner {
+    static_key: KeyPair,
+    cert_chain: Vec<u8>,
+    next_conn: AtomicU64,
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Paired devices by phone.
+    devices: Mutex<HashMap<String, Device>>,
+    next_device: AtomicU32,
+    counters: Counters,
+    changed: Notify,
+}
+
+/// The fake server; cheap to clone.
+#[derive(Clone)]
+pub struct FakeWa {
+    inner: Arc<Inner>,
+}
+
+impl Default for FakeWa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeWa {
+    pub fn new() -> Self {
+        let static_key = KeyPair::generate(&mut rand010::rng());
+        let cert_chain = cert_chain(static_key.public_key.public_key_bytes());
+        Self {
+            inner: Arc::new(Inner {
+                static_key,
+                cert_chain,
+                next_conn: AtomicU64::new(1),
+                conns: Mutex::new(HashMap::new()),
+                devices: Mutex::new(HashMap::new()),
+                next_device: AtomicU32::new(1),
+                counters: Counters::default(),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
+    /// The transport factory clients connect through.
+    pub fn factory(&self) -> Arc<dyn TransportFactory> {
+        Arc::new(Factory(self.inner.clone()))
+    }
+
+    /// Full (XX) handshakes so far.
+    pub fn xx_handshakes(&self) -> u32 {
+        self.inner.counters.xx.load(Ordering::Relaxed)
+    }
+
+    /// Resumed (IK) handshakes so far.
+    pub fn ik_handshakes(&self) -> u32 {
+        self.inner.counters.ik.load(Ordering::Relaxed)
+    }
+
+    /// Logins (`<success>` sent) so far.
+    pub fn logins(&self) -> u32 {
+        self.inner.counters.logins.load(Ordering::Relaxed)
+    }
+
+    /// Whether `phone` has a paired companion device.
+    pub fn is_paired(&self, phone: &str) -> bool {
+        self.inner.devices.lock().unwrap().contains_key(phone)
+    }
+
+    /// Live connections (of any state).
+    pub fn connections(&self) -> usize {
+        self.inner.conns.lock().unwrap().len()
+    }
+
+    /// The fake phone of `phone` scans `qr`: the connection that showed it
+    /// receives `<pair-success>`, then the 515 stream restart.
+    pub async fn scan(&self, qr: &str, phone: &str) -> anyhow::Result<()> {
+        let scan = phone::Scan::parse(qr)?;
+        let conn = self
+            .inner
+            .conns
+            .lock()
+            .unwrap()
+            .values()
+            .find(|c| c.refs.lock().unwrap().contains(&scan.pairing_ref))
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("no live connection shows QR ref {}", scan.pairing_ref)
+            })?;
+        let device = self.inner.next_device.fetch_add(1, Ordering::Relaxed);
+        let lid = format!("1{phone}");
+        let identity = scan.signed_device_identity(device)?;
+        let success = NodeBuilder::new("iq")
+            .attrs([
+                ("from", SERVER.to_string()),
+                ("type", "set".to_string()),
+                ("id", format!("pair-{device}")),
+                ("xmlns", "md".to_string()),
+            ])
+            .children([NodeBuilder::new("pair-success")
+                .children([
+                    NodeBuilder::new("device-identity").bytes(identity).build(),
+                    NodeBuilder::new("device")
+                        .attr("jid", format!("{phone}:{device}@s.whatsapp.net"))
+                        .attr("lid", format!("{lid}:{device}@lid"))
+                        .build(),
+                    NodeBuilder::new("platform").attr("name", "android").build(),
+                    // A business name becomes the push name: the client then
+                    // needs no app-state sync for it on later connects.
+                    NodeBuilder::new("biz").attr("name", "Fake Phone").build(),
+                ])
+                .build()])
+            .build();
+        self.inner.devices.lock().unwrap().insert(
+            phone.to_string(),
+            Device {
+                phone: phone.to_string(),
+                device,
+                lid,
+            },
+        );
+        conn.out
+            .send(success)
+            .map_err(|_| anyhow::anyhow!("the connection closed"))?;
+        Ok(())
+    }
+
+    /// Drops every live connection of `phone` (a network failure). Returns how many.
+    pub fn drop_connections(&self, phone: &str) -> usize {
+        let conns: Vec<Arc<Conn>> = self
+            .inner
+            .conns
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| c.phone.lock().unwrap().as_deref() == Some(phone))
+            .cloned()
+            .collect();
+        for c in &conns {
+            c.close.cancel();
+        }
+        conns.len()
+    }
+
+    /// The phone unlinks its companion device while it is offline: the
+    /// server forgets it and drops its connections; its next login is refused.
+    pub fn unlink(&self, phone: &str) -> usize {
+        self.inner.devices.lock().unwrap().remove(phone);
+        self.drop_connections(phone)
+    }
+
+    /// Waits until `phone` has a logged-in connection.
+    pub async fn wait_logged_in(&self, phone: &str) {
+        loop {
+            let notified = self.inner.changed.notified();
+            let online = self
+                .inner
+                .conns
+                .lock()
+                .unwrap()
+                .values()
+                .any(|c| c.phone.lock().unwrap().as_deref() == Some(phone));
+            if online {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A certificate chain for `leaf_key`, shaped like WhatsApp's (intermediate
+/// issued by serial 0, leaf issued by the intermediate) but not signed by
+/// WhatsApp's root: only a client with `danger-skip-cert-chain-verify` takes it.
+fn cert_chain(leaf_key: &[u8]) -> Vec<u8> {
+    let now = chrono::Utc::now().timestamp() as u64;
+    let details = |serial: u32, issuer: u32, key: Vec<u8>| {
+        wa::cert_chain::noise_certificate::Details {
+            serial: Some(serial),
+            issuer_serial: Some(issuer),
+            key: Some(key),
+            not_before: Some(now - 3600),
+            not_after: Some(now + 30 * 24 * 3600),
+        }
+        .encode_to_vec()
+    };
+    let intermediate_key = KeyPair::generate(&mut rand010::rng());
+    wa::CertChain {
+        intermediate: Some(wa::cert_chain::NoiseCertificate {
+            details: Some(details(
+                7,
+                0,
+                intermediate_key.public_key.public_key_bytes().to_vec(),
+            )),
+            signature: Some(vec![0; 64]),
+        })
+        .into(),
+        leaf: Some(wa::cert_chain::NoiseCertificate {
+            details: Some(details(8, 7, leaf_key.to_vec())),
+            signature: Some(vec![0; 64]),
+        })
+        .into(),
+    }
+    .encode_to_vec()
+}
+
+struct Factory(Arc<Inner>);
+
+#[async_trait]
+impl TransportFactory for Factory {
+    async fn create_transport(
+        &self,
+    ) -> Result<(Arc<dyn Transport>, async_channel::Receiver<TransportEvent>), anyhow::Error> {
+        let (events_tx, events_rx) = async_channel::unbounded();
+        let (to_server, from_client) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(Conn {
+            id: self.0.next_conn.fetch_add(1, Ordering::Relaxed),
+            out: out_tx,
+            close: CancellationToken::new(),
+            phone: Mutex::new(None),
+            refs: Mutex::new(Vec::new()),
+        });
+        self.0.conns.lock().unwrap().insert(conn.id, conn.clone());
+        let _ = events_tx.try_send(TransportEvent::Connected);
+        tokio::spawn(serve(
+            self.0.clone(),
+            conn.clone(),
+            from_client,
+            out_rx,
+            events_tx,
+        ));
+        Ok((
+            Arc::new(FakeTransport {
+                to_server,
+                close: conn.close.clone(),
+            }),
+            events_rx,
+        ))
+    }
+}
+
+/// The client's end of a connection.
+struct FakeTransport {
+    to_server: mpsc::UnboundedSender<Bytes>,
+    close: CancellationToken,
+}
+
+#[async_trait]
+impl Transport for FakeTransport {
+    async fn send(&self, data: Bytes) -> Result<(), anyhow::Error> {
+        self.to_server
+            .send(data)
+            .map_err(|_| anyhow::anyhow!("connection closed"))
+    }
+
+    async fn disconnect(&self) {
+        self.close.cancel();
+    }
+}
+
+/// Reads 3-byte-length frames from the client's byte stream.
+struct Frames {
+    buf: BytesMut,
+    header_seen: bool,
+}
+
+impl Frames {
+    fn new() -> Self {
+        Self {
+            buf: BytesMut::new(),
+            header_seen: false,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    fn next(&mut self) -> anyhow::Result<Option<BytesMut>> {
+        if !self.header_seen {
+            if self.buf.len() < WA_CONN_HEADER.len() {
+                return Ok(None);
+            }
+            anyhow::ensure!(
+                self.buf[..WA_CONN_HEADER.len()] == WA_CONN_HEADER,
+                "the connection does not start with WhatsApp's header"
+            );
+            let _ = self.buf.split_to(WA_CONN_HEADER.len());
+            self.header_seen = true;
+        }
+        if self.buf.len() < 3 {
+            return Ok(None);
+        }
+        let len = (usize::from(self.buf[0]) << 16)
+            | (usize::from(self.buf[1]) << 8)
+            | usize::from(self.buf[2]);
+        if self.buf.len() < 3 + len {
+            return Ok(None);
+        }
+        let _ = self.buf.split_to(3);
+        Ok(Some(self.buf.split_to(len)))
+    }
+}
+
+fn frame(payload: &[u8]) -> Bytes {
+    let len = payload.len();
+    let mut out = Vec::with_capacity(3 + len);
+    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8]);
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+async fn next_frame(
+    rx: &mut mpsc::UnboundedReceiver<Bytes>,
+    frames: &mut Frames,
+) -> anyhow::Result<BytesMut> {
+    loop {
+        if let Some(f) = frames.next()? {
+            return Ok(f);
+        }
+        let data = rx
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("client went away"))?;
+        frames.feed(&data);
+    }
+}
+
+/// The server side of an established Noise session.
+struct Secure {
+    read: NoiseCipher,
+    write: NoiseCipher,
+    read_counter: u32,
+    write_counter: u32,
+}
+
+impl Secure {
+    fn open(&mut self, mut frame: BytesMut) -> anyhow::Result<Node> {
+        self.read
+            .decrypt_in_place_with_counter(self.read_counter, &mut frame)
+            .map_err(|e| anyhow::anyhow!("decrypt: {e}"))?;
+        self.read_counter += 1;
+        let plain = whatsapp_rust::wacore_binary::util::unpack_bytes(frame)?;
+        Ok(OwnedNodeRef::new(plain)?.to_owned_node())
+    }
+
+    fn seal(&mut self, node: &Node) -> anyhow::Result<Bytes> {
+        let plain = marshal(node)?;
+        let sealed = self
+            .write
+            .encrypt_with_counter(self.write_counter, &plain)
+            .map_err(|e| anyhow::anyhow!("encrypt: {e}"))?;
+        self.write_counter += 1;
+        Ok(frame(&sealed))
+    }
+}
+
+/// Runs the responder side of the handshake; returns the session and the client's payload.
+async fn handshake(
+    server: &Inner,
+    rx: &mut mpsc::UnboundedReceiver<Bytes>,
+    frames: &mut Frames,
+    events: &async_channel::Sender<TransportEvent>,
+) -> anyhow::Result<(Secure, wa::ClientPayload)> {
+    let hello = wa::HandshakeMessage::decode_from_slice(&next_frame(rx, frames).await?)?;
+    let hello = hello
+        .client_hello
+        .into_option()
+        .ok_or_else(|| anyhow::anyhow!("no client hello"))?;
+    let client_eph: [u8; 32] = hello
+        .ephemeral
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no client ephemeral"))?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad ephemeral"))?;
+    let static_priv = server.static_key.private_key.serialize();
+    let static_pub = server.static_key.public_key.public_key_bytes();
+    let eph = KeyPair::generate(&mut rand010::rng());
+    let eph_pub = eph.public_key.public_key_bytes().to_vec();
+
+    if let (Some(enc_static), Some(enc_payload)) = (hello.r#static, hello.payload) {
+        // IK: the client knows our static key and logs in with its first message.
+        let mut noise = NoiseHandshake::new(NOISE_PATTERN_IK, &WA_CONN_HEADER)?;
+        noise.authenticate(static_pub);
+        noise.authenticate(&client_eph);
+        noise.mix_shared_secret(static_priv, &client_eph)?;
+        let client_static = noise.decrypt(&enc_static)?;
+        noise.mix_shared_secret(static_priv, &client_static)?;
+        let payload = noise.decrypt(&enc_payload)?;
+        noise.authenticate(&eph_pub);
+        noise.mix_shared_secret(eph.private_key.serialize(), &client_eph)?;
+        noise.mix_shared_secret(eph.private_key.serialize(), &client_static)?;
+        let cert = noise.encrypt(&server.cert_chain)?;
+        let reply = wa::HandshakeMessage {
+            server_hello: Some(wa::handshake_message::ServerHello {
+                ephemeral: Some(eph_pub),
+                payload: Some(cert),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        events.try_send(TransportEvent::DataReceived(frame(&reply.encode_to_vec())))?;
+        let (read, write) = noise.finish()?;
+        server.counters.ik.fetch_add(1, Ordering::Relaxed);
+        let payload = wa::ClientPayload::decode_from_slice(&payload)?;
+        return Ok((
+            Secure {
+                read,
+                write,
+                read_counter: 0,
+                write_counter: 0,
+            },
+            payload,
+        ));
+    }
+
+    // XX: exchange static keys, prove ours with the certificate chain.
+    let mut noise = NoiseHandshake::new(NOISE_PATTERN_XX, &WA_CONN_HEADER)?;
+    noise.authenticate(&client_eph);
+    noise.authenticate(&eph_pub);
+    noise.mix_shared_secret(eph.private_key.serialize(), &client_eph)?;
+    let enc_static = noise.encrypt(static_pub)?;
+    noise.mix_shared_secret(static_priv, &client_eph)?;
+    let cert = noise.encrypt(&server.cert_chain)?;
+    let reply = wa::HandshakeMessage {
+        server_hello: Some(wa::handshake_message::ServerHello {
+            ephemeral: Some(eph_pub),
+            r#static: Some(enc_static),
+            payload: Some(cert),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    events.try_send(TransportEvent::DataReceived(frame(&reply.encode_to_vec())))?;
+    let finish = wa::HandshakeMessage::decode_from_slice(&next_frame(rx, frames).await?)?;
+    let finish = finish
+        .client_finish
+        .into_option()
+        .ok_or_else(|| anyhow::anyhow!("no client finish"))?;
+    let client_static = noise.decrypt(
+        finish
+            .r#static
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("no client static"))?,
+    )?;
+    noise.mix_shared_secret(eph.private_key.serialize(), &client_static)?;
+    let payload = noise.decrypt(
+        finish
+            .payload
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("no client payload"))?,
+    )?;
+    let (read, write) = noise.finish()?;
+    server.counters.xx.fetch_add(1, Ordering::Relaxed);
+    let payload = wa::ClientPayload::decode_from_slice(&payload)?;
+    Ok((
+        Secure {
+            read,
+            write,
+            read_counter: 0,
+            write_counter: 0,
+        },
+        payload,
+    ))
+}
+
+fn attr(node: &Node, key: &str) -> Option<String> {
+    node.attrs().optional_string(key).map(|s| s.into_owned())
+}
+
+fn children(node: &Node) -> &[Node] {
+    match &node.content {
+        Some(NodeContent::Nodes(n)) => n,
+        _ => &[],
+    }
+}
+
+fn iq_result(id: &str) -> Node {
+    NodeBuilder::new("iq")
+        .attrs([
+            ("from", SERVER.to_string()),
+            ("type", "result".to_string()),
+            ("id", id.to_string()),
+        ])
+        .build()
+}
+
+fn iq_error(id: &str, code: u16, text: &str) -> Node {
+    NodeBuilder::new("iq")
+        .attrs([
+            ("from", SERVER.to_string()),
+            ("type", "error".to_string()),
+            ("id", id.to_string()),
+        ])
+        .children([NodeBuilder::new("error")
+            .attr("code", code.to_string())
+            .attr("text", text.to_string())
+            .build()])
+        .build()
+}
+
+async fn serve(
+    server: Arc<Inner>,
+    conn: Arc<Conn>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    mut out: mpsc::UnboundedReceiver<Node>,
+    events: async_channel::Sender<TransportEvent>,
+) {
+    let reason = match run_conn(&server, &conn, &mut rx, &mut out, &events).await {
+        Ok(()) => DisconnectReason::ServerClose {
+            code: Some(1000),
+            reason: "closed by the fake server".into(),
+        },
+        Err(e) => DisconnectReason::ReadError(format!("{e:#}")),
+    };
+    server.conns.lock().unwrap().remove(&conn.id);
+    server.changed.notify_waiters();
+    let _ = events.try_send(TransportEvent::Disconnected(reason));
+    events.close();
+}
+
+async fn run_conn(
+    server: &Arc<Inner>,
+    conn: &Arc<Conn>,
+    rx: &mut mpsc::UnboundedReceiver<Bytes>,
+    out: &mut mpsc::UnboundedReceiver<Node>,
+    events: &async_channel::Sender<TransportEvent>,
+) -> anyhow::Result<()> {
+    let mut frames = Frames::new();
+    let (mut secure, payload) = tokio::select! {
+        r = handshake(server, rx, &mut frames, events) => r?,
+        _ = conn.close.cancelled() => return Ok(()),
+    };
+    let send = |secure: &mut Secure, node: &Node| -> anyhow::Result<()> {
+        events.try_send(TransportEvent::DataReceived(secure.seal(node)?))?;
+        Ok(())
+    };
+
+    match payload.username {
+        None => {
+            // A new device: ask it to show QR codes.
+            server
+                .counters
+                .pair_requests
+                .fetch_add(1, Ordering::Relaxed);
+            let refs: Vec<String> = (0..REFS)
+                .map(|_| format!("2@{}", uuid::Uuid::new_v4().simple()))
+                .collect();
+            *conn.refs.lock().unwrap() = refs.clone();
+            let iq = NodeBuilder::new("iq")
+                .attrs([
+                    ("from", SERVER.to_string()),
+                    ("type", "set".to_string()),
+                    ("id", format!("pd-{}", conn.id)),
+                    ("xmlns", "md".to_string()),
+                ])
+                .children([NodeBuilder::new("pair-device")
+                    .children(
+                        refs.into_iter()
+                            .map(|r| NodeBuilder::new("ref").bytes(r.into_bytes()).build()),
+                    )
+                    .build()])
+                .build();
+            send(&mut secure, &iq)?;
+        }
+        Some(username) => {
+            let phone = username.to_string();
+            let device = server.devices.lock().unwrap().get(&phone).cloned();
+            match device {
+                Some(d) if payload.device == Some(d.device) => {
+                    let success = NodeBuilder::new("success")
+                        .attr("t", chrono::Utc::now().timestamp().to_string())
+                        .attr("lid", format!("{}@lid", d.lid))
+                        .build();
+                    send(&mut secure, &success)?;
+                    *conn.phone.lock().unwrap() = Some(phone);
+                    server.counters.logins.fetch_add(1, Ordering::Relaxed);
+                    server.changed.notify_waiters();
+                }
+                _ => {
+                    // Unlinked (or never paired here): refuse as logged out.
+                    let failure = NodeBuilder::new("failure").attr("reason", "401").build();
+                    send(&mut secure, &failure)?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    loop {
+        tokio::select! {
+            _ = conn.close.cancelled() => return Ok(()),
+            node = out.recv() => {
+                let Some(node) = node else { return Ok(()) };
+                send(&mut secure, &node)?;
+            }
+            data = rx.recv() => {
+                let Some(data) = data else { return Ok(()) };
+                frames.feed(&data);
+                while let Some(f) = frames.next()? {
+                    let node = secure.open(f)?;
+                    for reply in respond(server, conn, &node) {
+                        send(&mut secure, &reply)?;
+                    }
+                    if node.tag == "iq" && attr(&node, "type").as_deref() == Some("result")
+                        && children(&node).iter().any(|c| c.tag == "pair-device-sign")
+                    {
+                        // Paired: restart the stream, as WhatsApp does.
+                        let restart = NodeBuilder::new("stream:error").attr("code", "515").build();
+                        send(&mut secure, &restart)?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The server's answers to one client stanza.
+fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
+    if node.tag != "iq" {
+        return Vec::new();
+    }
+    let id = attr(node, "id").unwrap_or_default();
+    let kind = attr(node, "type").unwrap_or_default();
+    if kind != "get" && kind != "set" {
+        return Vec::new();
+    }
+    let xmlns = attr(node, "xmlns").unwrap_or_default();
+    let first = children(node).first();
+    match xmlns.as_str() {
+        // Exiting passive mode: the offline queue is empty.
+        "passive" => vec![
+            iq_result(&id),
+            NodeBuilder::new("ib")
+                .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                .build(),
+        ],
+        // No app-state collections here: each one asked for is refused (404),
+        // which the client takes as final and connects without it.
+        "w:sync:app:state" => {
+            let refused = first
+                .map(children)
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| c.tag == "collection")
+                .filter_map(|c| attr(c, "name"))
+                .map(|name| {
+                    NodeBuilder::new("collection")
+                        .attr("name", name)
+                        .attr("type", "error")
+                        .children([NodeBuilder::new("error")
+                            .attr("code", "404")
+                            .attr("text", "item-not-found")
+                            .build()])
+                        .build()
+                });
+            vec![
+                NodeBuilder::new("iq")
+                    .attrs([
+                        ("from", SERVER.to_string()),
+                        ("type", "result".to_string()),
+                        ("id", id.clone()),
+                    ])
+                    .children([NodeBuilder::new("sync").children(refused).build()])
+                    .build(),
+            ]
+        }
+        "md" if first.is_some_and(|c| c.tag == "remove-companion-device") => {
+            if let Some(phone) = conn.phone.lock().unwrap().clone() {
+                server.devices.lock().unwrap().remove(&phone);
+            }
+            vec![iq_result(&id)]
+        }
+        // Every account is in one group.
+        "w:g2" if first.is_some_and(|c| c.tag == "participating") => vec![
+            NodeBuilder::new("iq")
+                .attrs([
+                    ("from", "g.us".to_string()),
+                    ("type", "result".to_string()),
+                    ("id", id.clone()),
+                ])
+                .children([NodeBuilder::new("groups")
+                    .children([NodeBuilder::new("group")
+                        .attr("id", FAKE_GROUP)
+                        .attr("subject", "Fake Group")
+                        .attr("addressing_mode", "pn")
+                        .build()])
+                    .build()])
+                .build(),
+        ],
+        _ => vec![iq_result(&id)],
+    }
+}

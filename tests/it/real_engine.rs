@@ -1,0 +1,271 @@
+//! The real WhatsApp engine (whatsapp-rust) through the HTTP API, against the
+//! in-repo fake WhatsApp server: the real client's QR, pairing, drops,
+//! restarts and logout, all offline.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wa_gateway::config::EngineKind;
+use wa_gateway::store::RecordedEvent;
+use wa_gateway::whatsapp::real::TransportHook;
+
+use crate::fake_wa::FakeWa;
+use crate::helpers::{As, TestApp};
+
+/// The first connect after pairing waits ~10 s on purpose (the client's
+/// grace for the phone's app-state keys), so these waits are longer than
+/// the harness's default.
+const LONG_WAIT: Duration = Duration::from_secs(60);
+
+const PHONE: &str = "79005550101";
+
+/// Logs to the test output when `RUST_LOG` is set (the client's `log`
+/// records included), to see what the real client did.
+fn trace_if_asked() {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A gateway on the real engine whose sessions connect to `fake`.
+async fn gateway_on(fake: &FakeWa) -> TestApp {
+    trace_if_asked();
+    let factory = fake.factory();
+    TestApp::spawn_with(move |c| {
+        c.engine = EngineKind::WhatsApp;
+        c.whatsapp_transport = Some(TransportHook(factory));
+        // Pinned: no version fetch from the network.
+        c.whatsapp_version = Some((2, 3000, 1_023_456_789));
+    })
+    .await
+}
+
+/// Waits for the `nth` (1-based) event of a type for an instance, up to `LONG_WAIT`.
+async fn nth_event(app: &TestApp, id: &str, event_type: &str, nth: usize) -> RecordedEvent {
+    let mut sub = app.state.store.subscribe(0);
+    let mut seen = 0;
+    tokio::time::timeout(LONG_WAIT, async {
+        loop {
+            let batch = sub.next_batch().await.expect("read the log").expect("open");
+            for e in batch {
+                if e.instance_id.as_deref() == Some(id) && e.event_type == event_type {
+                    seen += 1;
+                    if seen == nth {
+                        return e;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {nth}th {event_type} for {id} within {LONG_WAIT:?}"))
+}
+
+async fn status(app: &TestApp, key: &str, id: &str) -> Value {
+    app.get(&format!("/api/whatsapp/{id}/status"), As::Key(key))
+        .await
+        .expect(200)
+}
+
+fn store_files(app: &TestApp, id: &str) -> Vec<std::path::PathBuf> {
+    let dir = app.config.data_dir.join("wa");
+    ["db", "db-wal", "db-shm"]
+        .iter()
+        .map(|ext| dir.join(format!("{id}.{ext}")))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_real_client_pairs_by_qr_reconnects_resumes_after_a_restart_and_logs_out() {
+    let fake = FakeWa::new();
+    let app = gateway_on(&fake).await;
+    let key = app.admin.api_key.clone();
+    let id = app
+        .create_instance(&app.admin, json!({"name": "real"}))
+        .await;
+
+    // The real client's QR code, through the API and in the log.
+    let qr_event = nth_event(&app, &id, "qr_received", 1).await;
+    let code = qr_event.data["qrCode"].as_str().unwrap().to_string();
+    assert!(
+        code.split(',').count() >= 4,
+        "ref,noiseKey,identityKey,advSecret[,type]: {code}"
+    );
+    let qr = app
+        .get(&format!("/api/instances/{id}/qr"), As::Key(&key))
+        .await
+        .expect(200);
+    assert_eq!(qr, json!({"qrCode": code}));
+    assert_eq!(status(&app, &key, &id).await["status"], "qr");
+    assert_eq!(
+        fake.xx_handshakes(),
+        1,
+        "a first connect is a full XX handshake"
+    );
+    assert_eq!(fake.ik_handshakes(), 0);
+    assert_eq!(
+        store_files(&app, &id)
+            .first()
+            .map(|p| p.extension().unwrap().to_owned()),
+        Some("db".into()),
+        "the session store is a file in <data>/wa"
+    );
+
+    // The fake phone scans it: paired, logged in, connected.
+    fake.scan(&code, PHONE).await.expect("scan");
+    let opened = nth_event(&app, &id, "connection_opened", 1).await;
+    assert_eq!(opened.data["phone"], PHONE);
+    let st = status(&app, &key, &id).await;
+    assert_eq!(st["status"], "connected", "{st}");
+    assert!(fake.is_paired(PHONE));
+
+    // Contacts: the persisted book (empty: the fake server syncs none) and
+    // the groups, asked live.
+    let contacts = app
+        .get(&format!("/api/whatsapp/{id}/contacts"), As::Key(&key))
+        .await
+        .expect(200);
+    assert_eq!(
+        contacts["contacts"],
+        json!([{
+            "id": format!("{}@g.us", crate::fake_wa::FAKE_GROUP),
+            "name": "Fake Group",
+            "number": crate::fake_wa::FAKE_GROUP,
+            "isGroup": true
+        }]),
+        "{contacts}"
+    );
+
+    // A forced drop: reported, then reconnected without a QR, resuming with IK.
+    let ik_before = fake.ik_handshakes();
+    assert_eq!(fake.drop_connections(PHONE), 1);
+    let closed = nth_event(&app, &id, "connection_closed", 1).await;
+    assert_eq!(closed.data["willReconnect"], true, "{}", closed.data);
+    nth_event(&app, &id, "connection_opened", 2).await;
+    assert_eq!(status(&app, &key, &id).await["status"], "connected");
+    assert!(
+        fake.ik_handshakes() > ik_before,
+        "a later connect resumes with Noise IK"
+    );
+
+    // A gateway restart: connected again from the stored session, no new QR.
+    let qr_codes = app.instance_events(&id, "qr_received").await.len();
+    let app = app.restart().await;
+    nth_event(&app, &id, "connection_opened", 3).await;
+    assert_eq!(status(&app, &key, &id).await["status"], "connected");
+    assert_eq!(
+        app.instance_events(&id, "qr_received").await.len(),
+        qr_codes,
+        "a restart needs no new QR"
+    );
+
+    // Logout: unlinked at the server, the store deleted, a new QR on reconnect.
+    app.post(
+        &format!("/api/whatsapp/{id}/logout"),
+        As::Key(&key),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    nth_event(&app, &id, "logged_out", 1).await;
+    assert_eq!(status(&app, &key, &id).await["status"], "logged_out");
+    assert!(
+        !fake.is_paired(PHONE),
+        "the device was unlinked at the server"
+    );
+    assert_eq!(store_files(&app, &id), Vec::<std::path::PathBuf>::new());
+    app.post(
+        &format!("/api/instances/{id}/reconnect"),
+        As::Key(&key),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let again = nth_event(&app, &id, "qr_received", qr_codes + 1).await;
+    assert_ne!(again.data["qrCode"], code, "a fresh identity, a fresh QR");
+    assert_eq!(status(&app, &key, &id).await["status"], "qr");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_unlinked_at_the_phone_is_logged_out_and_its_store_deleted() {
+    let fake = FakeWa::new();
+    let app = gateway_on(&fake).await;
+    let key = app.admin.api_key.clone();
+    let id = app
+        .create_instance(&app.admin, json!({"name": "unlinked"}))
+        .await;
+    let qr = nth_event(&app, &id, "qr_received", 1).await;
+    fake.scan(qr.data["qrCode"].as_str().unwrap(), PHONE)
+        .await
+        .expect("scan");
+    nth_event(&app, &id, "connection_opened", 1).await;
+
+    // Unlinked while the connection is down: the next login is refused.
+    assert_eq!(fake.unlink(PHONE), 1);
+    let out = nth_event(&app, &id, "logged_out", 1).await;
+    assert!(
+        out.data["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("logged_out"),
+        "{}",
+        out.data
+    );
+    assert_eq!(status(&app, &key, &id).await["status"], "logged_out");
+    assert_eq!(store_files(&app, &id), Vec::<std::path::PathBuf>::new());
+    assert!(app.instance_events(&id, "connection_opened").await.len() == 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_whatsapp_keeps_the_instance_connecting_and_the_api_responsive() {
+    trace_if_asked();
+    let app = TestApp::spawn_with(|c| {
+        c.engine = EngineKind::WhatsApp;
+        // Nothing listens on port 9 of loopback: every dial is refused.
+        c.whatsapp_url = Some("ws://127.0.0.1:9/ws/chat".into());
+        c.whatsapp_version = Some((2, 3000, 1_023_456_789));
+    })
+    .await;
+    let key = app.admin.api_key.clone();
+    let id = app
+        .create_instance(&app.admin, json!({"name": "offline"}))
+        .await;
+
+    // Several failed attempts later (the client retries after 1 s, 1 s, 2 s, ...),
+    // the instance is still connecting and every endpoint answers at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < deadline {
+        let started = std::time::Instant::now();
+        let st = status(&app, &key, &id).await;
+        assert_eq!(st["status"], "connecting", "{st}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the API stays responsive"
+        );
+        app.get("/api/instances", As::Key(&key)).await.expect(200);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(app.instance_events(&id, "qr_received").await.is_empty());
+    assert!(
+        app.instance_events(&id, "connection_opened")
+            .await
+            .is_empty()
+    );
+    // A send is refused cleanly, not hung.
+    app.post(
+        &format!("/api/whatsapp/{id}/send"),
+        As::Key(&key),
+        json!({"phone": "79001234567", "message": "x"}),
+    )
+    .await
+    .expect_error(409);
+    // Deleting it stops the retrying client and removes its store.
+    app.delete(&format!("/api/instances/{id}"), As::Key(&key))
+        .await
+        .expect(200);
+    assert_eq!(store_files(&app, &id), Vec::<std::path::PathBuf>::new());
+}
