@@ -113,10 +113,24 @@ pub fn qr_code(instance_id: &str, seq: u32) -> String {
 
 /// The phone a scan without a number pairs: `7900` and 7 digits derived from the instance id.
 pub fn default_phone(instance_id: &str) -> String {
-    let d = digest(&[instance_id, "phone"]);
+    candidate_phone(instance_id, 0)
+}
+
+/// The `attempt`-th phone derived from the instance id (0 is [`default_phone`]);
+/// the next ones are tried when another instance already has it.
+fn candidate_phone(instance_id: &str, attempt: u32) -> String {
+    let attempt = attempt.to_string();
+    let d = if attempt == "0" {
+        digest(&[instance_id, "phone"])
+    } else {
+        digest(&[instance_id, "phone", &attempt])
+    };
     let n = u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 10_000_000;
     format!("7900{n:07}")
 }
+
+/// Attempts at a free derived phone before a scan without a number gives up.
+const PHONE_ATTEMPTS: u32 = 16;
 
 const CONTACT_NAMES: [&str; 3] = ["Ivan Ivanov", "Maria Petrova", "Li Wei"];
 
@@ -175,11 +189,20 @@ impl SimEngine {
         if session.phone.lock().expect("sim lock").is_some() || session.qr_stop.is_cancelled() {
             return Err(SimError::NotWaitingForQr(instance_id.into()));
         }
-        let phone = phone
-            .map(str::to_owned)
-            .unwrap_or_else(|| default_phone(instance_id));
-        session.pair(&self.net, phone.clone())?;
-        Ok(phone)
+        if let Some(phone) = phone {
+            session.pair(&self.net, phone.to_owned())?;
+            return Ok(phone.to_owned());
+        }
+        // Derived numbers can collide (7 digits); take the first free one.
+        let mut attempt = 0;
+        loop {
+            let phone = candidate_phone(instance_id, attempt);
+            match session.pair(&self.net, phone.clone()) {
+                Ok(()) => return Ok(phone),
+                Err(SimError::PhoneTaken(_)) if attempt + 1 < PHONE_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Delivers a message from `from` to the instance.
@@ -531,6 +554,27 @@ mod tests {
                 32
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_scan_without_a_number_skips_a_derived_phone_another_instance_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SimEngine::new(SimConfig {
+            dir: dir.path().to_path_buf(),
+            auto_pair: false,
+            receipt_delay: Duration::ZERO,
+            qr_interval: Duration::from_secs(60),
+        });
+        let (tx_a, _rx_a) = tokio::sync::mpsc::channel(16);
+        let (tx_b, _rx_b) = tokio::sync::mpsc::channel(16);
+        engine.start("a", tx_a).await.unwrap();
+        engine.start("b", tx_b).await.unwrap();
+        // "a" takes the number "b" would be given by default.
+        let taken = engine.scan("a", Some(&default_phone("b"))).unwrap();
+        let got = engine.scan("b", None).unwrap();
+        assert_ne!(got, taken);
+        assert_eq!(got, candidate_phone("b", 1));
+        assert!(Jid::parse_recipient(&got).is_ok());
     }
 
     #[test]
