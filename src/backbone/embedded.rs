@@ -1,11 +1,19 @@
 //! The embedded backbone: a consumer tails the SQLite log from its checkpoint.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Consumer, retry_delay};
 use crate::store::EventStore;
+
+/// After a batch smaller than [`GATHER_BELOW`], a consumer waits this long
+/// before reading again: under load it then applies fewer, larger batches
+/// (each is one transaction), while the first event after a quiet spell is
+/// still applied at once.
+const GATHER: Duration = Duration::from_millis(1);
+const GATHER_BELOW: usize = 256;
 
 /// Catch up from the consumer's checkpoint, then follow live appends.
 pub async fn run(store: EventStore, consumer: Arc<dyn Consumer>, shutdown: CancellationToken) {
@@ -54,6 +62,12 @@ pub async fn run(store: EventStore, consumer: Arc<dyn Consumer>, shutdown: Cance
                 continue 'restart;
             }
             failures = 0;
+            if events.len() < GATHER_BELOW {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(GATHER) => {}
+                }
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use sqlx::SqlitePool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{EventStore, RecordedEvent};
+use crate::store::{EventStore, SharedEvent};
 
 /// Something that builds state from the event log.
 #[async_trait]
@@ -32,7 +32,7 @@ pub trait Consumer: Send + Sync + 'static {
     /// Applies a batch, in order. Events at or below the checkpoint must be
     /// skipped; the state change and the new checkpoint commit in one
     /// transaction.
-    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()>;
+    async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()>;
 }
 
 /// Where consumers get their events from.

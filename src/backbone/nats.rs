@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Consumer, retry_delay};
 use crate::config::Config;
-use crate::store::{EventStore, RecordedEvent};
+use crate::store::{EventStore, RecordedEvent, SharedEvent};
 
 /// The stream definition the gateway creates (name and subjects are replaced by the configured ones).
 pub const STREAM_JSON: &str = include_str!("../../nats/stream.json");
@@ -491,7 +491,7 @@ async fn fill_from_log(
     };
     while checkpoint + 1 < first_position {
         let limit = (first_position - 1 - checkpoint).min(1000);
-        let events = store.read_from(checkpoint, limit).await?;
+        let events = store.read_recent(checkpoint, limit).await?;
         let Some(last) = events.last() else { break };
         let last = last.position;
         consumer.apply(&events).await?;
@@ -550,12 +550,12 @@ async fn consume(
             };
             match decode_envelope(&msg.payload) {
                 Ok(event) if event.position <= checkpoint => {
-                    redelivered.0.push(event);
+                    redelivered.0.push(Arc::new(event));
                     redelivered.1.push(msg);
                 }
                 Ok(event) if event.position == expected => {
                     expected += 1;
-                    batch.0.push(event);
+                    batch.0.push(Arc::new(event));
                     batch.1.push(msg);
                 }
                 Ok(_) => later.push(msg),
@@ -565,7 +565,7 @@ async fn consume(
                 }
             }
         }
-        redelivered.0.sort_by_key(|e: &RecordedEvent| e.position);
+        redelivered.0.sort_by_key(|e: &SharedEvent| e.position);
         for (events, mut msgs, is_new) in [
             (redelivered.0, redelivered.1, false),
             (batch.0, batch.1, true),

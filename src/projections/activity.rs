@@ -7,7 +7,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::Projection;
 use crate::events::Event;
-use crate::store::RecordedEvent;
+use crate::store::{RecordedEvent, SharedEvent};
 
 /// The projection's name.
 pub const NAME: &str = "activity";
@@ -66,12 +66,12 @@ impl Projection for Activity {
 
     async fn apply_events(
         conn: &mut SqliteConnection,
-        events: &[RecordedEvent],
+        events: &[SharedEvent],
     ) -> anyhow::Result<()> {
         let entries: Vec<(&RecordedEvent, &str)> = events
             .iter()
             .filter(|e| !EXCLUDED.contains(&e.event_type.as_str()))
-            .filter_map(|e| e.instance_id.as_deref().map(|i| (e, i)))
+            .filter_map(|e| e.instance_id.as_deref().map(|i| (&**e, i)))
             .collect();
         // Multi-row inserts: 6 parameters a row, well under SQLite's limit.
         for chunk in entries.chunks(INSERT_ROWS) {

@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::Projection;
 use crate::events::{MessageReceived, MessageSent, MessageStatus};
-use crate::store::RecordedEvent;
+use crate::store::{RecordedEvent, SharedEvent};
 
 /// The projection's name.
 pub const NAME: &str = "messages";
@@ -346,7 +346,7 @@ impl Projection for Messages {
 
     async fn apply_events(
         conn: &mut SqliteConnection,
-        events: &[RecordedEvent],
+        events: &[SharedEvent],
     ) -> anyhow::Result<()> {
         let early_waiting: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_early_status)")

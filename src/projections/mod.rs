@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::backbone::{Consumer, load_checkpoint, save_checkpoint};
-use crate::store::{EventStore, RecordedEvent};
+use crate::store::{EventStore, RecordedEvent, SharedEvent};
 
 /// The names of every projection (checkpoint keys, `projections rebuild <name>`).
 pub const NAMES: &[&str] = &[activity::NAME, messages::NAME, stats::NAME];
@@ -46,7 +46,7 @@ pub trait Projection: Send + Sync + 'static {
     /// caller's transaction.
     fn apply_events(
         conn: &mut SqliteConnection,
-        events: &[RecordedEvent],
+        events: &[SharedEvent],
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
@@ -76,7 +76,7 @@ impl<P: Projection> Consumer for Projector<P> {
         Ok(load_checkpoint(&self.views, P::NAME).await?)
     }
 
-    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+    async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()> {
         apply_batch::<P>(&self.views, events).await
     }
 }
@@ -85,7 +85,7 @@ impl<P: Projection> Consumer for Projector<P> {
 /// changes and the new checkpoint in one `BEGIN IMMEDIATE` transaction.
 pub async fn apply_batch<P: Projection>(
     views: &SqlitePool,
-    events: &[RecordedEvent],
+    events: &[SharedEvent],
 ) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
@@ -110,7 +110,7 @@ pub async fn apply_batch<P: Projection>(
 }
 
 /// The events of a batch after `checkpoint`; the batch must be in log order.
-fn unapplied(events: &[RecordedEvent], checkpoint: i64) -> anyhow::Result<&[RecordedEvent]> {
+fn unapplied(events: &[SharedEvent], checkpoint: i64) -> anyhow::Result<&[SharedEvent]> {
     anyhow::ensure!(
         events.windows(2).all(|w| w[0].position < w[1].position),
         "a batch of events is not in log order"
@@ -198,10 +198,13 @@ async fn rebuild_one<P: Projection>(views: &SqlitePool, store: &EventStore) -> a
         .with_context(|| format!("Failed to create the {} tables", P::NAME))?;
     let mut position = 0;
     loop {
-        let events = store
+        let events: Vec<SharedEvent> = store
             .read_from(position, REBUILD_BATCH)
             .await
-            .context("Failed to read the event log")?;
+            .context("Failed to read the event log")?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let Some(last) = events.last() else { break };
         position = last.position;
         P::apply_events(&mut tx, &events)

@@ -18,7 +18,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{Projection, day_of};
 use crate::events::{ApiCalled, MessageReceived, MessageSent};
-use crate::store::RecordedEvent;
+use crate::store::{RecordedEvent, SharedEvent};
 
 /// The projection's name.
 pub const NAME: &str = "stats";
@@ -128,7 +128,7 @@ impl Projection for Stats {
 
     async fn apply_events(
         conn: &mut SqliteConnection,
-        events: &[RecordedEvent],
+        events: &[SharedEvent],
     ) -> anyhow::Result<()> {
         let mut batch = Batch::default();
         for e in events {

@@ -3,9 +3,11 @@
 
 mod writer;
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -205,9 +207,49 @@ impl RecordedEvent {
     }
 }
 
+/// A recorded event shared between the log's readers without copying.
+pub type SharedEvent = Arc<RecordedEvent>;
+
 pub(crate) struct AppendJob {
+    /// The append, its events taken out into `prepared`.
     append: Append,
+    prepared: Prepared,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// An append's events and metadata, serialized by the caller so that the
+/// single writer only assigns positions and versions and runs the SQL.
+pub(crate) struct Prepared {
+    events: Vec<PreparedEvent>,
+    metadata: Arc<str>,
+}
+
+pub(crate) struct PreparedEvent {
+    event_type: &'static str,
+    schema_version: u32,
+    data: Value,
+    data_text: String,
+}
+
+impl Prepared {
+    fn take(append: &mut Append) -> Self {
+        let events = std::mem::take(&mut append.events)
+            .into_iter()
+            .map(|event| {
+                let data = event.data();
+                PreparedEvent {
+                    event_type: event.event_type(),
+                    schema_version: event.schema_version(),
+                    data_text: data.to_string(),
+                    data,
+                }
+            })
+            .collect();
+        let metadata = serde_json::to_string(&append.metadata)
+            .unwrap_or_else(|_| "{}".into())
+            .into();
+        Self { events, metadata }
+    }
 }
 
 /// The event log. Cheap to clone; one writer task behind it.
@@ -220,6 +262,95 @@ struct Inner {
     pool: SqlitePool,
     tx: mpsc::Sender<AppendJob>,
     head: watch::Receiver<i64>,
+    tail: Arc<Mutex<Tail>>,
+    counters: Arc<Counters>,
+}
+
+/// Running totals of the store's work (benchmarks and diagnostics).
+#[derive(Default)]
+pub(crate) struct Counters {
+    commits: AtomicU64,
+    events_written: AtomicU64,
+    reads_from_memory: AtomicU64,
+    reads_from_disk: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn committed(&self, events: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.events_written
+            .fetch_add(events as u64, Ordering::Relaxed);
+    }
+}
+
+/// What the store has done since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions that appended events.
+    pub commits: u64,
+    /// Events appended.
+    pub events_written: u64,
+    /// Subscription reads served from the in-memory tail.
+    pub reads_from_memory: u64,
+    /// Subscription reads that went to the database.
+    pub reads_from_disk: u64,
+}
+
+/// Events kept in memory after they are committed.
+const TAIL_CAPACITY: usize = 4096;
+
+/// The newest committed events, in memory, so that live subscribers (the
+/// projectors, the webhook intake, the relay) get them without a query and
+/// without decoding JSON again. Always a gap-free run of positions; whatever
+/// it does not hold is read from the database.
+#[derive(Default)]
+pub(crate) struct Tail {
+    events: VecDeque<Arc<RecordedEvent>>,
+}
+
+impl Tail {
+    /// Adds a committed batch (in position order). A batch that does not
+    /// follow the last event held (another process appended in between, or
+    /// a batch failed) starts the tail afresh.
+    pub(crate) fn push(&mut self, batch: Vec<RecordedEvent>) {
+        let Some(first) = batch.first().map(|e| e.position) else {
+            return;
+        };
+        if self
+            .events
+            .back()
+            .is_some_and(|last| last.position + 1 != first)
+        {
+            self.events.clear();
+        }
+        self.events.extend(batch.into_iter().map(Arc::new));
+        let excess = self.events.len().saturating_sub(TAIL_CAPACITY);
+        self.events.drain(..excess);
+    }
+
+    /// Forgets everything (the writer lost track of the head).
+    pub(crate) fn clear(&mut self) {
+        self.events.clear();
+    }
+
+    /// Up to `limit` events after position `after`, when the tail holds the
+    /// event right after it or `after` is at or past its last event (then
+    /// none); `None` when the database must be read.
+    fn after(&self, after: i64, limit: usize) -> Option<Vec<Arc<RecordedEvent>>> {
+        let first = self.events.front()?.position;
+        if after + 1 < first {
+            return None;
+        }
+        let start = usize::try_from(after + 1 - first).unwrap_or(usize::MAX);
+        Some(
+            self.events
+                .iter()
+                .skip(start)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 /// Opens (or creates) a SQLite database file tuned for the gateway: WAL,
@@ -257,12 +388,26 @@ impl EventStore {
             .await?;
         let (head_tx, head_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer::run(pool.clone(), rx, head_tx, head, mode));
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(writer::run(
+            pool.clone(),
+            rx,
+            writer::Publish {
+                head: head_tx,
+                tail: tail.clone(),
+                counters: counters.clone(),
+            },
+            head,
+            mode,
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 tx,
                 head: head_rx,
+                tail,
+                counters,
             }),
         })
     }
@@ -273,11 +418,16 @@ impl EventStore {
     }
 
     /// Appends events (and their state effects) atomically.
-    pub async fn append(&self, append: Append) -> Result<Appended, StoreError> {
+    pub async fn append(&self, mut append: Append) -> Result<Appended, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let prepared = Prepared::take(&mut append);
         self.inner
             .tx
-            .send(AppendJob { append, reply })
+            .send(AppendJob {
+                append,
+                prepared,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -291,6 +441,52 @@ impl EventStore {
     /// A receiver that changes whenever events are committed.
     pub fn watch_head(&self) -> watch::Receiver<i64> {
         self.inner.head.clone()
+    }
+
+    /// Up to `limit` events after global position `after`, in order, from
+    /// memory when the newest events cover them, else from the database.
+    pub async fn read_recent(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<SharedEvent>, StoreError> {
+        let held = self
+            .inner
+            .tail
+            .lock()
+            .expect("tail lock")
+            .after(after, usize::try_from(limit).unwrap_or(0));
+        let counters = &self.inner.counters;
+        match held {
+            Some(events) => {
+                if !events.is_empty() {
+                    counters.reads_from_memory.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(events)
+            }
+            None => Ok(self
+                .read_from(after, limit)
+                .await
+                .inspect(|events| {
+                    if !events.is_empty() {
+                        counters.reads_from_disk.fetch_add(1, Ordering::Relaxed);
+                    }
+                })?
+                .into_iter()
+                .map(Arc::new)
+                .collect()),
+        }
+    }
+
+    /// What the store has done since it was opened.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.inner.counters;
+        StoreStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            events_written: c.events_written.load(Ordering::Relaxed),
+            reads_from_memory: c.reads_from_memory.load(Ordering::Relaxed),
+            reads_from_disk: c.reads_from_disk.load(Ordering::Relaxed),
+        }
     }
 
     /// Up to `limit` events after global position `after`, in order.
@@ -358,10 +554,10 @@ impl Subscription {
 
     /// The next batch of events; waits for appends when caught up. `None`
     /// when the store has shut down.
-    pub async fn next_batch(&mut self) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<SharedEvent>>, StoreError> {
         loop {
             self.head.borrow_and_update();
-            let events = self.store.read_from(self.after, self.batch).await?;
+            let events = self.store.read_recent(self.after, self.batch).await?;
             if let Some(last) = events.last() {
                 self.after = last.position;
                 return Ok(Some(events));

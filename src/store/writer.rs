@@ -3,12 +3,21 @@
 //! transaction with multi-row INSERTs.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, watch};
 
-use super::{AppendJob, Appended, ExpectedVersion, StoreError};
+use super::{AppendJob, Appended, ExpectedVersion, RecordedEvent, StoreError, Tail};
+
+/// Where the writer announces what it committed: the in-memory tail first,
+/// then the head, so a reader woken by the head finds the events in memory.
+pub(super) struct Publish {
+    pub head: watch::Sender<i64>,
+    pub tail: Arc<Mutex<Tail>>,
+    pub counters: Arc<super::Counters>,
+}
 
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,23 +34,16 @@ const MAX_BATCH: usize = 512;
 const ROWS_PER_INSERT: usize = 500;
 
 struct Row {
-    position: i64,
-    event_id: String,
-    stream_id: String,
-    version: i64,
-    event_type: &'static str,
-    schema_version: u32,
-    user_id: Option<String>,
-    instance_id: Option<String>,
+    event: RecordedEvent,
     data: String,
-    metadata: String,
+    metadata: Arc<str>,
     recorded_at: i64,
 }
 
 pub(super) async fn run(
     pool: SqlitePool,
     mut rx: mpsc::Receiver<AppendJob>,
-    head_tx: watch::Sender<i64>,
+    publish: Publish,
     mut head: i64,
     mode: WriterMode,
 ) {
@@ -52,11 +54,12 @@ pub(super) async fn run(
     };
     let mut jobs: Vec<AppendJob> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
-        match commit_batch(&pool, &mut jobs, &mut versions, head, &head_tx).await {
+        match commit_batch(&pool, &mut jobs, &mut versions, head, &publish).await {
             Ok(new_head) => head = new_head,
             Err(e) => {
                 tracing::error!(error = %e, "event store batch failed; resynchronising");
                 versions.clear();
+                publish.tail.lock().expect("tail lock").clear();
                 if let Ok(h) =
                     sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(position), 0) FROM events")
                         .fetch_one(&pool)
@@ -79,9 +82,10 @@ async fn commit_batch(
     jobs: &mut Vec<AppendJob>,
     versions: &mut HashMap<String, i64>,
     head: i64,
-    head_tx: &watch::Sender<i64>,
+    publish: &Publish,
 ) -> Result<i64, StoreError> {
     let now = Utc::now().timestamp_millis();
+    let recorded_at = super::ms_to_time(now);
     // BEGIN IMMEDIATE takes the write lock first, so the head read below is
     // the real one even when another process (the CLI) appended meanwhile.
     let begun = async {
@@ -156,26 +160,31 @@ async fn commit_batch(
             outcomes.push(Err(e));
             continue;
         }
-        let metadata = serde_json::to_string(&append.metadata).unwrap_or_else(|_| "{}".into());
+        let metadata = &job.prepared.metadata;
         let first_position = next_position;
         let mut version = current;
-        let mut event_ids = Vec::with_capacity(append.events.len());
-        for event in &append.events {
+        let mut event_ids = Vec::with_capacity(job.prepared.events.len());
+        for event in std::mem::take(&mut job.prepared.events) {
             version += 1;
             let event_id = uuid::Uuid::now_v7().to_string();
             event_ids.push(event_id.clone());
             rows.push(Row {
-                position: next_position,
-                event_id,
-                stream_id: stream.clone(),
-                version,
-                event_type: event.event_type(),
-                schema_version: event.schema_version(),
-                user_id: append.user_id.clone(),
-                instance_id: append.instance_id.clone(),
-                data: event.data().to_string(),
+                data: event.data_text,
                 metadata: metadata.clone(),
                 recorded_at: now,
+                event: RecordedEvent {
+                    position: next_position,
+                    event_id,
+                    stream_id: stream.clone(),
+                    version,
+                    event_type: event.event_type.to_owned(),
+                    schema_version: event.schema_version,
+                    user_id: append.user_id.clone(),
+                    instance_id: append.instance_id.clone(),
+                    data: event.data,
+                    metadata: append.metadata.clone(),
+                    recorded_at,
+                },
             });
             next_position += 1;
         }
@@ -195,16 +204,17 @@ async fn commit_batch(
                  user_id, instance_id, data, metadata, recorded_at) ",
             );
             qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.position)
-                    .push_bind(&r.event_id)
-                    .push_bind(&r.stream_id)
-                    .push_bind(r.version)
-                    .push_bind(r.event_type)
-                    .push_bind(r.schema_version as i64)
-                    .push_bind(&r.user_id)
-                    .push_bind(&r.instance_id)
+                let e = &r.event;
+                b.push_bind(e.position)
+                    .push_bind(&e.event_id)
+                    .push_bind(&e.stream_id)
+                    .push_bind(e.version)
+                    .push_bind(&e.event_type)
+                    .push_bind(e.schema_version as i64)
+                    .push_bind(&e.user_id)
+                    .push_bind(&e.instance_id)
                     .push_bind(&r.data)
-                    .push_bind(&r.metadata)
+                    .push_bind(&*r.metadata)
                     .push_bind(r.recorded_at);
             });
             qb.build().execute(&mut *tx).await?;
@@ -217,8 +227,14 @@ async fn commit_batch(
         Ok(()) => {
             versions.extend(touched);
             let new_head = next_position - 1;
-            if new_head != *head_tx.borrow() {
-                head_tx.send_replace(new_head);
+            publish.counters.committed(rows.len());
+            publish
+                .tail
+                .lock()
+                .expect("tail lock")
+                .push(rows.into_iter().map(|r| r.event).collect());
+            if new_head != *publish.head.borrow() {
+                publish.head.send_replace(new_head);
             }
             for (job, outcome) in jobs.drain(..).zip(outcomes) {
                 let _ = job.reply.send(outcome);

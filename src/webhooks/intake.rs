@@ -12,7 +12,7 @@ use super::payload::{self, Filters};
 use super::worker::{Shared, now_ms};
 use crate::backbone::{Consumer, load_checkpoint, save_checkpoint};
 use crate::events::Event;
-use crate::store::RecordedEvent;
+use crate::store::{RecordedEvent, SharedEvent};
 
 /// The checkpoint name of the intake.
 pub const NAME: &str = "webhooks";
@@ -56,7 +56,7 @@ impl Consumer for Intake {
         Ok(load_checkpoint(&self.shared.db, NAME).await?)
     }
 
-    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+    async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()> {
         // The recorder writes this database too: take the write lock up front
         // (a read-then-write transaction could fail with a stale snapshot).
         let _guard = self.shared.write_lock.lock().await;

@@ -19,9 +19,7 @@ use wa_gateway::backbone::{
 };
 use wa_gateway::events::InstanceDeleted;
 use wa_gateway::relay::Relay;
-use wa_gateway::store::{
-    Append, EventStore, ExpectedVersion, RecordedEvent, StreamId, open_sqlite,
-};
+use wa_gateway::store::{Append, EventStore, ExpectedVersion, SharedEvent, StreamId, open_sqlite};
 
 use crate::nats_server::NatsServer;
 
@@ -94,7 +92,7 @@ impl Consumer for TestConsumer {
         Ok(load_checkpoint(&self.pool, self.name()).await?)
     }
 
-    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+    async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()> {
         if self
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

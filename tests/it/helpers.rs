@@ -388,7 +388,7 @@ impl TestApp {
                         && e.event_type == event_type
                         && pred(&e.data)
                 }) {
-                    return e;
+                    return RecordedEvent::clone(&e);
                 }
             }
         })
@@ -416,7 +416,7 @@ impl TestApp {
                     if e.instance_id.as_deref() == Some(instance_id) && e.event_type == event_type {
                         seen += 1;
                         if seen == nth {
-                            return e;
+                            return RecordedEvent::clone(&e);
                         }
                     }
                 }

@@ -54,7 +54,7 @@ async fn nth_event(app: &TestApp, id: &str, event_type: &str, nth: usize) -> Rec
                 if e.instance_id.as_deref() == Some(id) && e.event_type == event_type {
                     seen += 1;
                     if seen == nth {
-                        return e;
+                        return RecordedEvent::clone(&e);
                     }
                 }
             }

@@ -132,7 +132,12 @@ async fn apply_all<P: Projection>(store: &EventStore, views: &SqlitePool) -> any
     let mut position = 0;
     let mut applied = 0;
     loop {
-        let events = store.read_from(position, READ_BATCH).await?;
+        let events: Vec<_> = store
+            .read_from(position, READ_BATCH)
+            .await?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
         let Some(last) = events.last() else { break };
         position = last.position;
         applied += events.len();

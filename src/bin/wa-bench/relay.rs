@@ -24,7 +24,7 @@ use wa_gateway::backbone::{
 use wa_gateway::events::ApiCalled;
 use wa_gateway::relay::Relay;
 use wa_gateway::store::{
-    Append, EventStore, ExpectedVersion, Metadata, RecordedEvent, StreamId, open_sqlite,
+    Append, EventStore, ExpectedVersion, Metadata, SharedEvent, StreamId, open_sqlite,
 };
 
 const BACKLOG: usize = 100_000;
@@ -158,10 +158,10 @@ impl Consumer for LatencyConsumer {
         Ok(load_checkpoint(&self.pool, self.name()).await?)
     }
 
-    async fn apply(&self, events: &[RecordedEvent]) -> anyhow::Result<()> {
+    async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let cp = load_checkpoint(&mut *tx, self.name()).await?;
-        let fresh: Vec<&RecordedEvent> = events.iter().filter(|e| e.position > cp).collect();
+        let fresh: Vec<&SharedEvent> = events.iter().filter(|e| e.position > cp).collect();
         let Some(last) = fresh.last().map(|e| e.position) else {
             return Ok(());
         };

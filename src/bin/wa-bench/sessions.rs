@@ -102,7 +102,15 @@ pub async fn run() -> anyhow::Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while ids.iter().any(|id| !state.sessions.status(id).ready()) {
-        anyhow::ensure!(Instant::now() < deadline, "instances did not connect");
+        if Instant::now() > deadline {
+            let mut states = std::collections::BTreeMap::<&str, usize>::new();
+            for id in &ids {
+                *states
+                    .entry(state.sessions.status(id).state.as_str())
+                    .or_default() += 1;
+            }
+            anyhow::bail!("instances did not connect within 120 s: {states:?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rss_after = rss_bytes();
@@ -119,6 +127,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let health = hammer(client.clone(), format!("{base}/healthz"), key.clone(), None).await?;
+    let before = state.store.stats();
     let send = hammer(
         client.clone(),
         format!("{base}/api/whatsapp/{}/send", ids[0]),
@@ -134,6 +143,15 @@ pub async fn run() -> anyhow::Result<()> {
     println!(
         "  ratio send/health:     {:>10.0} %   (target >= 40 %)",
         100.0 * send / health
+    );
+    let after = state.store.stats();
+    let per_send = |n: u64, m: u64| (n - m) as f64 / REQUESTS as f64;
+    println!(
+        "  per send: {:.2} events in {:.3} commits; consumer reads {:.3} from memory, {:.3} from disk",
+        per_send(after.events_written, before.events_written),
+        per_send(after.commits, before.commits),
+        per_send(after.reads_from_memory, before.reads_from_memory),
+        per_send(after.reads_from_disk, before.reads_from_disk),
     );
     token.cancel();
     server.await??;
