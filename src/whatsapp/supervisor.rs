@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -108,6 +108,15 @@ pub enum SendError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// Receipts held for one message being sent.
+#[derive(Default)]
+struct Early {
+    /// `message_sent` is in the log: the supervisor appends these next,
+    /// before any later receipt of the message.
+    released: bool,
+    receipts: Vec<(Receipt, Jid)>,
+}
+
 enum Command {
     Reconnect,
     Logout(oneshot::Sender<()>),
@@ -121,8 +130,10 @@ struct Session {
     engine: RwLock<Option<Arc<dyn EngineSession>>>,
     cmd: mpsc::Sender<Command>,
     /// Receipts that arrived for messages whose `message_sent` is not yet in
-    /// the log; appended right after it, so the log keeps cause before effect.
-    pending: Mutex<HashMap<String, Vec<(Receipt, Jid)>>>,
+    /// the log, held so that the log keeps cause before effect.
+    pending: Mutex<HashMap<String, Early>>,
+    /// Tells the supervisor that held receipts may now be appended.
+    released: Notify,
 }
 
 struct Inner {
@@ -192,6 +203,7 @@ impl Sessions {
             engine: RwLock::new(None),
             cmd: tx,
             pending: Mutex::new(HashMap::new()),
+            released: Notify::new(),
         });
         {
             let mut map = self.inner.sessions.write().expect("sessions lock");
@@ -373,6 +385,8 @@ impl Sessions {
         Ok(message_id)
     }
 
+    /// Appends `message_sent`; receipts that came before it are then handed
+    /// to the supervisor, which appends them after it (off the request path).
     async fn finish_send(
         &self,
         session: &Session,
@@ -383,22 +397,24 @@ impl Sessions {
         let sent = session
             .append(&self.inner.store, vec![event.into()], meta)
             .await;
-        let early = session
-            .pending
-            .lock()
-            .expect("pending lock")
-            .remove(&message_id)
-            .unwrap_or_default();
-        sent?;
-        if !early.is_empty() {
-            let events = early
-                .into_iter()
-                .map(|(receipt, chat)| session.status_event(&message_id, receipt, &chat))
-                .collect();
-            session
-                .append(&self.inner.store, events, Metadata::actor("engine"))
-                .await?;
+        let mut pending = session.pending.lock().expect("pending lock");
+        let held = match &sent {
+            Ok(()) => pending
+                .get_mut(&message_id)
+                .filter(|e| !e.receipts.is_empty()),
+            Err(_) => None,
+        };
+        match held {
+            Some(early) => {
+                early.released = true;
+                session.released.notify_one();
+            }
+            None => {
+                pending.remove(&message_id);
+            }
         }
+        drop(pending);
+        sent?;
         Ok(())
     }
 
@@ -421,7 +437,29 @@ impl Session {
         self.pending
             .lock()
             .expect("pending lock")
-            .insert(message_id.to_string(), Vec::new());
+            .insert(message_id.to_string(), Early::default());
+    }
+
+    /// The events of every released message's held receipts, in arrival order per message.
+    fn take_released(&self) -> Vec<Event> {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let ids: Vec<String> = pending
+            .iter()
+            .filter(|(_, e)| e.released)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut events = Vec::new();
+        for id in ids {
+            if let Some(early) = pending.remove(&id) {
+                events.extend(
+                    early
+                        .receipts
+                        .into_iter()
+                        .map(|(receipt, chat)| self.status_event(&id, receipt, &chat)),
+                );
+            }
+        }
+        events
     }
 
     fn set_status(&self, f: impl FnOnce(&mut SessionStatus)) {
@@ -562,6 +600,12 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
                     break;
                 }
             },
+            _ = session.released.notified() => {
+                let events = session.take_released();
+                if !events.is_empty() {
+                    session.record(store, events).await;
+                }
+            }
             ev = next_event(&mut st.events) => {
                 let ev = ev.unwrap_or(EngineEvent::Closed { reason: "connection_lost".into(), terminal: false });
                 handle_event(&session, &inner, &mut st, ev).await;
@@ -755,7 +799,21 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                 let mut pending = session.pending.lock().expect("pending lock");
                 for mid in &message_ids {
                     match pending.get_mut(mid) {
-                        Some(early) => early.push((receipt, chat.clone())),
+                        Some(early) if !early.released => {
+                            early.receipts.push((receipt, chat.clone()))
+                        }
+                        Some(_) => {
+                            // Its `message_sent` is in the log: the held receipts go first.
+                            if let Some(early) = pending.remove(mid) {
+                                events.extend(
+                                    early
+                                        .receipts
+                                        .into_iter()
+                                        .map(|(r, c)| session.status_event(mid, r, &c)),
+                                );
+                            }
+                            events.push(session.status_event(mid, receipt, &chat));
+                        }
                         None => events.push(session.status_event(mid, receipt, &chat)),
                     }
                 }
