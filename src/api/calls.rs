@@ -7,7 +7,8 @@
 //! someone else's (or an unknown) instance id are therefore never charged to
 //! that instance.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use poem::PathPattern;
@@ -54,8 +55,23 @@ fn segments(path: &str) -> Vec<&str> {
 
 /// The OpenAPI route template of a matched poem pattern. poem-openapi
 /// registers its routes with positional names (`/api/whatsapp/:param0/send`),
-/// so the template is the documented path with the same shape.
+/// so the template is the documented path with the same shape. Remembered
+/// per pattern (there are as many as routes).
 pub fn route_template(pattern: &str) -> String {
+    static KNOWN: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some(t) = known.lock().expect("templates lock").get(pattern) {
+        return t.clone();
+    }
+    let t = find_template(pattern);
+    known
+        .lock()
+        .expect("templates lock")
+        .insert(pattern.to_owned(), t.clone());
+    t
+}
+
+fn find_template(pattern: &str) -> String {
     let wanted = segments(pattern);
     let same_shape = |t: &&String| {
         let have = segments(t);
