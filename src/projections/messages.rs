@@ -78,13 +78,19 @@ impl NewRow {
 }
 
 /// A batch in progress: new messages are buffered and written with
-/// multi-row inserts; statuses of buffered messages are applied in memory.
+/// multi-row inserts; statuses of buffered messages are applied in memory;
+/// statuses of other messages are gathered (the highest per message) and
+/// written with one UPDATE per chunk when the batch is flushed.
 struct BatchState {
     /// Whether early statuses may be waiting (skips a lookup per message when none are).
     early_waiting: bool,
     pending: Vec<NewRow>,
     index: HashMap<MessageKey, usize>,
+    raises: HashMap<MessageKey, (String, i64)>,
 }
+
+/// Rows per multi-row status UPDATE or lookup (5 parameters a row).
+const RAISE_ROWS: usize = 200;
 
 impl BatchState {
     /// Buffers a message (once), with any status that came before it.
@@ -111,64 +117,107 @@ impl BatchState {
                 row.raise(&status, rank);
             }
         }
+        if let Some((status, rank)) = self.raises.remove(&key) {
+            row.raise(&status, rank);
+        }
         self.index.insert(key, self.pending.len());
         self.pending.push(row);
         Ok(())
     }
 
-    /// Applies a status: in memory to a buffered message, else to the stored
-    /// one, else kept aside until the message comes.
-    async fn apply_status(
-        &mut self,
-        conn: &mut SqliteConnection,
-        s: &MessageStatus,
-    ) -> anyhow::Result<()> {
+    /// Applies a status: in memory to a buffered message, else gathered for
+    /// the stored one (see [`BatchState::write_raises`]).
+    fn apply_status(&mut self, s: &MessageStatus) {
         let rank = status_rank(&s.status);
         if rank < 0 {
-            return Ok(());
+            return;
         }
         let key = (s.instance_id.clone(), s.message_id.clone(), s.from_me);
         if let Some(&i) = self.index.get(&key) {
             self.pending[i].raise(&s.status, rank);
-            return Ok(());
+            return;
         }
-        let raised = raise_stored(
-            conn,
-            &s.instance_id,
-            &s.message_id,
-            s.from_me,
-            &s.status,
-            rank,
-        )
-        .await?;
-        if raised {
-            return Ok(());
+        match self.raises.get_mut(&key) {
+            Some(held) if held.1 >= rank => {}
+            Some(held) => *held = (s.status.clone(), rank),
+            None => {
+                self.raises.insert(key, (s.status.clone(), rank));
+            }
         }
-        let known: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE instance_id = ? AND message_id = ? AND from_me = ?)",
-        )
-        .bind(&s.instance_id)
-        .bind(&s.message_id)
-        .bind(s.from_me)
-        .fetch_one(&mut *conn)
-        .await?;
-        if !known {
-            // The message is not here yet: keep the status for it.
-            self.early_waiting = true;
-            sqlx::query(
-                "INSERT INTO message_early_status (instance_id, message_id, from_me, status, status_rank) \
-                 VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (instance_id, message_id, from_me) DO UPDATE \
-                 SET status = excluded.status, status_rank = excluded.status_rank \
-                 WHERE excluded.status_rank > message_early_status.status_rank",
-            )
-            .bind(&s.instance_id)
-            .bind(&s.message_id)
-            .bind(s.from_me)
-            .bind(&s.status)
-            .bind(rank)
-            .execute(&mut *conn)
-            .await?;
+    }
+
+    /// Raises the stored messages' statuses gathered in this batch; a status
+    /// whose message is not stored yet is kept aside until the message comes.
+    async fn write_raises(&mut self, conn: &mut SqliteConnection) -> anyhow::Result<()> {
+        let raises: Vec<(MessageKey, (String, i64))> = self.raises.drain().collect();
+        for chunk in raises.chunks(RAISE_ROWS) {
+            let mut update = QueryBuilder::<Sqlite>::new(
+                "UPDATE messages SET status = v.column4, status_rank = v.column5 FROM (",
+            );
+            update.push_values(
+                chunk,
+                |mut b, ((instance, message, from_me), (status, rank))| {
+                    b.push_bind(instance.clone())
+                        .push_bind(message.clone())
+                        .push_bind(*from_me)
+                        .push_bind(status.clone())
+                        .push_bind(*rank);
+                },
+            );
+            update.push(
+                ") AS v WHERE messages.instance_id = v.column1 AND messages.message_id = v.column2 \
+                 AND messages.from_me = v.column3 AND messages.status_rank < v.column5 \
+                 RETURNING instance_id, message_id, from_me",
+            );
+            let raised: HashSet<MessageKey> = update
+                .build_query_as::<MessageKey>()
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
+            let rest: Vec<&(MessageKey, (String, i64))> =
+                chunk.iter().filter(|(k, _)| !raised.contains(k)).collect();
+            if rest.is_empty() {
+                continue;
+            }
+            // Not raised: either the message already has that status or a
+            // higher one, or it is not here yet.
+            let mut lookup = QueryBuilder::<Sqlite>::new(
+                "SELECT instance_id, message_id, from_me FROM messages \
+                 WHERE (instance_id, message_id, from_me) IN (",
+            );
+            lookup.push_values(&rest, |mut b, ((instance, message, from_me), _)| {
+                b.push_bind(instance.clone())
+                    .push_bind(message.clone())
+                    .push_bind(*from_me);
+            });
+            lookup.push(")");
+            let known: HashSet<MessageKey> = lookup
+                .build_query_as::<MessageKey>()
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
+            for ((instance, message, from_me), (status, rank)) in rest {
+                if known.contains(&(instance.clone(), message.clone(), *from_me)) {
+                    continue;
+                }
+                self.early_waiting = true;
+                sqlx::query(
+                    "INSERT INTO message_early_status (instance_id, message_id, from_me, status, status_rank) \
+                     VALUES (?, ?, ?, ?, ?) \
+                     ON CONFLICT (instance_id, message_id, from_me) DO UPDATE \
+                     SET status = excluded.status, status_rank = excluded.status_rank \
+                     WHERE excluded.status_rank > message_early_status.status_rank",
+                )
+                .bind(instance)
+                .bind(message)
+                .bind(from_me)
+                .bind(status)
+                .bind(rank)
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         Ok(())
     }
@@ -235,7 +284,7 @@ impl BatchState {
         }
         self.pending.clear();
         self.index.clear();
-        Ok(())
+        self.write_raises(conn).await
     }
 }
 
@@ -356,6 +405,7 @@ impl Projection for Messages {
             early_waiting,
             pending: Vec::new(),
             index: HashMap::new(),
+            raises: HashMap::new(),
         };
         for e in events {
             match e.event_type.as_str() {
@@ -371,7 +421,7 @@ impl Projection for Messages {
                 }
                 "message_status" => {
                     let s = MessageStatus::deserialize(&e.data)?;
-                    batch.apply_status(conn, &s).await?;
+                    batch.apply_status(&s);
                 }
                 "instance_deleted" => {
                     if let Some(id) = e.instance_id.as_deref() {

@@ -1046,3 +1046,99 @@ async fn case_rebuild(app: &TestApp) {
             .is_err()
     );
 }
+
+/// The message history projector over hand-made batches, so that where a
+/// batch ends is certain: a status before its message in an earlier batch,
+/// statuses of stored messages gathered into one write, a lower status that
+/// changes nothing, and a status for a message that never comes.
+#[tokio::test]
+async fn message_statuses_across_batch_boundaries_end_at_the_highest() {
+    use std::sync::Arc;
+    use wa_gateway::projections::{self, messages::Messages};
+    use wa_gateway::store::{RecordedEvent, SharedEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let views = open_sqlite(&dir.path().join("views.db"), 2).await.unwrap();
+    projections::ensure_schemas(&views).await.unwrap();
+    let mut position = 0;
+    let mut event = |e: wa_gateway::events::Event| -> SharedEvent {
+        position += 1;
+        Arc::new(RecordedEvent {
+            position,
+            event_id: format!("e{position}"),
+            stream_id: "instance-i1".into(),
+            version: position,
+            event_type: e.event_type().into(),
+            schema_version: e.schema_version(),
+            user_id: Some("u1".into()),
+            instance_id: Some("i1".into()),
+            data: e.data(),
+            metadata: Metadata::default(),
+            recorded_at: Utc::now(),
+        })
+    };
+    let chat = "79004440000@s.whatsapp.net";
+    let sent = |mid: &str| -> wa_gateway::events::Event {
+        MessageSent {
+            instance_id: "i1".into(),
+            message_id: mid.into(),
+            to: chat.into(),
+            body: mid.into(),
+            message_type: "text".into(),
+            timestamp: 0,
+            has_media: false,
+            media: None,
+        }
+        .into()
+    };
+    let status = |mid: &str, s: &str| -> wa_gateway::events::Event {
+        MessageStatus {
+            instance_id: "i1".into(),
+            message_id: mid.into(),
+            status: s.into(),
+            from: chat.into(),
+            from_me: true,
+        }
+        .into()
+    };
+    let batches = vec![
+        // A and B are stored; C's read comes before C.
+        vec![
+            event(sent("A")),
+            event(sent("B")),
+            event(status("C", "read")),
+        ],
+        // A: three receipts in one batch; B: a late, lower ack; C arrives.
+        vec![
+            event(status("A", "sent")),
+            event(status("A", "read")),
+            event(status("A", "delivered")),
+            event(status("B", "sent")),
+            event(sent("C")),
+            event(status("C", "delivered")),
+        ],
+        // D's status waits for a message that never comes.
+        vec![
+            event(status("D", "delivered")),
+            event(status("B", "delivered")),
+        ],
+    ];
+    for batch in &batches {
+        projections::apply_batch::<Messages>(&views, batch)
+            .await
+            .unwrap();
+    }
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT message_id, status FROM messages ORDER BY message_id")
+            .fetch_all(&views)
+            .await
+            .unwrap();
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(m, s)| (m.as_str(), s.as_str())).collect();
+    assert_eq!(rows, vec![("A", "read"), ("B", "delivered"), ("C", "read")]);
+    let waiting: Vec<(String, String)> =
+        sqlx::query_as("SELECT message_id, status FROM message_early_status")
+            .fetch_all(&views)
+            .await
+            .unwrap();
+    assert_eq!(waiting, vec![("D".to_string(), "delivered".to_string())]);
+}
