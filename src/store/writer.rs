@@ -54,7 +54,20 @@ pub(super) async fn run(
     };
     let mut jobs: Vec<AppendJob> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
-        match commit_batch(&pool, &mut jobs, &mut versions, head, &publish).await {
+        let committed = match mode {
+            WriterMode::GroupCommit => {
+                match commit_single_statement(&pool, &mut jobs, &mut versions, head, &publish).await
+                {
+                    Ok(Some(new_head)) => Ok(new_head),
+                    Ok(None) => commit_batch(&pool, &mut jobs, &mut versions, head, &publish).await,
+                    Err(e) => Err(e),
+                }
+            }
+            WriterMode::PerAppend => {
+                commit_batch(&pool, &mut jobs, &mut versions, head, &publish).await
+            }
+        };
+        match committed {
             Ok(new_head) => head = new_head,
             Err(e) => {
                 tracing::error!(error = %e, "event store batch failed; resynchronising");
@@ -72,6 +85,160 @@ pub(super) async fn run(
         jobs.clear();
     }
     tracing::debug!("event store writer stopped");
+}
+
+/// The common case in one round trip: a batch without state effects, on
+/// streams whose versions are known, fitting one multi-row INSERT, is
+/// written by that single statement (atomic on its own), guarded by the
+/// head: when another process appended since (the CLI), it writes nothing
+/// and `None` sends the batch the long way ([`commit_batch`]). `None` also
+/// when the batch does not qualify; nothing of the jobs is consumed then.
+async fn commit_single_statement(
+    pool: &SqlitePool,
+    jobs: &mut Vec<AppendJob>,
+    versions: &mut HashMap<String, i64>,
+    head: i64,
+    publish: &Publish,
+) -> Result<Option<i64>, StoreError> {
+    let rows: usize = jobs.iter().map(|j| j.prepared.events.len()).sum();
+    let qualifies = rows <= ROWS_PER_INSERT
+        && jobs.iter().all(|j| {
+            j.append.effects.is_empty() && versions.contains_key(j.append.stream.as_str())
+        });
+    if !qualifies {
+        return Ok(None);
+    }
+    let now = Utc::now().timestamp_millis();
+    // Plan: version checks against the cache; positions and versions per event.
+    struct Planned {
+        position: i64,
+        version: i64,
+        event_id: String,
+        job: usize,
+        event: usize,
+    }
+    let mut planned: Vec<Planned> = Vec::with_capacity(rows);
+    let mut outcomes: Vec<Result<Appended, StoreError>> = Vec::with_capacity(jobs.len());
+    let mut touched: HashMap<&str, i64> = HashMap::new();
+    let mut next_position = head + 1;
+    for (j, job) in jobs.iter().enumerate() {
+        let stream = job.append.stream.as_str();
+        let current = touched
+            .get(stream)
+            .or_else(|| versions.get(stream))
+            .copied()
+            .unwrap_or_default();
+        let ok = match job.append.expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current == 0,
+            ExpectedVersion::Exact(v) => current == v,
+        };
+        if !ok {
+            outcomes.push(Err(StoreError::Conflict {
+                stream: stream.to_owned(),
+                expected: job.append.expected,
+                actual: current,
+            }));
+            continue;
+        }
+        let first_position = next_position;
+        let mut version = current;
+        let mut event_ids = Vec::with_capacity(job.prepared.events.len());
+        for e in 0..job.prepared.events.len() {
+            version += 1;
+            let event_id = uuid::Uuid::now_v7().to_string();
+            event_ids.push(event_id.clone());
+            planned.push(Planned {
+                position: next_position,
+                version,
+                event_id,
+                job: j,
+                event: e,
+            });
+            next_position += 1;
+        }
+        touched.insert(stream, version);
+        outcomes.push(Ok(Appended {
+            first_position,
+            last_position: next_position - 1,
+            version,
+            event_ids,
+        }));
+    }
+    if !planned.is_empty() {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, \
+             user_id, instance_id, data, metadata, recorded_at) SELECT * FROM (",
+        );
+        qb.push_values(&planned, |mut b, p| {
+            let job = &jobs[p.job];
+            let e = &job.prepared.events[p.event];
+            b.push_bind(p.position)
+                .push_bind(&p.event_id)
+                .push_bind(job.append.stream.as_str())
+                .push_bind(p.version)
+                .push_bind(e.event_type)
+                .push_bind(e.schema_version as i64)
+                .push_bind(&job.append.user_id)
+                .push_bind(&job.append.instance_id)
+                .push_bind(&e.data_text)
+                .push_bind(&*job.prepared.metadata)
+                .push_bind(now);
+        });
+        qb.push(") WHERE (SELECT COALESCE(MAX(position), 0) FROM events) = ")
+            .push_bind(head);
+        let written = match qb.build().execute(pool).await {
+            Ok(r) => r.rows_affected(),
+            Err(e) => {
+                let msg = e.to_string();
+                for job in jobs.drain(..) {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Db(sqlx::Error::Protocol(msg.clone()))));
+                }
+                return Err(StoreError::Db(e));
+            }
+        };
+        if written == 0 {
+            // Another process appended: its events may touch our streams.
+            versions.clear();
+            return Ok(None);
+        }
+    }
+    let touched: Vec<(String, i64)> = touched
+        .into_iter()
+        .map(|(s, v)| (s.to_owned(), v))
+        .collect();
+    versions.extend(touched);
+    let new_head = next_position - 1;
+    publish.counters.committed(planned.len());
+    let recorded_at = super::ms_to_time(now);
+    let mut committed: Vec<RecordedEvent> = Vec::with_capacity(planned.len());
+    for p in planned {
+        let job = &mut jobs[p.job];
+        let e = &mut job.prepared.events[p.event];
+        committed.push(RecordedEvent {
+            position: p.position,
+            event_id: p.event_id,
+            stream_id: job.append.stream.as_str().to_owned(),
+            version: p.version,
+            event_type: e.event_type.to_owned(),
+            schema_version: e.schema_version,
+            user_id: job.append.user_id.clone(),
+            instance_id: job.append.instance_id.clone(),
+            data: std::mem::take(&mut e.data),
+            metadata: job.append.metadata.clone(),
+            recorded_at,
+        });
+    }
+    publish.tail.lock().expect("tail lock").push(committed);
+    if new_head != *publish.head.borrow() {
+        publish.head.send_replace(new_head);
+    }
+    for (job, outcome) in jobs.drain(..).zip(outcomes) {
+        let _ = job.reply.send(outcome);
+    }
+    Ok(Some(new_head))
 }
 
 /// Commits one batch, publishes the new head, then replies to every job
