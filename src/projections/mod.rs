@@ -53,14 +53,20 @@ pub trait Projection: Send + Sync + 'static {
 /// Runs a projection as a [`Consumer`] of the backbone.
 pub struct Projector<P> {
     views: SqlitePool,
+    /// Shared by the projectors of one `views` database: they take turns in
+    /// order instead of meeting SQLite's busy handler, which backs off by
+    /// sleeping (up to 100 ms a try) and can starve one of them under load.
+    turn: Arc<tokio::sync::Mutex<()>>,
     projection: PhantomData<fn() -> P>,
 }
 
 impl<P: Projection> Projector<P> {
-    /// A projector writing into `views`.
-    pub fn new(views: SqlitePool) -> Self {
+    /// A projector writing into `views`, taking turns on `turn` with the
+    /// other projectors of that database.
+    pub fn new(views: SqlitePool, turn: Arc<tokio::sync::Mutex<()>>) -> Self {
         Self {
             views,
+            turn,
             projection: PhantomData,
         }
     }
@@ -77,6 +83,7 @@ impl<P: Projection> Consumer for Projector<P> {
     }
 
     async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()> {
+        let _turn = self.turn.lock().await;
         apply_batch::<P>(&self.views, events).await
     }
 }
@@ -137,10 +144,17 @@ pub async fn ensure_schemas(views: &SqlitePool) -> anyhow::Result<()> {
 
 /// Every projector, as consumers of the backbone.
 pub fn consumers(views: &SqlitePool) -> Vec<Arc<dyn Consumer>> {
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
     vec![
-        Arc::new(Projector::<activity::Activity>::new(views.clone())),
-        Arc::new(Projector::<messages::Messages>::new(views.clone())),
-        Arc::new(Projector::<stats::Stats>::new(views.clone())),
+        Arc::new(Projector::<activity::Activity>::new(
+            views.clone(),
+            turn.clone(),
+        )),
+        Arc::new(Projector::<messages::Messages>::new(
+            views.clone(),
+            turn.clone(),
+        )),
+        Arc::new(Projector::<stats::Stats>::new(views.clone(), turn)),
     ]
 }
 

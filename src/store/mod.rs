@@ -297,7 +297,7 @@ pub struct StoreStats {
 }
 
 /// Events kept in memory after they are committed.
-const TAIL_CAPACITY: usize = 4096;
+const TAIL_CAPACITY: usize = 16_384;
 
 /// The newest committed events, in memory, so that live subscribers (the
 /// projectors, the webhook intake, the relay) get them without a query and
