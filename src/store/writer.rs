@@ -19,6 +19,51 @@ pub(super) struct Publish {
     pub counters: Arc<super::Counters>,
 }
 
+impl Publish {
+    /// Announces a committed batch, then replies to every job (so a caller
+    /// that got its answer sees `head()` at least at its event).
+    fn committed(
+        &self,
+        events: Vec<RecordedEvent>,
+        new_head: i64,
+        jobs: &mut Vec<AppendJob>,
+        outcomes: Vec<Result<Appended, StoreError>>,
+    ) {
+        self.counters.committed(events.len());
+        self.tail.lock().expect("tail lock").push(events);
+        if new_head != *self.head.borrow() {
+            self.head.send_replace(new_head);
+        }
+        for (job, outcome) in jobs.drain(..).zip(outcomes) {
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// Replies the database error to every job of a failed batch.
+fn fail_all(jobs: &mut Vec<AppendJob>, e: sqlx::Error) -> StoreError {
+    let msg = e.to_string();
+    for job in jobs.drain(..) {
+        let _ = job
+            .reply
+            .send(Err(StoreError::Db(sqlx::Error::Protocol(msg.clone()))));
+    }
+    StoreError::Db(e)
+}
+
+/// Whether a stream at version `current` admits an append expecting `expected`.
+fn admits(expected: ExpectedVersion, current: i64) -> bool {
+    match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => current == 0,
+        ExpectedVersion::Exact(v) => current == v,
+    }
+}
+
+/// The head of both multi-row INSERTs into the log.
+const INSERT_EVENTS: &str = "INSERT INTO events (position, event_id, stream_id, version, \
+     event_type, schema_version, user_id, instance_id, data, metadata, recorded_at) ";
+
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriterMode {
@@ -128,12 +173,7 @@ async fn commit_single_statement(
             .or_else(|| versions.get(stream))
             .copied()
             .unwrap_or_default();
-        let ok = match job.append.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current == 0,
-            ExpectedVersion::Exact(v) => current == v,
-        };
-        if !ok {
+        if !admits(job.append.expected, current) {
             outcomes.push(Err(StoreError::Conflict {
                 stream: stream.to_owned(),
                 expected: job.append.expected,
@@ -166,10 +206,8 @@ async fn commit_single_statement(
         }));
     }
     if !planned.is_empty() {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, \
-             user_id, instance_id, data, metadata, recorded_at) SELECT * FROM (",
-        );
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("{INSERT_EVENTS} SELECT * FROM ("));
         qb.push_values(&planned, |mut b, p| {
             let job = &jobs[p.job];
             let e = &job.prepared.events[p.event];
@@ -189,15 +227,7 @@ async fn commit_single_statement(
             .push_bind(head);
         let written = match qb.build().execute(pool).await {
             Ok(r) => r.rows_affected(),
-            Err(e) => {
-                let msg = e.to_string();
-                for job in jobs.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Db(sqlx::Error::Protocol(msg.clone()))));
-                }
-                return Err(StoreError::Db(e));
-            }
+            Err(e) => return Err(fail_all(jobs, e)),
         };
         if written == 0 {
             // Another process appended: its events may touch our streams.
@@ -211,7 +241,6 @@ async fn commit_single_statement(
         .collect();
     versions.extend(touched);
     let new_head = next_position - 1;
-    publish.counters.committed(planned.len());
     let recorded_at = super::ms_to_time(now);
     let mut committed: Vec<RecordedEvent> = Vec::with_capacity(planned.len());
     for p in planned {
@@ -231,13 +260,7 @@ async fn commit_single_statement(
             recorded_at,
         });
     }
-    publish.tail.lock().expect("tail lock").push(committed);
-    if new_head != *publish.head.borrow() {
-        publish.head.send_replace(new_head);
-    }
-    for (job, outcome) in jobs.drain(..).zip(outcomes) {
-        let _ = job.reply.send(outcome);
-    }
+    publish.committed(committed, new_head, jobs, outcomes);
     Ok(Some(new_head))
 }
 
@@ -265,15 +288,7 @@ async fn commit_batch(
     .await;
     let (mut tx, db_head) = match begun {
         Ok(v) => v,
-        Err(e) => {
-            let msg = e.to_string();
-            for job in jobs.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Db(sqlx::Error::Protocol(msg.clone()))));
-            }
-            return Err(StoreError::Db(e));
-        }
+        Err(e) => return Err(fail_all(jobs, e)),
     };
     if db_head != head {
         // Someone else wrote to the log: cached stream versions may be stale.
@@ -308,12 +323,7 @@ async fn commit_batch(
                 v
             }
         };
-        let ok = match append.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current == 0,
-            ExpectedVersion::Exact(v) => current == v,
-        };
-        if !ok {
+        if !admits(append.expected, current) {
             outcomes.push(Err(StoreError::Conflict {
                 stream,
                 expected: append.expected,
@@ -366,10 +376,7 @@ async fn commit_batch(
 
     let result = async {
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, \
-                 user_id, instance_id, data, metadata, recorded_at) ",
-            );
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(INSERT_EVENTS);
             qb.push_values(chunk, |mut b, r| {
                 let e = &r.event;
                 b.push_bind(e.position)
@@ -394,29 +401,11 @@ async fn commit_batch(
         Ok(()) => {
             versions.extend(touched);
             let new_head = next_position - 1;
-            publish.counters.committed(rows.len());
-            publish
-                .tail
-                .lock()
-                .expect("tail lock")
-                .push(rows.into_iter().map(|r| r.event).collect());
-            if new_head != *publish.head.borrow() {
-                publish.head.send_replace(new_head);
-            }
-            for (job, outcome) in jobs.drain(..).zip(outcomes) {
-                let _ = job.reply.send(outcome);
-            }
+            let committed = rows.into_iter().map(|r| r.event).collect();
+            publish.committed(committed, new_head, jobs, outcomes);
             Ok(new_head)
         }
-        Err(e) => {
-            let msg = e.to_string();
-            for job in jobs.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Db(sqlx::Error::Protocol(msg.clone()))));
-            }
-            Err(StoreError::Db(e))
-        }
+        Err(e) => Err(fail_all(jobs, e)),
     }
 }
 

@@ -119,11 +119,9 @@ pub fn default_phone(instance_id: &str) -> String {
 /// The `attempt`-th phone derived from the instance id (0 is [`default_phone`]);
 /// the next ones are tried when another instance already has it.
 fn candidate_phone(instance_id: &str, attempt: u32) -> String {
-    let attempt = attempt.to_string();
-    let d = if attempt == "0" {
-        digest(&[instance_id, "phone"])
-    } else {
-        digest(&[instance_id, "phone", &attempt])
+    let d = match attempt {
+        0 => digest(&[instance_id, "phone"]),
+        n => digest(&[instance_id, "phone", &n.to_string()]),
     };
     let n = u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 10_000_000;
     format!("7900{n:07}")
