@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::backbone::{Consumer, load_checkpoint, save_checkpoint};
 use crate::store::{EventStore, RecordedEvent, SharedEvent};
@@ -50,23 +51,66 @@ pub trait Projection: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
+/// The one connection the projectors of a `views` database write through,
+/// taken in turns. Taking turns spares them SQLite's busy handler, which
+/// backs off by sleeping (up to 100 ms a try) and can starve one of them
+/// under load. Keeping one connection keeps its page cache and prepared
+/// statements warm: a pooled connection would be a different one each
+/// batch, re-reading the pages another connection changed.
+#[derive(Clone)]
+pub struct Writing {
+    views: SqlitePool,
+    conn: Arc<tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>>,
+}
+
+impl Writing {
+    /// Turns on a connection of `views`, taken on first use.
+    pub fn new(views: SqlitePool) -> Self {
+        Self {
+            views,
+            conn: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Runs `f` on the shared connection, once the other projectors are done.
+    /// After a failed batch the connection goes back to the pool and the
+    /// next turn takes one afresh.
+    async fn with<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut SqliteConnection) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut slot = self.conn.lock().await;
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            None => slot.insert(
+                self.views
+                    .acquire()
+                    .await
+                    .context("Failed to get a projection connection")?,
+            ),
+        };
+        let result = f(conn).await;
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+}
+
 /// Runs a projection as a [`Consumer`] of the backbone.
 pub struct Projector<P> {
     views: SqlitePool,
-    /// Shared by the projectors of one `views` database: they take turns in
-    /// order instead of meeting SQLite's busy handler, which backs off by
-    /// sleeping (up to 100 ms a try) and can starve one of them under load.
-    turn: Arc<tokio::sync::Mutex<()>>,
+    writing: Writing,
     projection: PhantomData<fn() -> P>,
 }
 
 impl<P: Projection> Projector<P> {
-    /// A projector writing into `views`, taking turns on `turn` with the
+    /// A projector writing into `views` through `writing`, shared with the
     /// other projectors of that database.
-    pub fn new(views: SqlitePool, turn: Arc<tokio::sync::Mutex<()>>) -> Self {
+    pub fn new(views: SqlitePool, writing: Writing) -> Self {
         Self {
             views,
-            turn,
+            writing,
             projection: PhantomData,
         }
     }
@@ -83,21 +127,22 @@ impl<P: Projection> Consumer for Projector<P> {
     }
 
     async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()> {
-        let _turn = self.turn.lock().await;
-        apply_batch::<P>(&self.views, events).await
+        self.writing
+            .with(async |conn| apply_batch::<P>(conn, events).await)
+            .await
     }
 }
 
 /// Applies one batch: skips what the checkpoint covers, then writes the
 /// changes and the new checkpoint in one `BEGIN IMMEDIATE` transaction.
 pub async fn apply_batch<P: Projection>(
-    views: &SqlitePool,
+    conn: &mut SqliteConnection,
     events: &[SharedEvent],
 ) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut tx = views
+    let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .context("Failed to begin a projection transaction")?;
@@ -144,17 +189,17 @@ pub async fn ensure_schemas(views: &SqlitePool) -> anyhow::Result<()> {
 
 /// Every projector, as consumers of the backbone.
 pub fn consumers(views: &SqlitePool) -> Vec<Arc<dyn Consumer>> {
-    let turn = Arc::new(tokio::sync::Mutex::new(()));
+    let writing = Writing::new(views.clone());
     vec![
         Arc::new(Projector::<activity::Activity>::new(
             views.clone(),
-            turn.clone(),
+            writing.clone(),
         )),
         Arc::new(Projector::<messages::Messages>::new(
             views.clone(),
-            turn.clone(),
+            writing.clone(),
         )),
-        Arc::new(Projector::<stats::Stats>::new(views.clone(), turn)),
+        Arc::new(Projector::<stats::Stats>::new(views.clone(), writing)),
     ]
 }
 

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, watch};
 
 use super::{AppendJob, Appended, ExpectedVersion, RecordedEvent, StoreError, Tail};
@@ -98,18 +99,33 @@ pub(super) async fn run(
         WriterMode::PerAppend => 1,
     };
     let mut jobs: Vec<AppendJob> = Vec::with_capacity(max_batch);
+    // The writer keeps one connection: its page cache and prepared
+    // statements stay warm (a pooled connection would be another one each
+    // batch, re-reading every page the previous one changed).
+    let mut held: Option<PoolConnection<Sqlite>> = None;
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        let conn = match &mut held {
+            Some(conn) => conn,
+            None => match pool.acquire().await {
+                Ok(conn) => held.insert(conn),
+                Err(e) => {
+                    tracing::error!(error = %e, "event store writer has no connection");
+                    fail_all(&mut jobs, e);
+                    continue;
+                }
+            },
+        };
         let committed = match mode {
             WriterMode::GroupCommit => {
-                match commit_single_statement(&pool, &mut jobs, &mut versions, head, &publish).await
+                match commit_single_statement(conn, &mut jobs, &mut versions, head, &publish).await
                 {
                     Ok(Some(new_head)) => Ok(new_head),
-                    Ok(None) => commit_batch(&pool, &mut jobs, &mut versions, head, &publish).await,
+                    Ok(None) => commit_batch(conn, &mut jobs, &mut versions, head, &publish).await,
                     Err(e) => Err(e),
                 }
             }
             WriterMode::PerAppend => {
-                commit_batch(&pool, &mut jobs, &mut versions, head, &publish).await
+                commit_batch(conn, &mut jobs, &mut versions, head, &publish).await
             }
         };
         match committed {
@@ -118,6 +134,8 @@ pub(super) async fn run(
                 tracing::error!(error = %e, "event store batch failed; resynchronising");
                 versions.clear();
                 publish.tail.lock().expect("tail lock").clear();
+                // The connection goes back to the pool; the next batch takes one afresh.
+                held = None;
                 if let Ok(h) =
                     sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(position), 0) FROM events")
                         .fetch_one(&pool)
@@ -139,7 +157,7 @@ pub(super) async fn run(
 /// and `None` sends the batch the long way ([`commit_batch`]). `None` also
 /// when the batch does not qualify; nothing of the jobs is consumed then.
 async fn commit_single_statement(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     jobs: &mut Vec<AppendJob>,
     versions: &mut HashMap<String, i64>,
     head: i64,
@@ -225,7 +243,7 @@ async fn commit_single_statement(
         });
         qb.push(") WHERE (SELECT COALESCE(MAX(position), 0) FROM events) = ")
             .push_bind(head);
-        let written = match qb.build().execute(pool).await {
+        let written = match qb.build().execute(&mut *conn).await {
             Ok(r) => r.rows_affected(),
             Err(e) => return Err(fail_all(jobs, e)),
         };
@@ -268,7 +286,7 @@ async fn commit_single_statement(
 /// (so a caller that got its answer sees `head()` at least at its event).
 /// Returns the new head.
 async fn commit_batch(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     jobs: &mut Vec<AppendJob>,
     versions: &mut HashMap<String, i64>,
     head: i64,
@@ -279,7 +297,7 @@ async fn commit_batch(
     // BEGIN IMMEDIATE takes the write lock first, so the head read below is
     // the real one even when another process (the CLI) appended meanwhile.
     let begun = async {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let db_head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(&mut *tx)
             .await?;

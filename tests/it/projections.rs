@@ -1123,8 +1123,9 @@ async fn message_statuses_across_batch_boundaries_end_at_the_highest() {
             event(status("B", "delivered")),
         ],
     ];
+    let mut conn = views.acquire().await.unwrap();
     for batch in &batches {
-        projections::apply_batch::<Messages>(&views, batch)
+        projections::apply_batch::<Messages>(&mut conn, batch)
             .await
             .unwrap();
     }

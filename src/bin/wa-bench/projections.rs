@@ -131,6 +131,7 @@ async fn apply_all<P: Projection>(store: &EventStore, views: &SqlitePool) -> any
     let start = Instant::now();
     let mut position = 0;
     let mut applied = 0;
+    let mut conn = views.acquire().await?;
     loop {
         let events: Vec<_> = store
             .read_from(position, READ_BATCH)
@@ -141,7 +142,7 @@ async fn apply_all<P: Projection>(store: &EventStore, views: &SqlitePool) -> any
         let Some(last) = events.last() else { break };
         position = last.position;
         applied += events.len();
-        projections::apply_batch::<P>(views, &events).await?;
+        projections::apply_batch::<P>(&mut conn, &events).await?;
     }
     Ok(applied as f64 / start.elapsed().as_secs_f64())
 }
