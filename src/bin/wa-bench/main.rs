@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 /// mimalloc instead of glibc's malloc: a request and its events allocate many
 /// small, short-lived values across threads, where glibc's arenas spent about
-/// a quarter of the send benchmark's CPU time (README, "Benchmarks").
+/// a quarter of the send benchmark's CPU time (README, "Decisions").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
