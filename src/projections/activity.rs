@@ -80,9 +80,9 @@ impl Projection for Activity {
             );
             insert.push_values(chunk, |mut row, (e, instance_id)| {
                 row.push_bind(e.position)
-                    .push_bind(e.event_id.clone())
-                    .push_bind(instance_id.to_string())
-                    .push_bind(e.event_type.clone())
+                    .push_bind(e.event_id.as_str())
+                    .push_bind(*instance_id)
+                    .push_bind(e.event_type.as_str())
                     .push_bind(details(&e.data))
                     .push_bind(e.recorded_ms());
             });

@@ -157,10 +157,10 @@ impl BatchState {
             update.push_values(
                 chunk,
                 |mut b, ((instance, message, from_me), (status, rank))| {
-                    b.push_bind(instance.clone())
-                        .push_bind(message.clone())
+                    b.push_bind(instance.as_str())
+                        .push_bind(message.as_str())
                         .push_bind(*from_me)
-                        .push_bind(status.clone())
+                        .push_bind(status.as_str())
                         .push_bind(*rank);
                 },
             );
@@ -187,8 +187,8 @@ impl BatchState {
                  WHERE (instance_id, message_id, from_me) IN (",
             );
             lookup.push_values(&rest, |mut b, ((instance, message, from_me), _)| {
-                b.push_bind(instance.clone())
-                    .push_bind(message.clone())
+                b.push_bind(instance.as_str())
+                    .push_bind(message.as_str())
                     .push_bind(*from_me);
             });
             lookup.push(")");
@@ -234,15 +234,15 @@ impl BatchState {
             );
             insert.push_values(chunk, |mut b, r| {
                 b.push_bind(r.position)
-                    .push_bind(r.id.clone())
-                    .push_bind(r.instance_id.clone())
-                    .push_bind(r.remote_jid.clone())
+                    .push_bind(r.id.as_str())
+                    .push_bind(r.instance_id.as_str())
+                    .push_bind(r.remote_jid.as_str())
                     .push_bind(r.from_me)
-                    .push_bind(r.message_type.clone())
-                    .push_bind(r.content.clone())
-                    .push_bind(r.message_id.clone())
+                    .push_bind(r.message_type.as_str())
+                    .push_bind(r.content.as_str())
+                    .push_bind(r.message_id.as_str())
                     .push_bind(r.has_media)
-                    .push_bind(r.status.clone())
+                    .push_bind(r.status.as_str())
                     .push_bind(r.rank)
                     .push_bind(r.created_at);
             });

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use sqlx::pool::PoolConnection;
+use sqlx::query_builder::Separated;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, watch};
 
@@ -64,6 +65,37 @@ fn admits(expected: ExpectedVersion, current: i64) -> bool {
 /// The head of both multi-row INSERTs into the log.
 const INSERT_EVENTS: &str = "INSERT INTO events (position, event_id, stream_id, version, \
      event_type, schema_version, user_id, instance_id, data, metadata, recorded_at) ";
+
+/// One row of [`INSERT_EVENTS`], its values in that statement's column order.
+struct Columns<'a> {
+    position: i64,
+    event_id: &'a str,
+    stream_id: &'a str,
+    version: i64,
+    event_type: &'a str,
+    schema_version: u32,
+    user_id: Option<&'a str>,
+    instance_id: Option<&'a str>,
+    data: &'a str,
+    metadata: &'a str,
+    recorded_at: i64,
+}
+
+impl Columns<'_> {
+    fn bind(&self, b: &mut Separated<'_, Sqlite, &'static str>) {
+        b.push_bind(self.position)
+            .push_bind(self.event_id)
+            .push_bind(self.stream_id)
+            .push_bind(self.version)
+            .push_bind(self.event_type)
+            .push_bind(self.schema_version as i64)
+            .push_bind(self.user_id)
+            .push_bind(self.instance_id)
+            .push_bind(self.data)
+            .push_bind(self.metadata)
+            .push_bind(self.recorded_at);
+    }
+}
 
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,17 +261,20 @@ async fn commit_single_statement(
         qb.push_values(&planned, |mut b, p| {
             let job = &jobs[p.job];
             let e = &job.prepared.events[p.event];
-            b.push_bind(p.position)
-                .push_bind(&p.event_id)
-                .push_bind(job.append.stream.as_str())
-                .push_bind(p.version)
-                .push_bind(e.event_type)
-                .push_bind(e.schema_version as i64)
-                .push_bind(&job.append.user_id)
-                .push_bind(&job.append.instance_id)
-                .push_bind(&e.data_text)
-                .push_bind(&*job.prepared.metadata)
-                .push_bind(now);
+            Columns {
+                position: p.position,
+                event_id: &p.event_id,
+                stream_id: job.append.stream.as_str(),
+                version: p.version,
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                user_id: job.append.user_id.as_deref(),
+                instance_id: job.append.instance_id.as_deref(),
+                data: &e.data_text,
+                metadata: &job.prepared.metadata,
+                recorded_at: now,
+            }
+            .bind(&mut b);
         });
         qb.push(") WHERE (SELECT COALESCE(MAX(position), 0) FROM events) = ")
             .push_bind(head);
@@ -397,17 +432,20 @@ async fn commit_batch(
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(INSERT_EVENTS);
             qb.push_values(chunk, |mut b, r| {
                 let e = &r.event;
-                b.push_bind(e.position)
-                    .push_bind(&e.event_id)
-                    .push_bind(&e.stream_id)
-                    .push_bind(e.version)
-                    .push_bind(&e.event_type)
-                    .push_bind(e.schema_version as i64)
-                    .push_bind(&e.user_id)
-                    .push_bind(&e.instance_id)
-                    .push_bind(&r.data)
-                    .push_bind(&*r.metadata)
-                    .push_bind(r.recorded_at);
+                Columns {
+                    position: e.position,
+                    event_id: &e.event_id,
+                    stream_id: &e.stream_id,
+                    version: e.version,
+                    event_type: &e.event_type,
+                    schema_version: e.schema_version,
+                    user_id: e.user_id.as_deref(),
+                    instance_id: e.instance_id.as_deref(),
+                    data: &r.data,
+                    metadata: &r.metadata,
+                    recorded_at: r.recorded_at,
+                }
+                .bind(&mut b);
             });
             qb.build().execute(&mut *tx).await?;
         }
