@@ -44,6 +44,7 @@ schemas:
 	$(CARGO) run --quiet --bin wa-gateway -- schemas --out schemas
 
 check-openapi:
+	@mkdir -p target
 	$(CARGO) run --quiet --bin wa-gateway -- openapi --out target/openapi.check.json
 	diff -u openapi/openapi.json target/openapi.check.json || (echo "openapi/openapi.json is out of date: run make openapi" && exit 1)
 
