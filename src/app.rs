@@ -9,7 +9,9 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Tokens, load_or_create_jwt_secret};
+use crate::api::AppState;
+use crate::auth::Tokens;
+use crate::auth::load_or_create_jwt_secret;
 use crate::backbone::nats::{NatsBackbone, NatsSettings};
 use crate::backbone::{Backbone, Consumer};
 use crate::config::{Config, EngineKind};
@@ -19,37 +21,6 @@ use crate::whatsapp::real::{RealConfig, RealEngine};
 use crate::whatsapp::sim::{SimConfig, SimEngine};
 use crate::whatsapp::supervisor::SupervisorConfig;
 use crate::whatsapp::{Engine, Sessions};
-use sqlx::SqlitePool;
-
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: EventStore,
-    pub tokens: Tokens,
-    pub sessions: Sessions,
-    /// The simulated network, when `WA_ENGINE=sim`.
-    pub sim: Option<SimEngine>,
-    /// Client for media URLs (guarded unless `WA_MEDIA_ALLOW_PRIVATE`).
-    pub media_client: reqwest::Client,
-    /// The read-model database (`views.db`): projections and their checkpoints (webhook deliveries live in `webhooks.db`).
-    pub views: SqlitePool,
-    /// Where consumers read the log from.
-    pub backbone: Backbone,
-    /// Records every authenticated API call as an `api_called` event.
-    pub api_calls: crate::api::calls::Recorder,
-    /// Recently checked API keys (see [`crate::domain::users::KeyCache`]).
-    pub key_cache: Arc<crate::domain::users::KeyCache>,
-    /// The webhook dispatcher (delivery log, manual retries).
-    pub webhooks: crate::webhooks::Webhooks,
-}
-
-impl AppState {
-    /// The backbone's name and whether it is reachable.
-    pub fn backbone_status(&self) -> (&'static str, bool) {
-        (self.backbone.name(), self.backbone.is_reachable())
-    }
-}
 
 /// A built gateway, bound to its port, not yet serving.
 pub struct App {

@@ -5,6 +5,7 @@
 use poem::http::StatusCode;
 use poem_openapi::{ApiResponse, Object, payload::Json};
 
+use crate::domain::DomainError;
 use crate::store::StoreError;
 
 /// The JSON body of every error answer.
@@ -160,6 +161,22 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate(_) => Self::conflict("The resource already exists"),
             StoreError::Closed => Self::unavailable("The gateway is shutting down"),
             StoreError::Db(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(m) => Self::bad_request(m),
+            DomainError::NotFound(m) => Self::not_found(m),
+            DomainError::Conflict(m) => Self::conflict(m),
+            DomainError::Unauthorized(m) => Self::unauthorized(m),
+            DomainError::Concurrent(_) => {
+                Self::conflict("The resource was changed concurrently; retry the request")
+            }
+            DomainError::Internal(m) => Self::internal(m),
+            DomainError::Store(e) => e.into(),
         }
     }
 }

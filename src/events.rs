@@ -10,6 +10,251 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ids::{InstanceId, Jid, MessageId, UserId};
+
+/// How far a message got: `sent` (the server acknowledged it), `delivered`
+/// (it reached the recipient's device), `read`, `played` (a voice or video
+/// message). Ordered: a later state never goes back to an earlier one.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Sent,
+    Delivered,
+    Read,
+    Played,
+}
+
+impl DeliveryStatus {
+    /// The status name used in events and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
+        }
+    }
+    /// Parses a stored status name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "sent" => Some(Self::Sent),
+            "delivered" => Some(Self::Delivered),
+            "read" => Some(Self::Read),
+            "played" => Some(Self::Played),
+            _ => None,
+        }
+    }
+}
+
+/// The kind of media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+    Document,
+}
+
+impl MediaKind {
+    /// From a MIME type: `image/*`, `video/*`, `audio/*`, else a document.
+    pub fn from_mimetype(mime: &str) -> Self {
+        let top = mime
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match top.as_str() {
+            "image" => Self::Image,
+            "video" => Self::Video,
+            "audio" => Self::Audio,
+            _ => Self::Document,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::Document => "document",
+        }
+    }
+}
+
+/// What kind of message we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SentKind {
+    Text,
+    Image,
+    Video,
+    Audio,
+    Document,
+}
+
+impl SentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::Document => "document",
+        }
+    }
+}
+
+impl From<MediaKind> for SentKind {
+    fn from(k: MediaKind) -> Self {
+        match k {
+            MediaKind::Image => Self::Image,
+            MediaKind::Video => Self::Video,
+            MediaKind::Audio => Self::Audio,
+            MediaKind::Document => Self::Document,
+        }
+    }
+}
+
+/// Why a session closed or was logged out: a fixed code, optionally
+/// followed by what the network said (`connect_failure: LoggedOut`,
+/// `connection_lost: stream error`). In JSON it is one string, `code` or
+/// `code: detail`, as it always was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionReason {
+    pub code: ReasonCode,
+    pub detail: Option<String>,
+}
+
+/// The fixed part of a [`SessionReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    /// The gateway is stopping (it reconnects on the next start).
+    Shutdown,
+    /// The network dropped an established connection.
+    ConnectionLost,
+    /// A logout was asked for through the API.
+    Logout,
+    /// The device was unlinked from the phone.
+    LoggedOut,
+    /// The server refused the login because the device is no longer linked.
+    LoggedOutOnConnect,
+    /// Nobody scanned the QR codes in time.
+    QrTimeout,
+    /// Too many drops in a short time: reconnecting stopped.
+    CrashLoop,
+    /// The client stopped by itself.
+    ClientStopped,
+    /// Another client took over the session.
+    Replaced,
+    /// WhatsApp banned the number for a while.
+    TemporaryBan,
+    /// WhatsApp refuses this client version.
+    ClientOutdated,
+    /// WhatsApp refused the connection.
+    ConnectFailure,
+}
+
+impl ReasonCode {
+    /// Every code, for parsing and the JSON Schema.
+    pub const ALL: &'static [ReasonCode] = &[
+        Self::Shutdown,
+        Self::ConnectionLost,
+        Self::Logout,
+        Self::LoggedOut,
+        Self::LoggedOutOnConnect,
+        Self::QrTimeout,
+        Self::CrashLoop,
+        Self::ClientStopped,
+        Self::Replaced,
+        Self::TemporaryBan,
+        Self::ClientOutdated,
+        Self::ConnectFailure,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shutdown => "shutdown",
+            Self::ConnectionLost => "connection_lost",
+            Self::Logout => "logout",
+            Self::LoggedOut => "logged_out",
+            Self::LoggedOutOnConnect => "logged_out_on_connect",
+            Self::QrTimeout => "qr_timeout",
+            Self::CrashLoop => "crash_loop",
+            Self::ClientStopped => "client_stopped",
+            Self::Replaced => "replaced",
+            Self::TemporaryBan => "temporary_ban",
+            Self::ClientOutdated => "client_outdated",
+            Self::ConnectFailure => "connect_failure",
+        }
+    }
+}
+
+impl From<ReasonCode> for SessionReason {
+    fn from(code: ReasonCode) -> Self {
+        Self { code, detail: None }
+    }
+}
+
+impl SessionReason {
+    /// A reason with what the network said.
+    pub fn with_detail(code: ReasonCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// Parses `code` or `code: detail`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (code, detail) = match raw.split_once(": ") {
+            Some((c, d)) => (c, Some(d.to_string())),
+            None => (raw, None),
+        };
+        let code = *ReasonCode::ALL.iter().find(|c| c.as_str() == code)?;
+        Some(Self { code, detail })
+    }
+}
+
+impl std::fmt::Display for SessionReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{}: {d}", self.code.as_str()),
+            None => f.write_str(self.code.as_str()),
+        }
+    }
+}
+
+impl Serialize for SessionReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown session reason {raw:?}")))
+    }
+}
+
+impl JsonSchema for SessionReason {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SessionReason".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let codes: Vec<&str> = ReasonCode::ALL.iter().map(|c| c.as_str()).collect();
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A reason code, optionally followed by `: ` and what the network said.",
+            "pattern": format!("^({})(: .*)?$", codes.join("|")),
+        })
+    }
+}
+
 /// Webhook settings as events carry them (never the secret itself).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -38,7 +283,7 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRegistered {
-    pub user_id: String,
+    pub user_id: UserId,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
@@ -49,29 +294,29 @@ pub struct UserRegistered {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserLoggedIn {
-    pub user_id: String,
+    pub user_id: UserId,
 }
 
 /// A user's API key was replaced; the old key stopped working.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyRotated {
-    pub user_id: String,
+    pub user_id: UserId,
 }
 
 /// A user's password was changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PasswordChanged {
-    pub user_id: String,
+    pub user_id: UserId,
 }
 
 /// An instance was created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceCreated {
-    pub instance_id: String,
-    pub user_id: String,
+    pub instance_id: InstanceId,
+    pub user_id: UserId,
     pub name: String,
     pub description: Option<String>,
     pub webhook: WebhookConfig,
@@ -81,8 +326,8 @@ pub struct InstanceCreated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceUpdated {
-    pub instance_id: String,
-    pub user_id: String,
+    pub instance_id: InstanceId,
+    pub user_id: UserId,
     pub name: String,
     pub description: Option<String>,
     pub webhook: WebhookConfig,
@@ -94,29 +339,29 @@ pub struct InstanceUpdated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceDeleted {
-    pub instance_id: String,
-    pub user_id: String,
+    pub instance_id: InstanceId,
+    pub user_id: UserId,
 }
 
 /// A reconnect was asked for through the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconnectRequested {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
 }
 
 /// A logout was asked for through the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogoutRequested {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
 }
 
 /// A new QR code is waiting to be scanned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QrReceived {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub qr_code: String,
 }
 
@@ -124,7 +369,7 @@ pub struct QrReceived {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionOpened {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// The paired account's phone number, when known.
     pub phone: Option<String>,
 }
@@ -133,9 +378,9 @@ pub struct ConnectionOpened {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionClosed {
-    pub instance_id: String,
-    /// Why: `logout`, `qr_timeout`, `connection_lost`, `stopped`, `replaced`, `banned`, `outdated`, ...
-    pub reason: String,
+    pub instance_id: InstanceId,
+    /// Why: `shutdown`, `connection_lost`, `logout`, `qr_timeout`, `crash_loop`, `replaced`, ...
+    pub reason: SessionReason,
     pub will_reconnect: bool,
 }
 
@@ -143,8 +388,8 @@ pub struct ConnectionClosed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoggedOut {
-    pub instance_id: String,
-    pub reason: String,
+    pub instance_id: InstanceId,
+    pub reason: SessionReason,
 }
 
 /// Media attached to a message.
@@ -152,7 +397,7 @@ pub struct LoggedOut {
 #[serde(rename_all = "camelCase")]
 pub struct MediaInfo {
     /// `image`, `video`, `audio` or `document`.
-    pub kind: String,
+    pub kind: MediaKind,
     pub mimetype: String,
     pub file_name: Option<String>,
     pub size: u64,
@@ -162,15 +407,15 @@ pub struct MediaInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageSent {
-    pub instance_id: String,
-    pub message_id: String,
+    pub instance_id: InstanceId,
+    pub message_id: MessageId,
     /// Recipient JID.
-    pub to: String,
+    pub to: Jid,
     /// Text, or the media caption.
     pub body: String,
     /// `text`, `image`, `video`, `audio` or `document`.
     #[serde(rename = "type")]
-    pub message_type: String,
+    pub message_type: SentKind,
     /// Unix seconds.
     pub timestamp: i64,
     pub has_media: bool,
@@ -181,12 +426,12 @@ pub struct MessageSent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageReceived {
-    pub instance_id: String,
-    pub message_id: String,
+    pub instance_id: InstanceId,
+    pub message_id: MessageId,
     /// Sender JID (phone-number JID where known).
-    pub from: String,
+    pub from: Jid,
     /// Chat JID (the group for group messages, else the sender).
-    pub chat: String,
+    pub chat: Jid,
     pub body: String,
     /// WhatsApp message type: `conversation`, `extendedText`, `image`, `video`, `audio`, `document`, ...
     #[serde(rename = "type")]
@@ -202,11 +447,11 @@ pub struct MessageReceived {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageStatus {
-    pub instance_id: String,
-    pub message_id: String,
-    pub status: String,
+    pub instance_id: InstanceId,
+    pub message_id: MessageId,
+    pub status: DeliveryStatus,
     /// The remote party's JID.
-    pub from: String,
+    pub from: Jid,
     pub from_me: bool,
 }
 
@@ -214,7 +459,7 @@ pub struct MessageStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
-    pub id: String,
+    pub id: Jid,
     pub name: String,
     pub number: String,
     pub is_group: bool,
@@ -224,7 +469,7 @@ pub struct Contact {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactsUpdated {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub contacts: Vec<Contact>,
 }
 
@@ -232,8 +477,8 @@ pub struct ContactsUpdated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiCalled {
-    pub user_id: String,
-    pub instance_id: Option<String>,
+    pub user_id: UserId,
+    pub instance_id: Option<InstanceId>,
     pub method: String,
     /// Route template, e.g. `/api/whatsapp/{instanceId}/send`.
     pub route: String,
@@ -245,7 +490,7 @@ pub struct ApiCalled {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookDelivered {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub delivery_id: String,
     /// The `webhook-id` header (same on every attempt).
     pub webhook_id: String,
@@ -260,7 +505,7 @@ pub struct WebhookDelivered {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookFailed {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub delivery_id: String,
     pub webhook_id: String,
     pub event: String,
@@ -279,7 +524,7 @@ pub struct WebhookFailed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookDisabled {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub reason: String,
 }
 
@@ -384,11 +629,11 @@ mod tests {
     #[test]
     fn events_round_trip_through_their_parts() {
         let e = Event::from(MessageSent {
-            instance_id: "i1".into(),
-            message_id: "m1".into(),
-            to: "79001234567@s.whatsapp.net".into(),
+            instance_id: InstanceId::from_stored("i1"),
+            message_id: MessageId::from_stored("m1"),
+            to: Jid::from_phone("79001234567"),
             body: "hi".into(),
-            message_type: "text".into(),
+            message_type: SentKind::Text,
             timestamp: 1,
             has_media: false,
             media: None,

@@ -13,6 +13,7 @@
 //! ```
 //!
 //! - [`config`]: `WA_*` settings with documented defaults.
+//! - [`ids`]: typed identifiers (`InstanceId`, `UserId`, `MessageId`, `Jid`), parsed once at the edge.
 //! - [`events`]: the event catalog (the public contract; JSON Schemas in `schemas/`).
 //! - [`store`]: the append-only log: optimistic concurrency, group commit, subscriptions.
 //! - [`domain`]: users and instances: commands that append events with their state changes.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod ids;
 pub mod net;
 pub mod projections;
 pub mod relay;
@@ -43,5 +45,6 @@ pub mod store;
 pub mod webhooks;
 pub mod whatsapp;
 
-pub use app::{App, AppState};
+pub use api::AppState;
+pub use app::App;
 pub use config::Config;

@@ -199,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let user = users::register(&store, new, "cli")
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "created user {} ({}){}",
                 user.email,

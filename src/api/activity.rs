@@ -1,18 +1,17 @@
 //! `GET /api/instances/{instanceId}/activity`: the instance's activity log.
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Query;
 use poem_openapi::{Object, OpenApi, payload::Json};
 use serde_json::Value;
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::domain::api_time_ms;
-use crate::domain::instances;
 use crate::error::{ApiError, ApiResult};
 use crate::projections::activity::{self, ActivityQuery};
 
 use super::paging::{Pagination, date_range, page_bounds};
-use super::security::{Auth, Tag};
+use super::security::{Tag, owned_instance};
 
 /// Entries per page when `limit` is absent.
 const DEFAULT_LIMIT: i64 = 100;
@@ -51,8 +50,7 @@ impl ActivityApi {
     async fn activity(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         /// Entries per page, 1 to 1000 (default 100).
         limit: Query<Option<i64>>,
         /// Entries to skip (default 0).
@@ -66,14 +64,13 @@ impl ActivityApi {
         #[oai(name = "endDate")]
         end_date: Query<Option<String>>,
     ) -> ApiResult<Json<ActivityLog>> {
-        let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
         let (limit, skip) = page_bounds(limit.0, skip.0, DEFAULT_LIMIT)?;
         let (start_ms, end_ms) = date_range(start_date.0.as_deref(), end_date.0.as_deref())?;
         let actions = parse_actions(actions.0.as_deref())?;
         let (entries, total) = activity::page(
             &state.views,
             &ActivityQuery {
-                instance_id: i.id,
+                instance_id: owned.id().to_string(),
                 actions,
                 start_ms,
                 end_ms,

@@ -3,7 +3,7 @@
 use poem::web::Data;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::domain::types::NewPassword;
 use crate::domain::users;
 use crate::error::{ApiError, ApiResult};
@@ -86,11 +86,11 @@ impl AuthApi {
             return Err(ApiError::bad_request("email and password are required"));
         }
         let user = users::login(&state.store, &body.email, &body.password).await?;
-        let token = state.tokens.issue(&user.id)?;
+        let token = state.tokens.issue(user.id.as_str())?;
         Ok(Json(LoginResponse {
             token,
             user: LoginUser {
-                id: user.id,
+                id: user.id.into_string(),
                 email: user.email,
                 first_name: user.first_name,
                 last_name: user.last_name,
@@ -104,7 +104,7 @@ impl AuthApi {
     async fn me(&self, auth: Auth) -> Json<Me> {
         let u = auth.0;
         Json(Me {
-            id: u.id,
+            id: u.id.into_string(),
             email: u.email,
             first_name: u.first_name,
             last_name: u.last_name,

@@ -1,11 +1,13 @@
 //! Records every authenticated API request as an `api_called` event, so API
 //! usage is counted from the log like everything else.
 //!
-//! The event goes to the stream of the instance the route names
-//! (`{instanceId}`) when that instance exists and the caller may act on it
-//! (its owner or an admin); otherwise to the caller's user stream. Calls on
-//! someone else's (or an unknown) instance id are therefore never charged to
-//! that instance.
+//! The events are facts on the caller's own stream of calls
+//! (`calls-<userId>`), apart from the aggregates' streams so that a busy API
+//! never makes a command's version check fail. A call is charged to the
+//! instance the route names (`{instanceId}`, the event's `instanceId`) when
+//! that instance exists and the caller may act on it (its owner or an
+//! admin); calls on someone else's (or an unknown) instance id are never
+//! charged to that instance.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -15,7 +17,8 @@ use poem::PathPattern;
 
 use crate::domain::instances;
 use crate::events::ApiCalled;
-use crate::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId};
+use crate::ids::{InstanceId, UserId};
+use crate::store::{Append, EventStore, Metadata, StreamId};
 use crate::whatsapp::Sessions;
 
 /// The route parameter naming an instance.
@@ -24,7 +27,7 @@ const INSTANCE_PARAM: &str = "instanceId";
 /// One served request, as the recorder needs it.
 pub struct ServedCall {
     /// The authenticated user.
-    pub caller: String,
+    pub caller: UserId,
     /// Whether the caller is an admin.
     pub caller_is_admin: bool,
     pub method: String,
@@ -186,17 +189,15 @@ pub async fn record(store: &EventStore, sessions: &Sessions, call: ServedCall) {
         duration_ms: call.duration.as_secs_f64() * 1000.0,
     };
     let meta = Metadata {
-        actor: Some(call.caller.clone()),
+        actor: Some(call.caller.to_string()),
         request_id: Some(call.request_id.clone()),
         correlation_id: Some(call.request_id),
         causation_id: None,
     };
+    let stream = StreamId::api_calls(call.caller.as_str());
     let append = match &instance {
-        Some((id, owner)) => {
-            Append::to(StreamId::instance(id), ExpectedVersion::Any).scope(Some(owner), Some(id))
-        }
-        None => Append::to(StreamId::user(&call.caller), ExpectedVersion::Any)
-            .scope(Some(&call.caller), None),
+        Some((id, owner)) => Append::fact(stream).scope(Some(owner.as_str()), Some(id.as_str())),
+        None => Append::fact(stream).scope(Some(call.caller.as_str()), None),
     };
     if let Err(e) = store.append(append.metadata(meta).event(event)).await {
         tracing::warn!(error = %e, "failed to record an API call");
@@ -208,21 +209,22 @@ pub async fn record(store: &EventStore, sessions: &Sessions, call: ServedCall) {
 async fn chargeable_instance(
     store: &EventStore,
     sessions: &Sessions,
-    caller: &str,
+    caller: &UserId,
     caller_is_admin: bool,
     id: &str,
-) -> Option<(String, String)> {
-    let owner = match sessions.owner(id) {
+) -> Option<(InstanceId, UserId)> {
+    let id = InstanceId::parse(id).ok()?;
+    let owner = match sessions.owner(&id) {
         Some(owner) => owner,
         None => {
-            instances::find(store.pool(), id)
+            instances::find(store.pool(), &id)
                 .await
                 .ok()
                 .flatten()?
                 .user_id
         }
     };
-    (owner == caller || caller_is_admin).then(|| (id.to_string(), owner))
+    (&owner == caller || caller_is_admin).then_some((id, owner))
 }
 
 #[cfg(test)]

@@ -4,15 +4,14 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::domain::api_time_ms;
-use crate::domain::instances;
 use crate::error::{ApiError, ApiResult};
 use crate::projections::messages::{self, HistoryQuery};
 use crate::whatsapp::Jid;
 
 use super::paging::{Pagination, date_range, page_bounds};
-use super::security::{Auth, Tag};
+use super::security::{Tag, owned_instance};
 
 /// Messages per page when `limit` is absent.
 const DEFAULT_LIMIT: i64 = 50;
@@ -65,8 +64,7 @@ impl HistoryApi {
     async fn messages(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         #[oai(name = "chatId")] chat_id: Path<String>,
         /// Messages per page, 1 to 1000 (default 50).
         limit: Query<Option<i64>>,
@@ -79,7 +77,6 @@ impl HistoryApi {
         #[oai(name = "endDate")]
         end_date: Query<Option<String>>,
     ) -> ApiResult<Json<ChatMessages>> {
-        let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
         let chat = Jid::parse_recipient(&chat_id)
             .map_err(|e| ApiError::bad_request(format!("chatId: {}", e.0)))?;
         let (limit, skip) = page_bounds(limit.0, skip.0, DEFAULT_LIMIT)?;
@@ -87,7 +84,7 @@ impl HistoryApi {
         let (rows, total) = messages::page(
             &state.views,
             &HistoryQuery {
-                instance_id: i.id,
+                instance_id: owned.id().to_string(),
                 remote_jid: chat.to_string(),
                 start_ms,
                 end_ms,

@@ -1,20 +1,21 @@
 //! `/api/instances`: create, list, read, update and delete instances.
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Query;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::config::Secret;
 use crate::domain::api_time_ms;
-use crate::domain::instances::{self, Instance, WebhookSettings};
+use crate::domain::instances::{
+    self, Change, Instance, InstanceChanges, InstanceCommand, NewInstance, WebhookSettings,
+};
 use crate::domain::types::{InstanceName, OutboundUrl, parse_description};
 use crate::error::{ApiError, ApiResult};
-use crate::store::Metadata;
+use crate::ids::InstanceId;
 
-use super::RequestId;
-use super::security::{Auth, Tag};
+use super::security::{Auth, Tag, owned_instance};
 use super::types::Text;
 
 /// A new instance, with the flat webhook fields of the seed.
@@ -168,55 +169,131 @@ pub struct SuccessMessage {
 /// Instance management.
 pub struct InstancesApi;
 
-/// Event metadata for a request by `auth`.
-pub fn request_meta(auth: &Auth, request_id: Option<&RequestId>) -> Metadata {
-    Metadata {
-        actor: Some(auth.0.id.clone()),
-        request_id: request_id.map(|r| r.0.clone()),
-        correlation_id: request_id.map(|r| r.0.clone()),
-        causation_id: None,
-    }
-}
-
-fn parse_webhook_url(state: &AppState, raw: &str) -> ApiResult<String> {
-    let url = OutboundUrl::parse(raw, "webhookUrl", state.config.webhook_allow_private)
+/// A webhook URL from a request: checked, and its name resolved and checked again.
+async fn checked_webhook_url(state: &AppState, raw: &str) -> ApiResult<String> {
+    let allow = state.config.webhook_allow_private;
+    let url = OutboundUrl::parse(raw, "webhookUrl", allow)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    url.check_resolved("webhookUrl", allow)
+        .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(url.as_str().to_string())
-}
-
-async fn check_webhook_resolves(state: &AppState, url: &Option<String>) -> ApiResult<()> {
-    if let Some(u) = url {
-        let parsed = OutboundUrl::parse(u, "webhookUrl", state.config.webhook_allow_private)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        parsed
-            .check_resolved("webhookUrl", state.config.webhook_allow_private)
-            .await
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
-    Ok(())
 }
 
 fn parse_secret(raw: &str) -> ApiResult<Option<Secret>> {
     if raw.is_empty() {
         return Ok(None);
     }
-    if raw.len() > 256 {
-        return Err(ApiError::bad_request(
-            "webhookSecret must be at most 256 characters",
-        ));
+    if raw.len() > instances::MAX_SECRET_LEN {
+        return Err(ApiError::bad_request(format!(
+            "webhookSecret must be at most {} characters",
+            instances::MAX_SECRET_LEN
+        )));
     }
     Ok(Some(Secret::new(raw)))
 }
 
 impl AppState {
     /// The live connection state of an instance, as the API shows it.
-    pub fn connection_status(&self, instance_id: &str) -> ConnectionStatus {
+    pub fn connection_status(&self, instance_id: &InstanceId) -> ConnectionStatus {
         let s = self.sessions.status(instance_id);
         ConnectionStatus {
             ready: s.ready(),
             status: s.state.as_str().to_string(),
             has_qr: s.qr.is_some(),
         }
+    }
+}
+
+impl CreateInstanceRequest {
+    /// Parses the request into a new instance owned by `auth`'s user.
+    async fn parse(self, state: &AppState, auth: &Auth) -> ApiResult<NewInstance> {
+        let name = InstanceName::parse(&self.name).map_err(ApiError::bad_request)?;
+        let description = self
+            .description
+            .as_deref()
+            .map(parse_description)
+            .transpose()
+            .map_err(ApiError::bad_request)?;
+        let url = match self.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(u) => Some(checked_webhook_url(state, u).await?),
+            None => None,
+        };
+        let d = WebhookSettings::default();
+        Ok(NewInstance {
+            id: InstanceId::new_random(),
+            owner: auth.id().clone(),
+            name: name.into_inner(),
+            description,
+            webhook: WebhookSettings {
+                enabled: self.webhook_enabled.unwrap_or(url.is_some()),
+                url,
+                notify_received: self.notify_received.unwrap_or(d.notify_received),
+                notify_sent: self.notify_sent.unwrap_or(d.notify_sent),
+                notify_delivery: self.notify_delivery.unwrap_or(d.notify_delivery),
+                notify_read: self.notify_read.unwrap_or(d.notify_read),
+                max_retries: self.max_retries.unwrap_or(d.max_retries),
+                retry_interval: self.retry_interval.unwrap_or(d.retry_interval),
+                has_secret: false,
+            },
+            secret: self
+                .webhook_secret
+                .as_deref()
+                .map(parse_secret)
+                .transpose()?
+                .flatten(),
+        })
+    }
+}
+
+impl UpdateInstanceRequest {
+    /// Parses the request into the changes it asks for (nothing else changes).
+    async fn parse(self, state: &AppState) -> ApiResult<InstanceChanges> {
+        let name = self
+            .name
+            .as_deref()
+            .map(InstanceName::parse)
+            .transpose()
+            .map_err(ApiError::bad_request)?
+            .map(InstanceName::into_inner);
+        let description = match &self.description {
+            MaybeUndefined::Value(d) => {
+                Change::Set(parse_description(d).map_err(ApiError::bad_request)?)
+            }
+            MaybeUndefined::Null => Change::Clear,
+            MaybeUndefined::Undefined => Change::Keep,
+        };
+        let webhook_url = match &self.webhook_url {
+            MaybeUndefined::Value(u) if !u.trim().is_empty() => {
+                Change::Set(checked_webhook_url(state, u).await?)
+            }
+            MaybeUndefined::Value(_) | MaybeUndefined::Null => Change::Clear,
+            MaybeUndefined::Undefined => Change::Keep,
+        };
+        let mut changes = InstanceChanges {
+            name,
+            description,
+            webhook_url,
+            enabled: self.webhook_enabled,
+            ..InstanceChanges::default()
+        };
+        if let Some(ws) = self.webhook_settings {
+            changes.notify_received = ws.notify_received;
+            changes.notify_sent = ws.notify_sent;
+            changes.notify_delivery = ws.notify_delivery;
+            changes.notify_read = ws.notify_read;
+            changes.max_retries = ws.max_retries;
+            changes.retry_interval = ws.retry_interval;
+            changes.secret = match &ws.secret {
+                MaybeUndefined::Value(s) => match parse_secret(s)? {
+                    Some(s) => Change::Set(s),
+                    None => Change::Clear,
+                },
+                MaybeUndefined::Null => Change::Clear,
+                MaybeUndefined::Undefined => Change::Keep,
+            };
+        }
+        Ok(changes)
     }
 }
 
@@ -228,65 +305,16 @@ impl InstancesApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        request_id: Data<&RequestId>,
         body: Json<CreateInstanceRequest>,
     ) -> ApiResult<Json<CreatedInstance>> {
-        let b = body.0;
-        let name = InstanceName::parse(&b.name).map_err(ApiError::bad_request)?;
-        let description = b
-            .description
-            .as_deref()
-            .map(parse_description)
-            .transpose()
-            .map_err(ApiError::bad_request)?;
-        let url = b
-            .webhook_url
-            .as_deref()
-            .filter(|u| !u.trim().is_empty())
-            .map(|u| parse_webhook_url(&state, u))
-            .transpose()?;
-        let defaults = WebhookSettings::default();
-        let webhook = WebhookSettings {
-            enabled: b.webhook_enabled.unwrap_or(url.is_some()),
-            url,
-            notify_received: b.notify_received.unwrap_or(defaults.notify_received),
-            notify_sent: b.notify_sent.unwrap_or(defaults.notify_sent),
-            notify_delivery: b.notify_delivery.unwrap_or(defaults.notify_delivery),
-            notify_read: b.notify_read.unwrap_or(defaults.notify_read),
-            max_retries: b.max_retries.unwrap_or(defaults.max_retries),
-            retry_interval: b.retry_interval.unwrap_or(defaults.retry_interval),
-            secret: b
-                .webhook_secret
-                .as_deref()
-                .map(parse_secret)
-                .transpose()?
-                .flatten(),
-        };
-        webhook.validate().map_err(ApiError::bad_request)?;
-        check_webhook_resolves(&state, &webhook.url).await?;
-        let meta = request_meta(&auth, Some(&request_id));
-        let instance = instances::create(
-            &state.store,
-            &auth.0.id,
-            name.into_inner(),
-            description,
-            webhook,
-            meta,
-        )
-        .await?;
+        let new = body.0.parse(&state, &auth).await?;
+        let id = new.id.clone();
+        let instance =
+            instances::execute(&state.store, &id, InstanceCommand::Create(new), auth.meta())
+                .await?
+                .ok_or_else(|| ApiError::internal("a created instance has no state"))?;
         state.sessions.instance_created(&instance);
-        let status = state.connection_status(&instance.id).status;
-        Ok(Json(CreatedInstance {
-            id: instance.id,
-            name: instance.name,
-            description: instance.description,
-            user_id: instance.user_id,
-            status,
-            webhook_url: instance.webhook.url,
-            webhook_enabled: instance.webhook.enabled,
-            created_at: api_time_ms(instance.created_at),
-            updated_at: api_time_ms(instance.updated_at),
-        }))
+        Ok(Json(CreatedInstance::new(&state, instance)))
     }
 
     /// The caller's instances (`?all=true`: every instance, admins only).
@@ -301,25 +329,12 @@ impl InstancesApi {
             auth.require_admin()?;
             instances::list_all(state.store.pool()).await?
         } else {
-            instances::list_for_user(state.store.pool(), &auth.0.id).await?
+            instances::list_for_user(state.store.pool(), auth.id()).await?
         };
         Ok(Json(InstanceList {
             instances: list
                 .into_iter()
-                .map(|i| {
-                    let cs = state.connection_status(&i.id);
-                    InstanceSummary {
-                        status: cs.status.clone(),
-                        connection_status: cs,
-                        id: i.id,
-                        name: i.name,
-                        description: i.description,
-                        webhook_url: i.webhook.url,
-                        webhook_enabled: i.webhook.enabled,
-                        created_at: api_time_ms(i.created_at),
-                        updated_at: api_time_ms(i.updated_at),
-                    }
-                })
+                .map(|i| InstanceSummary::new(&state, i))
                 .collect(),
         }))
     }
@@ -329,86 +344,32 @@ impl InstancesApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
     ) -> ApiResult<Json<InstanceDetail>> {
-        let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
-        Ok(Json(detail(&state, i)))
+        Ok(Json(InstanceDetail::new(&state, owned.load(&state).await?)))
     }
 
     /// Update name, description and webhook settings.
+    ///
+    /// Only the fields given change, on the instance as it is when the update
+    /// is decided, so two concurrent updates of different fields both take effect.
     #[oai(path = "/api/instances/:instanceId", method = "put")]
     async fn update(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        request_id: Data<&RequestId>,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         body: Json<UpdateInstanceRequest>,
     ) -> ApiResult<Json<UpdatedInstance>> {
-        let mut i =
-            instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
-        let b = body.0;
-        if let Some(name) = &b.name {
-            i.name = InstanceName::parse(name)
-                .map_err(ApiError::bad_request)?
-                .into_inner();
-        }
-        match &b.description {
-            MaybeUndefined::Value(d) => {
-                i.description = Some(parse_description(d).map_err(ApiError::bad_request)?)
-            }
-            MaybeUndefined::Null => i.description = None,
-            MaybeUndefined::Undefined => {}
-        }
-        match &b.webhook_url {
-            MaybeUndefined::Value(u) if !u.trim().is_empty() => {
-                i.webhook.url = Some(parse_webhook_url(&state, u)?)
-            }
-            MaybeUndefined::Value(_) | MaybeUndefined::Null => {
-                i.webhook.url = None;
-                if b.webhook_enabled.is_none() {
-                    i.webhook.enabled = false;
-                }
-            }
-            MaybeUndefined::Undefined => {}
-        }
-        if let Some(e) = b.webhook_enabled {
-            i.webhook.enabled = e;
-        }
-        let mut secret_changed = false;
-        if let Some(ws) = &b.webhook_settings {
-            let w = &mut i.webhook;
-            w.notify_received = ws.notify_received.unwrap_or(w.notify_received);
-            w.notify_sent = ws.notify_sent.unwrap_or(w.notify_sent);
-            w.notify_delivery = ws.notify_delivery.unwrap_or(w.notify_delivery);
-            w.notify_read = ws.notify_read.unwrap_or(w.notify_read);
-            w.max_retries = ws.max_retries.unwrap_or(w.max_retries);
-            w.retry_interval = ws.retry_interval.unwrap_or(w.retry_interval);
-            match &ws.secret {
-                MaybeUndefined::Value(s) => {
-                    w.secret = parse_secret(s)?;
-                    secret_changed = true;
-                }
-                MaybeUndefined::Null => {
-                    secret_changed = w.secret.is_some();
-                    w.secret = None;
-                }
-                MaybeUndefined::Undefined => {}
-            }
-        }
-        i.webhook.validate().map_err(ApiError::bad_request)?;
-        check_webhook_resolves(&state, &i.webhook.url).await?;
-        let meta = super::instances::request_meta(&auth, Some(&request_id));
-        let i = instances::update(&state.store, i, secret_changed, meta).await?;
-        Ok(Json(UpdatedInstance {
-            id: i.id,
-            name: i.name,
-            description: i.description,
-            webhook_url: i.webhook.url,
-            webhook_enabled: i.webhook.enabled,
-            updated_at: api_time_ms(i.updated_at),
-        }))
+        let changes = body.0.parse(&state).await?;
+        let i = instances::execute(
+            &state.store,
+            owned.id(),
+            InstanceCommand::Update(changes),
+            owned.meta(),
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Instance {} not found", owned.id())))?;
+        Ok(Json(UpdatedInstance::from(i)))
     }
 
     /// Delete an instance: its session is stopped and its session store removed.
@@ -416,40 +377,90 @@ impl InstancesApi {
     async fn delete(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        request_id: Data<&RequestId>,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
     ) -> ApiResult<Json<SuccessMessage>> {
-        let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
-        let meta = request_meta(&auth, Some(&request_id));
-        instances::delete(&state.store, &i, meta).await?;
-        state.sessions.instance_deleted(&i.id).await;
+        instances::execute(
+            &state.store,
+            owned.id(),
+            InstanceCommand::Delete,
+            owned.meta(),
+        )
+        .await?;
+        state.sessions.instance_deleted(owned.id()).await;
         Ok(Json(SuccessMessage {
             success: true,
-            message: format!("Instance {} deleted successfully", i.id),
+            message: format!("Instance {} deleted successfully", owned.id()),
         }))
     }
 }
 
-fn detail(state: &AppState, i: Instance) -> InstanceDetail {
-    let cs = state.connection_status(&i.id);
-    InstanceDetail {
-        status: cs.status.clone(),
-        connection_status: cs,
-        webhook_settings: WebhookSettingsView {
-            notify_received: i.webhook.notify_received,
-            notify_sent: i.webhook.notify_sent,
-            notify_delivery: i.webhook.notify_delivery,
-            notify_read: i.webhook.notify_read,
-            max_retries: i.webhook.max_retries,
-            retry_interval: i.webhook.retry_interval,
-        },
-        id: i.id,
-        name: i.name,
-        description: i.description,
-        webhook_url: i.webhook.url,
-        webhook_enabled: i.webhook.enabled,
-        created_at: api_time_ms(i.created_at),
-        updated_at: api_time_ms(i.updated_at),
+impl CreatedInstance {
+    fn new(state: &AppState, i: Instance) -> Self {
+        Self {
+            status: state.connection_status(&i.id).status,
+            id: i.id.into_string(),
+            name: i.name,
+            description: i.description,
+            user_id: i.user_id.into_string(),
+            webhook_url: i.webhook.url,
+            webhook_enabled: i.webhook.enabled,
+            created_at: api_time_ms(i.created_at),
+            updated_at: api_time_ms(i.updated_at),
+        }
+    }
+}
+
+impl InstanceSummary {
+    fn new(state: &AppState, i: Instance) -> Self {
+        let cs = state.connection_status(&i.id);
+        Self {
+            status: cs.status.clone(),
+            connection_status: cs,
+            id: i.id.into_string(),
+            name: i.name,
+            description: i.description,
+            webhook_url: i.webhook.url,
+            webhook_enabled: i.webhook.enabled,
+            created_at: api_time_ms(i.created_at),
+            updated_at: api_time_ms(i.updated_at),
+        }
+    }
+}
+
+impl From<Instance> for UpdatedInstance {
+    fn from(i: Instance) -> Self {
+        Self {
+            id: i.id.into_string(),
+            name: i.name,
+            description: i.description,
+            webhook_url: i.webhook.url,
+            webhook_enabled: i.webhook.enabled,
+            updated_at: api_time_ms(i.updated_at),
+        }
+    }
+}
+
+impl InstanceDetail {
+    fn new(state: &AppState, i: Instance) -> Self {
+        let cs = state.connection_status(&i.id);
+        Self {
+            status: cs.status.clone(),
+            connection_status: cs,
+            webhook_settings: WebhookSettingsView {
+                notify_received: i.webhook.notify_received,
+                notify_sent: i.webhook.notify_sent,
+                notify_delivery: i.webhook.notify_delivery,
+                notify_read: i.webhook.notify_read,
+                max_retries: i.webhook.max_retries,
+                retry_interval: i.webhook.retry_interval,
+            },
+            id: i.id.into_string(),
+            name: i.name,
+            description: i.description,
+            webhook_url: i.webhook.url,
+            webhook_enabled: i.webhook.enabled,
+            created_at: api_time_ms(i.created_at),
+            updated_at: api_time_ms(i.updated_at),
+        }
     }
 }

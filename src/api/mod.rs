@@ -11,6 +11,7 @@ pub mod instances;
 pub mod paging;
 pub mod security;
 pub mod sim;
+pub mod state;
 pub mod stats;
 pub mod types;
 pub mod users;
@@ -22,8 +23,8 @@ use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
-use crate::app::AppState;
 use crate::error::ErrorBody;
+pub use state::AppState;
 
 /// The header carrying the request id (echoed, or made up when absent).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -2,17 +2,15 @@
 //! spec always; answers 404 unless the gateway runs with `WA_ENGINE=sim`.
 
 use poem::web::Data;
-use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::app::AppState;
-use crate::domain::instances;
+use crate::api::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::whatsapp::Jid;
 use crate::whatsapp::sim::{SimEngine, SimError};
 
-use super::security::{Auth, Tag};
+use super::security::{Tag, owned_instance};
 use super::types::Text;
 
 /// A scan of the instance's QR code.
@@ -62,17 +60,11 @@ impl From<SimError> for ApiError {
     }
 }
 
-async fn sim_for<'a>(
-    state: &'a AppState,
-    auth: &Auth,
-    id: &str,
-) -> ApiResult<(&'a SimEngine, String)> {
-    let sim = state
+fn sim(state: &AppState) -> ApiResult<&SimEngine> {
+    state
         .sim
         .as_ref()
-        .ok_or_else(|| ApiError::not_found("The sim engine is not enabled (WA_ENGINE=sim)"))?;
-    let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, id).await?;
-    Ok((sim, i.id))
+        .ok_or_else(|| ApiError::not_found("The sim engine is not enabled (WA_ENGINE=sim)"))
 }
 
 /// Sim control endpoints.
@@ -87,11 +79,10 @@ impl SimApi {
     async fn scan(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         body: Vec<u8>,
     ) -> ApiResult<Json<ScanResponse>> {
-        let (sim, id) = sim_for(&state, &auth, &id).await?;
+        let (sim, id) = (sim(&state)?, owned.id().as_str());
         let request: ScanRequest = if body.iter().all(u8::is_ascii_whitespace) {
             ScanRequest::default()
         } else {
@@ -115,7 +106,7 @@ impl SimApi {
             }
             None => None,
         };
-        let phone = sim.scan(&id, phone.as_deref())?;
+        let phone = sim.scan(id, phone.as_deref())?;
         Ok(Json(ScanResponse {
             success: true,
             phone,
@@ -127,17 +118,16 @@ impl SimApi {
     async fn inbound(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         body: Json<InboundRequest>,
     ) -> ApiResult<Json<InboundResponse>> {
-        let (sim, id) = sim_for(&state, &auth, &id).await?;
+        let (sim, id) = (sim(&state)?, owned.id().as_str());
         let from = Jid::parse_recipient(&body.from).map_err(|e| ApiError::bad_request(e.0))?;
         if body.body.is_empty() {
             return Err(ApiError::bad_request("body must not be empty"));
         }
         let message_id = sim.inbound(
-            &id,
+            id,
             &from,
             &body.body,
             body.push_name.clone().map(String::from),
@@ -153,11 +143,10 @@ impl SimApi {
     async fn drop_connection(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
     ) -> ApiResult<Json<SimOk>> {
-        let (sim, id) = sim_for(&state, &auth, &id).await?;
-        sim.drop_connection(&id)?;
+        let (sim, id) = (sim(&state)?, owned.id().as_str());
+        sim.drop_connection(id)?;
         Ok(Json(SimOk { success: true }))
     }
 }

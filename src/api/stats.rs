@@ -5,25 +5,25 @@ use std::collections::BTreeMap;
 
 use chrono::{Days, NaiveDate, Utc};
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Query;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::domain::{instances, users};
 use crate::error::ApiResult;
 use crate::projections::stats::{self, Usage};
 use crate::whatsapp::ConnState;
 
 use super::paging::{Period, day_key, day_time};
-use super::security::{Auth, Tag};
+use super::security::{Auth, Tag, owned_instance};
 
 /// A user is active when they did something in this many days, today included.
 pub const ACTIVE_USER_DAYS: u64 = 30;
 
-/// A user's counters over the period, all their instances together.
+/// The seven usage counters of the seed, as every statistics answer shows them.
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
-pub struct UserTotals {
+pub struct UsageCounters {
     pub messages_sent: i64,
     pub messages_received: i64,
     pub media_sent: i64,
@@ -33,6 +33,28 @@ pub struct UserTotals {
     pub api_calls: i64,
     /// Webhooks delivered (answered 2xx).
     pub webhook_sent: i64,
+}
+
+impl From<Usage> for UsageCounters {
+    fn from(u: Usage) -> Self {
+        Self {
+            messages_sent: u.messages_sent,
+            messages_received: u.messages_received,
+            media_sent: u.media_sent,
+            media_received: u.media_received,
+            total_media_size: u.media_bytes,
+            api_calls: u.api_calls,
+            webhook_sent: u.webhook_sent,
+        }
+    }
+}
+
+/// A user's counters over the period, all their instances together.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UserTotals {
+    #[oai(flatten)]
+    pub counters: UsageCounters,
     /// The user's instances now.
     pub instance_count: i64,
 }
@@ -43,13 +65,8 @@ pub struct UserTotals {
 pub struct InstanceUsage {
     pub instance_id: String,
     pub name: String,
-    pub messages_sent: i64,
-    pub messages_received: i64,
-    pub media_sent: i64,
-    pub media_received: i64,
-    pub total_media_size: i64,
-    pub api_calls: i64,
-    pub webhook_sent: i64,
+    #[oai(flatten)]
+    pub counters: UsageCounters,
 }
 
 /// The caller's statistics.
@@ -75,13 +92,8 @@ pub struct DailyStat {
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct InstanceUsageDetail {
-    pub messages_sent: i64,
-    pub messages_received: i64,
-    pub media_sent: i64,
-    pub media_received: i64,
-    pub total_media_size: i64,
-    pub api_calls: i64,
-    pub webhook_sent: i64,
+    #[oai(flatten)]
+    pub counters: UsageCounters,
     /// Every day of the period, oldest first (days without traffic count zero).
     pub daily_stats: Vec<DailyStat>,
 }
@@ -103,13 +115,8 @@ pub struct ActiveCount {
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct SystemUsage {
-    pub messages_sent: i64,
-    pub messages_received: i64,
-    pub media_sent: i64,
-    pub media_received: i64,
-    pub total_media_size: i64,
-    pub api_calls: i64,
-    pub webhook_sent: i64,
+    #[oai(flatten)]
+    pub counters: UsageCounters,
 }
 
 /// The whole system's statistics.
@@ -148,36 +155,24 @@ impl StatsApi {
         period: Query<Option<Period>>,
     ) -> ApiResult<Json<UserStats>> {
         let since = since(period.0.unwrap_or(Period::Month));
-        let mine = instances::list_for_user(state.store.pool(), &auth.0.id).await?;
+        let mine = instances::list_for_user(state.store.pool(), auth.id()).await?;
         let by_instance =
-            stats::user_by_instance(&state.views, &auth.0.id, since.as_deref()).await?;
+            stats::user_by_instance(&state.views, auth.id().as_str(), since.as_deref()).await?;
         let t = stats::total(by_instance.values());
         let instances = mine
             .into_iter()
             .map(|i| {
-                let u = by_instance.get(&i.id).copied().unwrap_or_default();
+                let u = by_instance.get(i.id.as_str()).copied().unwrap_or_default();
                 InstanceUsage {
-                    instance_id: i.id,
+                    instance_id: i.id.into_string(),
                     name: i.name,
-                    messages_sent: u.messages_sent,
-                    messages_received: u.messages_received,
-                    media_sent: u.media_sent,
-                    media_received: u.media_received,
-                    total_media_size: u.media_bytes,
-                    api_calls: u.api_calls,
-                    webhook_sent: u.webhook_sent,
+                    counters: u.into(),
                 }
             })
             .collect::<Vec<_>>();
         Ok(Json(UserStats {
             total: UserTotals {
-                messages_sent: t.messages_sent,
-                messages_received: t.messages_received,
-                media_sent: t.media_sent,
-                media_received: t.media_received,
-                total_media_size: t.media_bytes,
-                api_calls: t.api_calls,
-                webhook_sent: t.webhook_sent,
+                counters: t.into(),
                 instance_count: instances.len() as i64,
             },
             instances,
@@ -190,27 +185,23 @@ impl StatsApi {
     async fn instance(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         /// UTC days ending today: `today`, `week` (7), `month` (30), `year` (365) or `all`.
         period: Query<Option<Period>>,
     ) -> ApiResult<Json<InstanceStats>> {
-        let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
         let period = period.0.unwrap_or(Period::Today);
         let today = today();
         let first = period.first_day(today);
-        let days =
-            stats::instance_daily(&state.views, &i.id, first.map(day_key).as_deref()).await?;
+        let days = stats::instance_daily(
+            &state.views,
+            owned.id().as_str(),
+            first.map(day_key).as_deref(),
+        )
+        .await?;
         let t = stats::total(days.iter().map(|(_, u)| u));
         Ok(Json(InstanceStats {
             usage: InstanceUsageDetail {
-                messages_sent: t.messages_sent,
-                messages_received: t.messages_received,
-                media_sent: t.media_sent,
-                media_received: t.media_received,
-                total_media_size: t.media_bytes,
-                api_calls: t.api_calls,
-                webhook_sent: t.webhook_sent,
+                counters: t.into(),
                 daily_stats: daily(&days, first, today),
             },
         }))
@@ -253,15 +244,7 @@ impl StatsApi {
                 total: user_count as i64,
                 active: active_users,
             },
-            usage: SystemUsage {
-                messages_sent: u.messages_sent,
-                messages_received: u.messages_received,
-                media_sent: u.media_sent,
-                media_received: u.media_received,
-                total_media_size: u.media_bytes,
-                api_calls: u.api_calls,
-                webhook_sent: u.webhook_sent,
-            },
+            usage: SystemUsage { counters: u.into() },
         }))
     }
 }

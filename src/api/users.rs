@@ -3,7 +3,7 @@
 use poem::web::Data;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::domain::api_time_ms;
 use crate::domain::types::{Email, NewPassword};
 use crate::domain::users::{self, NewUser, User};
@@ -42,7 +42,7 @@ pub struct UserView {
 impl From<User> for UserView {
     fn from(u: User) -> Self {
         Self {
-            id: u.id,
+            id: u.id.into_string(),
             email: u.email,
             first_name: u.first_name,
             last_name: u.last_name,
@@ -89,7 +89,7 @@ impl UsersApi {
             last_name: bounded(&body.last_name, "lastName")?,
             is_admin: body.is_admin,
         };
-        let user = users::register(&state.store, new, &admin.id).await?;
+        let user = users::register(&state.store, new, admin.id.as_str()).await?;
         let api_key = user.api_key.clone();
         Ok(Json(CreatedUser {
             user: user.into(),

@@ -5,13 +5,12 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::domain::api_time_ms;
-use crate::domain::instances;
 use crate::error::{ApiError, ApiResult};
 use crate::webhooks::deliveries::{self, DELIVERED, Delivery, FAILED, PENDING};
 
-use super::security::{Auth, Tag};
+use super::security::{Tag, owned_instance};
 
 /// Default page size of the delivery log.
 const DEFAULT_LIMIT: i64 = 50;
@@ -93,13 +92,11 @@ impl WebhooksApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         limit: Query<Option<i64>>,
         skip: Query<Option<i64>>,
         status: Query<Option<String>>,
     ) -> ApiResult<Json<WebhookDeliveryList>> {
-        let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
         let limit = limit.0.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::bad_request(format!(
@@ -119,8 +116,14 @@ impl WebhooksApi {
                 "status must be pending, delivered or failed",
             ));
         }
-        let (rows, total) =
-            deliveries::list(state.webhooks.db(), &i.id, status.as_deref(), limit, skip).await?;
+        let (rows, total) = deliveries::list(
+            state.webhooks.db(),
+            owned.id().as_str(),
+            status.as_deref(),
+            limit,
+            skip,
+        )
+        .await?;
         let has_more = skip + (rows.len() as i64) < total;
         Ok(Json(WebhookDeliveryList {
             deliveries: rows.into_iter().map(Into::into).collect(),
@@ -143,13 +146,12 @@ impl WebhooksApi {
     async fn retry(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         #[oai(name = "deliveryId")] delivery_id: Path<String>,
     ) -> ApiResult<Json<WebhookDeliveryView>> {
-        let i = instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, &id).await?;
+        let i = owned.load(&state).await?;
         let not_found = || ApiError::not_found(format!("Delivery {} not found", delivery_id.0));
-        deliveries::find(state.webhooks.db(), &i.id, &delivery_id)
+        deliveries::find(state.webhooks.db(), i.id.as_str(), &delivery_id)
             .await?
             .ok_or_else(not_found)?;
         let url = match (&i.webhook.url, i.webhook.enabled) {
@@ -162,7 +164,7 @@ impl WebhooksApi {
         };
         let d = deliveries::requeue(
             state.webhooks.db(),
-            &i.id,
+            i.id.as_str(),
             &delivery_id,
             &url,
             i.webhook.max_retries,
@@ -171,7 +173,7 @@ impl WebhooksApi {
         )
         .await?
         .ok_or_else(not_found)?;
-        state.webhooks.queue_changed(&i.id);
+        state.webhooks.queue_changed(i.id.as_str());
         Ok(Json(d.into()))
     }
 }

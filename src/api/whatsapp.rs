@@ -2,23 +2,23 @@
 //! endpoints under `/api/instances/{instanceId}/…` (reconnect, logout, QR).
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Query;
 use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi};
 
-use crate::app::AppState;
-use crate::domain::instances::{self, Instance};
+use crate::api::AppState;
+use crate::domain::instances::{self, InstanceCommand};
+use crate::domain::send::{self, OutgoingText};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{Contact, LogoutRequested, ReconnectRequested};
-use crate::store::{Append, ExpectedVersion, StreamId};
+use crate::events::Contact;
+use crate::ids::InstanceId;
 use crate::whatsapp::media::{self, MediaError};
 use crate::whatsapp::supervisor::SendError;
 use crate::whatsapp::{ConnState, Jid, qr};
 
-use super::RequestId;
-use super::instances::{ConnectionStatus, SuccessMessage, request_meta};
-use super::security::{Auth, Tag};
+use super::instances::{ConnectionStatus, SuccessMessage};
+use super::security::{OwnedInstance, Tag, owned_instance};
 use super::types::Text;
 
 /// A text message.
@@ -108,7 +108,7 @@ pub struct ContactView {
 impl From<Contact> for ContactView {
     fn from(c: Contact) -> Self {
         Self {
-            id: c.id,
+            id: c.id.to_string(),
             name: c.name,
             number: c.number,
             is_group: c.is_group,
@@ -121,9 +121,6 @@ impl From<Contact> for ContactView {
 pub struct SuccessOnly {
     pub success: bool,
 }
-
-/// Longest text accepted.
-const MAX_TEXT_CHARS: usize = 65_536;
 
 impl From<SendError> for ApiError {
     fn from(e: SendError) -> Self {
@@ -151,31 +148,12 @@ impl From<MediaError> for ApiError {
 }
 
 fn parse_phone(raw: &str) -> ApiResult<Jid> {
-    Jid::parse_recipient(raw).map_err(|e| ApiError::bad_request(e.0))
-}
-
-async fn owned(state: &AppState, auth: &Auth, id: &str) -> ApiResult<Instance> {
-    instances::find_for(state.store.pool(), &auth.0.id, auth.0.is_admin, id).await
-}
-
-/// An instance the caller may act on, by id only.
-struct OwnedId {
-    id: String,
-}
-
-/// The id of an instance the caller may act on. Running instances are
-/// checked against their session (no query); others through the store.
-async fn owned_id(state: &AppState, auth: &Auth, id: &str) -> ApiResult<String> {
-    match state.sessions.owner(id) {
-        Some(owner) if owner == auth.0.id || auth.0.is_admin => Ok(id.to_string()),
-        Some(_) => Err(ApiError::not_found(format!("Instance {id} not found"))),
-        None => owned(state, auth, id).await.map(|i| i.id),
-    }
+    Ok(send::recipient(raw)?)
 }
 
 fn qr_response(
     state: &AppState,
-    instance_id: &str,
+    instance_id: &InstanceId,
     format: Option<QrFormat>,
 ) -> ApiResult<QrResponse> {
     let status = state.sessions.status(instance_id);
@@ -207,13 +185,9 @@ impl WhatsAppApi {
     async fn status(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
     ) -> ApiResult<Json<ConnectionStatus>> {
-        let i = OwnedId {
-            id: owned_id(&state, &auth, &id).await?,
-        };
-        Ok(Json(state.connection_status(&i.id)))
+        Ok(Json(state.connection_status(owned.id())))
     }
 
     /// The QR code to pair the instance (`?format=svg` or `png` for an image).
@@ -221,14 +195,10 @@ impl WhatsAppApi {
     async fn qr(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         format: Query<Option<QrFormat>>,
     ) -> ApiResult<QrResponse> {
-        let i = OwnedId {
-            id: owned_id(&state, &auth, &id).await?,
-        };
-        qr_response(&state, &i.id, format.0)
+        qr_response(&state, owned.id(), format.0)
     }
 
     /// Send a text message.
@@ -236,29 +206,17 @@ impl WhatsAppApi {
     async fn send(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        request_id: Data<&RequestId>,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         body: Json<SendTextRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
-        let i = OwnedId {
-            id: owned_id(&state, &auth, &id).await?,
-        };
-        let to = parse_phone(&body.phone)?;
-        if body.message.trim().is_empty() {
-            return Err(ApiError::bad_request("message must not be empty"));
-        }
-        if body.message.chars().count() > MAX_TEXT_CHARS {
-            return Err(ApiError::bad_request(format!(
-                "message must be at most {MAX_TEXT_CHARS} characters"
-            )));
-        }
-        let meta = request_meta(&auth, Some(&request_id));
+        let text = OutgoingText::parse(&body.phone, &body.message)?;
         let id = state
             .sessions
-            .send_text(&i.id, &to, &body.message, meta)
+            .send_text(owned.id(), &text.to, &text.text, owned.meta())
             .await?;
-        Ok(Json(SentMessageId { id }))
+        Ok(Json(SentMessageId {
+            id: id.into_string(),
+        }))
     }
 
     /// Send media fetched from a URL.
@@ -266,22 +224,17 @@ impl WhatsAppApi {
     async fn send_media(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        request_id: Data<&RequestId>,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         body: Json<SendMediaRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
-        let i = OwnedId {
-            id: owned_id(&state, &auth, &id).await?,
-        };
         let to = parse_phone(&body.phone)?;
         let body = body.0;
         if body.url.trim().is_empty() {
             return Err(ApiError::bad_request("url is required"));
         }
         // Refuse early (before downloading) when the session cannot send.
-        if !state.sessions.wait_ready(&i.id).await {
-            return Err(SendError::NotConnected(i.id.clone()).into());
+        if !state.sessions.wait_ready(owned.id()).await {
+            return Err(SendError::NotConnected(owned.id().clone()).into());
         }
         let cfg = &state.config;
         let media = media::fetch(
@@ -293,9 +246,13 @@ impl WhatsAppApi {
             body.filename.map(String::from),
         )
         .await?;
-        let meta = request_meta(&auth, Some(&request_id));
-        let id = state.sessions.send_media(&i.id, &to, media, meta).await?;
-        Ok(Json(SentMessageId { id }))
+        let id = state
+            .sessions
+            .send_media(owned.id(), &to, media, owned.meta())
+            .await?;
+        Ok(Json(SentMessageId {
+            id: id.into_string(),
+        }))
     }
 
     /// Send an uploaded file (multipart: `phone`, `caption`, `file`).
@@ -303,14 +260,9 @@ impl WhatsAppApi {
     async fn send_file(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        request_id: Data<&RequestId>,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         form: SendFileForm,
     ) -> ApiResult<Json<SentMessageId>> {
-        let i = OwnedId {
-            id: owned_id(&state, &auth, &id).await?,
-        };
         let to = parse_phone(&form.phone)?;
         if form.file.size() as u64 > state.config.media_max_bytes {
             return Err(ApiError::too_large(format!(
@@ -321,8 +273,8 @@ impl WhatsAppApi {
         if form.file.size() == 0 {
             return Err(ApiError::bad_request("file is empty"));
         }
-        if !state.sessions.wait_ready(&i.id).await {
-            return Err(SendError::NotConnected(i.id.clone()).into());
+        if !state.sessions.wait_ready(owned.id()).await {
+            return Err(SendError::NotConnected(owned.id().clone()).into());
         }
         let content_type = form.file.content_type().map(str::to_owned);
         let file_name = form.file.file_name().map(str::to_owned);
@@ -333,9 +285,13 @@ impl WhatsAppApi {
             file_name.as_deref(),
             form.caption.filter(|c| !c.is_empty()),
         );
-        let meta = request_meta(&auth, Some(&request_id));
-        let id = state.sessions.send_media(&i.id, &to, media, meta).await?;
-        Ok(Json(SentMessageId { id }))
+        let id = state
+            .sessions
+            .send_media(owned.id(), &to, media, owned.meta())
+            .await?;
+        Ok(Json(SentMessageId {
+            id: id.into_string(),
+        }))
     }
 
     /// The account's contacts and groups (needs a connected instance).
@@ -343,13 +299,9 @@ impl WhatsAppApi {
     async fn contacts(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
     ) -> ApiResult<Json<ContactList>> {
-        let i = OwnedId {
-            id: owned_id(&state, &auth, &id).await?,
-        };
-        let contacts = state.sessions.contacts(&i.id).await?;
+        let contacts = state.sessions.contacts(owned.id()).await?;
         Ok(Json(ContactList {
             contacts: contacts.into_iter().map(ContactView::from).collect(),
         }))
@@ -360,34 +312,23 @@ impl WhatsAppApi {
     async fn logout(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        request_id: Data<&RequestId>,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
     ) -> ApiResult<Json<SuccessOnly>> {
-        let i = owned(&state, &auth, &id).await?;
-        do_logout(&state, &auth, &request_id, &i).await?;
+        logout(&state, &owned).await?;
         Ok(Json(SuccessOnly { success: true }))
     }
 }
 
-async fn do_logout(
-    state: &AppState,
-    auth: &Auth,
-    request_id: &RequestId,
-    i: &Instance,
-) -> ApiResult<()> {
-    state
-        .store
-        .append(
-            Append::to(StreamId::instance(&i.id), ExpectedVersion::Any)
-                .scope(Some(&i.user_id), Some(&i.id))
-                .metadata(request_meta(auth, Some(request_id)))
-                .event(LogoutRequested {
-                    instance_id: i.id.clone(),
-                }),
-        )
-        .await?;
-    if !state.sessions.logout(&i.id).await {
+/// Records the request, then unlinks the device.
+async fn logout(state: &AppState, owned: &OwnedInstance) -> ApiResult<()> {
+    instances::execute(
+        &state.store,
+        owned.id(),
+        InstanceCommand::RequestLogout,
+        owned.meta(),
+    )
+    .await?;
+    if !state.sessions.logout(owned.id()).await {
         return Err(ApiError::unavailable(
             "The instance's session is not running",
         ));
@@ -405,28 +346,22 @@ impl InstanceSessionApi {
     async fn reconnect(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        request_id: Data<&RequestId>,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
     ) -> ApiResult<Json<SuccessMessage>> {
-        let i = owned(&state, &auth, &id).await?;
-        state
-            .store
-            .append(
-                Append::to(StreamId::instance(&i.id), ExpectedVersion::Any)
-                    .scope(Some(&i.user_id), Some(&i.id))
-                    .metadata(request_meta(&auth, Some(&request_id)))
-                    .event(ReconnectRequested {
-                        instance_id: i.id.clone(),
-                    }),
-            )
-            .await?;
-        if !state.sessions.reconnect(&i.id).await {
-            state.sessions.instance_created(&i);
+        let instance = instances::execute(
+            &state.store,
+            owned.id(),
+            InstanceCommand::RequestReconnect,
+            owned.meta(),
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Instance {} not found", owned.id())))?;
+        if !state.sessions.reconnect(owned.id()).await {
+            state.sessions.instance_created(&instance);
         }
         Ok(Json(SuccessMessage {
             success: true,
-            message: format!("Instance {} reconnected", i.id),
+            message: format!("Instance {} reconnected", owned.id()),
         }))
     }
 
@@ -435,15 +370,12 @@ impl InstanceSessionApi {
     async fn logout(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        request_id: Data<&RequestId>,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
     ) -> ApiResult<Json<SuccessMessage>> {
-        let i = owned(&state, &auth, &id).await?;
-        do_logout(&state, &auth, &request_id, &i).await?;
+        logout(&state, &owned).await?;
         Ok(Json(SuccessMessage {
             success: true,
-            message: format!("Instance {} logged out", i.id),
+            message: format!("Instance {} logged out", owned.id()),
         }))
     }
 
@@ -452,11 +384,9 @@ impl InstanceSessionApi {
     async fn qr(
         &self,
         state: Data<&AppState>,
-        auth: Auth,
-        #[oai(name = "instanceId")] id: Path<String>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
         format: Query<Option<QrFormat>>,
     ) -> ApiResult<QrResponse> {
-        let i = owned(&state, &auth, &id).await?;
-        qr_response(&state, &i.id, format.0)
+        qr_response(&state, owned.id(), format.0)
     }
 }

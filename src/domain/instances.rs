@@ -1,21 +1,32 @@
-//! Instances: a named WhatsApp connection owned by a user, with its webhook settings.
+//! The instance aggregate: a named WhatsApp connection owned by a user, with
+//! its webhook settings. Commands are decided by [`decide`] on the state the
+//! instance's events lead to ([`apply`]); the `instances` table is that
+//! state's snapshot, kept at its stream version (see [`super::aggregate`]).
 
-use chrono::Utc;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::config::Secret;
-use crate::error::{ApiError, ApiResult};
 use crate::events::{
-    InstanceCreated, InstanceDeleted, InstanceUpdated, WebhookConfig, WebhookDisabled,
+    Event, InstanceCreated, InstanceDeleted, InstanceUpdated, LogoutRequested, ReconnectRequested,
+    WebhookConfig, WebhookDisabled,
 };
-use crate::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId, effect};
+use crate::store::{Effect, Metadata, StreamId};
+
+use super::DomainError;
+use super::aggregate::{self, Aggregate, Versioned};
+use super::storage::instances::{self as table, InstanceChange};
+use crate::ids::{InstanceId, UserId};
+
+pub use table::{find, list_all, list_for_user};
 
 /// Bounds of `maxRetries`.
 pub const MAX_RETRIES_RANGE: std::ops::RangeInclusive<u32> = 0..=20;
 /// Bounds of `retryInterval`, in milliseconds (100 ms to 24 h).
 pub const RETRY_INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 100..=86_400_000;
+/// Longest webhook secret.
+pub const MAX_SECRET_LEN: usize = 256;
 
-/// Webhook settings of an instance, secret included (never printed, never in events).
+/// Webhook settings of an instance (the secret itself lives only in its table).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSettings {
     pub url: Option<String>,
@@ -26,7 +37,7 @@ pub struct WebhookSettings {
     pub notify_read: bool,
     pub max_retries: u32,
     pub retry_interval: u64,
-    pub secret: Option<Secret>,
+    pub has_secret: bool,
 }
 
 impl Default for WebhookSettings {
@@ -40,7 +51,7 @@ impl Default for WebhookSettings {
             notify_read: false,
             max_retries: 3,
             retry_interval: 60_000,
-            secret: None,
+            has_secret: false,
         }
     }
 }
@@ -57,274 +68,577 @@ impl WebhookSettings {
             notify_read: self.notify_read,
             max_retries: self.max_retries,
             retry_interval: self.retry_interval,
-            has_secret: self.secret.is_some(),
+            has_secret: self.has_secret,
+        }
+    }
+
+    fn from_public(w: &WebhookConfig) -> Self {
+        Self {
+            url: w.url.clone(),
+            enabled: w.enabled,
+            notify_received: w.notify_received,
+            notify_sent: w.notify_sent,
+            notify_delivery: w.notify_delivery,
+            notify_read: w.notify_read,
+            max_retries: w.max_retries,
+            retry_interval: w.retry_interval,
+            has_secret: w.has_secret,
         }
     }
 
     /// Checks the cross-field rules and bounds.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), DomainError> {
         if self.enabled && self.url.is_none() {
-            return Err("webhookEnabled needs a webhookUrl".into());
+            return Err(DomainError::invalid("webhookEnabled needs a webhookUrl"));
         }
         if !MAX_RETRIES_RANGE.contains(&self.max_retries) {
-            return Err(format!(
+            return Err(DomainError::invalid(format!(
                 "maxRetries must be between {} and {}",
                 MAX_RETRIES_RANGE.start(),
                 MAX_RETRIES_RANGE.end()
-            ));
+            )));
         }
         if !RETRY_INTERVAL_RANGE.contains(&self.retry_interval) {
-            return Err(format!(
+            return Err(DomainError::invalid(format!(
                 "retryInterval must be between {} and {} milliseconds",
                 RETRY_INTERVAL_RANGE.start(),
                 RETRY_INTERVAL_RANGE.end()
-            ));
-        }
-        if let Some(s) = &self.secret
-            && s.expose().len() > 256
-        {
-            return Err("webhook secret must be at most 256 characters".into());
+            )));
         }
         Ok(())
     }
 }
 
-/// An instance as stored.
-#[derive(Debug, Clone)]
+/// An instance: the aggregate's state.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
-    pub id: String,
-    pub user_id: String,
+    pub id: InstanceId,
+    pub user_id: UserId,
     pub name: String,
     pub description: Option<String>,
     pub webhook: WebhookSettings,
+    /// Unix milliseconds.
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, user_id, name, description, webhook_url, webhook_enabled, notify_received, \
-    notify_sent, notify_delivery, notify_read, max_retries, retry_interval, webhook_secret, created_at, updated_at";
-
-fn row_to_instance(row: &sqlx::sqlite::SqliteRow) -> Result<Instance, sqlx::Error> {
-    let flag = |name: &str| row.try_get::<i64, _>(name).map(|v| v != 0);
-    Ok(Instance {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        webhook: WebhookSettings {
-            url: row.try_get("webhook_url")?,
-            enabled: flag("webhook_enabled")?,
-            notify_received: flag("notify_received")?,
-            notify_sent: flag("notify_sent")?,
-            notify_delivery: flag("notify_delivery")?,
-            notify_read: flag("notify_read")?,
-            max_retries: row.try_get::<i64, _>("max_retries")? as u32,
-            retry_interval: row.try_get::<i64, _>("retry_interval")? as u64,
-            secret: row
-                .try_get::<Option<String>, _>("webhook_secret")?
-                .map(Secret::new),
-        },
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// A field of a partial update: left alone, set, or cleared.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Change<T> {
+    #[default]
+    Keep,
+    Set(T),
+    Clear,
 }
 
-/// An instance by id, whoever owns it.
-pub async fn find(pool: &SqlitePool, id: &str) -> Result<Option<Instance>, sqlx::Error> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM instances WHERE id = ?"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(row_to_instance).transpose()
-}
-
-/// An instance the caller may act on: its owner, or an admin. Anything else is 404.
-pub async fn find_for(
-    pool: &SqlitePool,
-    caller_id: &str,
-    is_admin: bool,
-    id: &str,
-) -> ApiResult<Instance> {
-    match find(pool, id).await? {
-        Some(i) if is_admin || i.user_id == caller_id => Ok(i),
-        _ => Err(ApiError::not_found(format!("Instance {id} not found"))),
+impl<T: Clone> Change<T> {
+    fn apply_to(&self, current: Option<T>) -> Option<T> {
+        match self {
+            Change::Keep => current,
+            Change::Set(v) => Some(v.clone()),
+            Change::Clear => None,
+        }
+    }
+    fn is_keep(&self) -> bool {
+        matches!(self, Change::Keep)
     }
 }
 
-/// A user's instances, oldest first.
-pub async fn list_for_user(pool: &SqlitePool, user_id: &str) -> Result<Vec<Instance>, sqlx::Error> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM instances WHERE user_id = ? ORDER BY created_at, id"
-    )))
-    .bind(user_id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(row_to_instance).collect()
+/// A new instance, its input already parsed (name, description and URL checked).
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub id: InstanceId,
+    pub owner: UserId,
+    pub name: String,
+    pub description: Option<String>,
+    /// The settings without the secret; `has_secret` is derived from `secret`.
+    pub webhook: WebhookSettings,
+    pub secret: Option<Secret>,
 }
 
-/// Every instance, oldest first.
-pub async fn list_all(pool: &SqlitePool) -> Result<Vec<Instance>, sqlx::Error> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM instances ORDER BY created_at, id"
-    )))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(row_to_instance).collect()
+/// A partial update: only what is given changes, on whatever the state is
+/// when it is decided (so concurrent updates of different fields both land).
+#[derive(Debug, Clone, Default)]
+pub struct InstanceChanges {
+    pub name: Option<String>,
+    pub description: Change<String>,
+    /// Clearing the URL also switches webhooks off unless `enabled` is given.
+    pub webhook_url: Change<String>,
+    pub enabled: Option<bool>,
+    pub notify_received: Option<bool>,
+    pub notify_sent: Option<bool>,
+    pub notify_delivery: Option<bool>,
+    pub notify_read: Option<bool>,
+    pub max_retries: Option<u32>,
+    pub retry_interval: Option<u64>,
+    pub secret: Change<Secret>,
 }
 
-fn write_row(instance: Instance, insert: bool) -> crate::store::Effect {
-    effect(move |conn| {
-        Box::pin(async move {
-            let sql = if insert {
-                "INSERT INTO instances (name, description, webhook_url, webhook_enabled, notify_received, \
-                 notify_sent, notify_delivery, notify_read, max_retries, retry_interval, webhook_secret, \
-                 updated_at, created_at, user_id, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            } else {
-                "UPDATE instances SET name = ?, description = ?, webhook_url = ?, webhook_enabled = ?, \
-                 notify_received = ?, notify_sent = ?, notify_delivery = ?, notify_read = ?, max_retries = ?, \
-                 retry_interval = ?, webhook_secret = ?, updated_at = ? WHERE created_at = ? AND user_id = ? AND id = ?"
-            };
-            let w = &instance.webhook;
-            sqlx::query(sql)
-                .bind(&instance.name)
-                .bind(&instance.description)
-                .bind(&w.url)
-                .bind(w.enabled as i64)
-                .bind(w.notify_received as i64)
-                .bind(w.notify_sent as i64)
-                .bind(w.notify_delivery as i64)
-                .bind(w.notify_read as i64)
-                .bind(w.max_retries as i64)
-                .bind(w.retry_interval as i64)
-                .bind(w.secret.as_ref().map(|s| s.expose().to_string()))
-                .bind(instance.updated_at)
-                .bind(instance.created_at)
-                .bind(&instance.user_id)
-                .bind(&instance.id)
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-    })
+/// What can be asked of an instance.
+#[derive(Debug, Clone)]
+pub enum InstanceCommand {
+    Create(NewInstance),
+    Update(InstanceChanges),
+    /// The gateway switches the webhook off (e.g. the endpoint answered 410 Gone).
+    DisableWebhook {
+        reason: String,
+    },
+    RequestReconnect,
+    RequestLogout,
+    Delete,
 }
 
-/// Creates an instance owned by `user_id`: `instance_created`.
-pub async fn create(
-    store: &EventStore,
-    user_id: &str,
-    name: String,
-    description: Option<String>,
-    webhook: WebhookSettings,
-    meta: Metadata,
-) -> ApiResult<Instance> {
-    webhook.validate().map_err(ApiError::bad_request)?;
-    let now = Utc::now().timestamp_millis();
-    let instance = Instance {
-        id: uuid::Uuid::new_v4().to_string(),
-        user_id: user_id.to_string(),
-        name,
-        description,
-        webhook,
-        created_at: now,
-        updated_at: now,
+/// A command with the time it is decided at (Unix milliseconds).
+#[derive(Debug, Clone)]
+pub struct Timed<C> {
+    pub command: C,
+    pub at: i64,
+}
+
+/// Decides which events a command causes on `state` (`None`: no such instance).
+pub fn decide(
+    state: Option<&Instance>,
+    cmd: &Timed<InstanceCommand>,
+) -> Result<Vec<Event>, DomainError> {
+    use InstanceCommand as C;
+    let not_found = || DomainError::not_found("Instance not found");
+    match (&cmd.command, state) {
+        (C::Create(new), None) => decide_create(new),
+        (C::Create(_), Some(_)) => Err(DomainError::conflict("The instance already exists")),
+        (_, None) => Err(not_found()),
+        (C::Update(changes), Some(i)) => decide_update(i, changes),
+        (C::DisableWebhook { reason }, Some(i)) => Ok(if i.webhook.enabled {
+            vec![
+                WebhookDisabled {
+                    instance_id: i.id.clone(),
+                    reason: reason.clone(),
+                }
+                .into(),
+            ]
+        } else {
+            Vec::new()
+        }),
+        (C::RequestReconnect, Some(i)) => Ok(vec![
+            ReconnectRequested {
+                instance_id: i.id.clone(),
+            }
+            .into(),
+        ]),
+        (C::RequestLogout, Some(i)) => Ok(vec![
+            LogoutRequested {
+                instance_id: i.id.clone(),
+            }
+            .into(),
+        ]),
+        (C::Delete, Some(i)) => Ok(vec![
+            InstanceDeleted {
+                instance_id: i.id.clone(),
+                user_id: i.user_id.clone(),
+            }
+            .into(),
+        ]),
+    }
+}
+
+fn decide_create(new: &NewInstance) -> Result<Vec<Event>, DomainError> {
+    let webhook = WebhookSettings {
+        has_secret: new.secret.is_some(),
+        ..new.webhook.clone()
     };
-    let append = Append::to(StreamId::instance(&instance.id), ExpectedVersion::NoStream)
-        .scope(Some(user_id), Some(&instance.id))
-        .metadata(meta)
-        .event(InstanceCreated {
-            instance_id: instance.id.clone(),
-            user_id: user_id.to_string(),
-            name: instance.name.clone(),
-            description: instance.description.clone(),
-            webhook: instance.webhook.public(),
-        })
-        .effect(write_row(instance.clone(), true));
-    store.append(append).await?;
-    Ok(instance)
+    webhook.validate()?;
+    check_secret(new.secret.as_ref())?;
+    Ok(vec![
+        InstanceCreated {
+            instance_id: new.id.clone(),
+            user_id: new.owner.clone(),
+            name: new.name.clone(),
+            description: new.description.clone(),
+            webhook: webhook.public(),
+        }
+        .into(),
+    ])
 }
 
-/// Stores the new whole state of an instance: `instance_updated`.
-pub async fn update(
-    store: &EventStore,
-    mut instance: Instance,
-    secret_changed: bool,
-    meta: Metadata,
-) -> ApiResult<Instance> {
-    instance.webhook.validate().map_err(ApiError::bad_request)?;
-    instance.updated_at = Utc::now().timestamp_millis().max(instance.updated_at);
-    let append = Append::to(StreamId::instance(&instance.id), ExpectedVersion::Any)
-        .scope(Some(&instance.user_id), Some(&instance.id))
-        .metadata(meta)
-        .event(InstanceUpdated {
-            instance_id: instance.id.clone(),
-            user_id: instance.user_id.clone(),
-            name: instance.name.clone(),
-            description: instance.description.clone(),
-            webhook: instance.webhook.public(),
+fn check_secret(secret: Option<&Secret>) -> Result<(), DomainError> {
+    match secret {
+        Some(s) if s.expose().len() > MAX_SECRET_LEN => Err(DomainError::invalid(format!(
+            "webhook secret must be at most {MAX_SECRET_LEN} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn decide_update(i: &Instance, c: &InstanceChanges) -> Result<Vec<Event>, DomainError> {
+    let mut w = i.webhook.clone();
+    w.url = c.webhook_url.apply_to(w.url);
+    if matches!(c.webhook_url, Change::Clear) && c.enabled.is_none() {
+        w.enabled = false;
+    }
+    w.enabled = c.enabled.unwrap_or(w.enabled);
+    w.notify_received = c.notify_received.unwrap_or(w.notify_received);
+    w.notify_sent = c.notify_sent.unwrap_or(w.notify_sent);
+    w.notify_delivery = c.notify_delivery.unwrap_or(w.notify_delivery);
+    w.notify_read = c.notify_read.unwrap_or(w.notify_read);
+    w.max_retries = c.max_retries.unwrap_or(w.max_retries);
+    w.retry_interval = c.retry_interval.unwrap_or(w.retry_interval);
+    let secret_changed = match &c.secret {
+        Change::Keep => false,
+        Change::Set(s) => {
+            check_secret(Some(s))?;
+            w.has_secret = true;
+            true
+        }
+        Change::Clear => std::mem::replace(&mut w.has_secret, false),
+    };
+    w.validate()?;
+    Ok(vec![
+        InstanceUpdated {
+            instance_id: i.id.clone(),
+            user_id: i.user_id.clone(),
+            name: c.name.clone().unwrap_or_else(|| i.name.clone()),
+            description: c.description.apply_to(i.description.clone()),
+            webhook: w.public(),
             secret_changed,
-        })
-        .effect(write_row(instance.clone(), false));
-    store.append(append).await?;
-    Ok(instance)
+        }
+        .into(),
+    ])
 }
 
-/// Switches an instance's webhook off on the gateway's own decision: `webhook_disabled`.
-pub async fn disable_webhook(
-    store: &EventStore,
-    instance: &Instance,
-    reason: &str,
-) -> ApiResult<()> {
-    let id = instance.id.clone();
-    store
-        .append(
-            Append::to(StreamId::instance(&instance.id), ExpectedVersion::Any)
-                .scope(Some(&instance.user_id), Some(&instance.id))
-                .metadata(Metadata::actor("webhooks"))
-                .event(WebhookDisabled {
-                    instance_id: instance.id.clone(),
-                    reason: reason.to_string(),
-                })
-                .effect(effect(move |conn| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "UPDATE instances SET webhook_enabled = 0, updated_at = ? WHERE id = ?",
-                        )
-                        .bind(Utc::now().timestamp_millis())
-                        .bind(&id)
-                        .execute(conn)
-                        .await?;
-                        Ok(())
-                    })
-                })),
-        )
-        .await?;
-    Ok(())
+/// The state after `event`, recorded at `at` (Unix milliseconds).
+pub fn apply(state: Option<Instance>, event: &Event, at: i64) -> Option<Instance> {
+    match event {
+        Event::InstanceCreated(e) => Some(Instance {
+            id: e.instance_id.clone(),
+            user_id: e.user_id.clone(),
+            name: e.name.clone(),
+            description: e.description.clone(),
+            webhook: WebhookSettings::from_public(&e.webhook),
+            created_at: at,
+            updated_at: at,
+        }),
+        Event::InstanceUpdated(e) => state.map(|i| Instance {
+            name: e.name.clone(),
+            description: e.description.clone(),
+            webhook: WebhookSettings::from_public(&e.webhook),
+            updated_at: at.max(i.updated_at),
+            ..i
+        }),
+        Event::WebhookDisabled(_) => state.map(|mut i| {
+            i.webhook.enabled = false;
+            i.updated_at = at.max(i.updated_at);
+            i
+        }),
+        Event::InstanceDeleted(_) => None,
+        _ => state,
+    }
 }
 
-/// Deletes an instance: `instance_deleted`.
-pub async fn delete(store: &EventStore, instance: &Instance, meta: Metadata) -> ApiResult<()> {
-    let id = instance.id.clone();
-    store
-        .append(
-            Append::to(StreamId::instance(&instance.id), ExpectedVersion::Any)
-                .scope(Some(&instance.user_id), Some(&instance.id))
-                .metadata(meta)
-                .event(InstanceDeleted {
-                    instance_id: instance.id.clone(),
-                    user_id: instance.user_id.clone(),
-                })
-                .effect(effect(move |conn| {
-                    Box::pin(async move {
-                        sqlx::query("DELETE FROM instances WHERE id = ?")
-                            .bind(&id)
-                            .execute(conn)
-                            .await?;
-                        Ok(())
-                    })
-                })),
+impl Aggregate for Instance {
+    type Id = InstanceId;
+    type Command = Timed<InstanceCommand>;
+
+    fn stream(id: &InstanceId) -> StreamId {
+        StreamId::instance(id.as_str())
+    }
+
+    fn decide(state: Option<&Self>, cmd: &Self::Command) -> Result<Vec<Event>, DomainError> {
+        decide(state, cmd)
+    }
+
+    fn apply(state: Option<Self>, event: &Event, at: i64) -> Option<Self> {
+        apply(state, event, at)
+    }
+
+    fn time(cmd: &Self::Command) -> i64 {
+        cmd.at
+    }
+
+    fn scope(id: &InstanceId, state: Option<&Self>) -> (Option<UserId>, Option<InstanceId>) {
+        (state.map(|i| i.user_id.clone()), Some(id.clone()))
+    }
+
+    async fn load(pool: &SqlitePool, id: &InstanceId) -> Result<Versioned<Self>, sqlx::Error> {
+        Ok(Versioned::from_row(table::find_versioned(pool, id).await?))
+    }
+
+    fn changes(
+        id: &InstanceId,
+        cmd: &Self::Command,
+        before: Option<&Self>,
+        after: Option<&Self>,
+        version: i64,
+    ) -> Vec<Effect> {
+        let mut changes = Vec::new();
+        match (before, after) {
+            (None, Some(i)) => changes.push(InstanceChange::Insert(i.clone(), version)),
+            (Some(_), Some(i)) => changes.push(InstanceChange::Update(i.clone(), version)),
+            (Some(_), None) => changes.push(InstanceChange::Delete(id.clone())),
+            (None, None) => {}
+        }
+        let secret = match &cmd.command {
+            InstanceCommand::Create(new) => new.secret.clone().map(Change::Set),
+            InstanceCommand::Update(c) if !c.secret.is_keep() => Some(c.secret.clone()),
+            _ => None,
+        };
+        if let (Some(secret), Some(_)) = (secret, after) {
+            let value = match secret {
+                Change::Set(s) => Some(s),
+                _ => None,
+            };
+            changes.push(InstanceChange::SetSecret(id.clone(), value));
+        }
+        changes.into_iter().map(|c| Box::new(c) as Effect).collect()
+    }
+}
+
+/// Runs a command on instance `id` (a concurrent change is retried once on
+/// fresh state, then answered with [`DomainError::Concurrent`]).
+pub async fn execute(
+    store: &crate::store::EventStore,
+    id: &InstanceId,
+    command: InstanceCommand,
+    meta: Metadata,
+) -> Result<Option<Instance>, DomainError> {
+    let cmd = Timed {
+        command,
+        at: chrono::Utc::now().timestamp_millis(),
+    };
+    Ok(aggregate::execute::<Instance>(store, id, &cmd, meta)
+        .await?
+        .state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn given_created() -> Instance {
+        let id = InstanceId::from_stored("11111111-1111-4111-8111-111111111111");
+        let events = decide(
+            None,
+            &Timed {
+                command: InstanceCommand::Create(NewInstance {
+                    id: id.clone(),
+                    owner: UserId::from_stored("u1"),
+                    name: "Main".into(),
+                    description: Some("first".into()),
+                    webhook: WebhookSettings {
+                        url: Some("https://example.com/hook".into()),
+                        enabled: true,
+                        ..WebhookSettings::default()
+                    },
+                    secret: Some(Secret::new("s3cret")),
+                }),
+                at: T0,
+            },
         )
-        .await?;
-    Ok(())
+        .unwrap();
+        events
+            .iter()
+            .fold(None, |s, e| apply(s, e, T0))
+            .expect("created")
+    }
+
+    fn when(state: Option<&Instance>, command: InstanceCommand) -> Result<Vec<Event>, DomainError> {
+        decide(
+            state,
+            &Timed {
+                command,
+                at: T0 + 1,
+            },
+        )
+    }
+
+    fn then_state(state: &Instance, events: &[Event]) -> Option<Instance> {
+        events
+            .iter()
+            .fold(Some(state.clone()), |s, e| apply(s, e, T0 + 1))
+    }
+
+    #[test]
+    fn creating_an_instance_records_its_settings_and_whether_it_has_a_secret() {
+        let i = given_created();
+        assert_eq!(i.name, "Main");
+        assert!(i.webhook.enabled && i.webhook.has_secret);
+        assert_eq!(i.created_at, T0);
+    }
+
+    #[test]
+    fn a_created_event_never_carries_the_secret() {
+        let events = when(
+            None,
+            InstanceCommand::Create(NewInstance {
+                id: InstanceId::new_random(),
+                owner: UserId::from_stored("u1"),
+                name: "n".into(),
+                description: None,
+                webhook: WebhookSettings::default(),
+                secret: Some(Secret::new("never-in-the-log")),
+            }),
+        )
+        .unwrap();
+        let json = events[0].data().to_string();
+        assert!(!json.contains("never-in-the-log"));
+        assert!(json.contains("\"hasSecret\":true"));
+    }
+
+    #[test]
+    fn creating_with_webhooks_enabled_but_no_url_is_refused() {
+        let err = when(
+            None,
+            InstanceCommand::Create(NewInstance {
+                id: InstanceId::new_random(),
+                owner: UserId::from_stored("u1"),
+                name: "n".into(),
+                description: None,
+                webhook: WebhookSettings {
+                    enabled: true,
+                    ..WebhookSettings::default()
+                },
+                secret: None,
+            }),
+        )
+        .unwrap_err();
+        assert!(matches!(err, DomainError::Invalid(_)));
+    }
+
+    #[test]
+    fn a_partial_update_changes_only_the_fields_it_names() {
+        let i = given_created();
+        let events = when(
+            Some(&i),
+            InstanceCommand::Update(InstanceChanges {
+                description: Change::Set("second".into()),
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        let after = then_state(&i, &events).unwrap();
+        assert_eq!(after.name, "Main");
+        assert_eq!(after.description.as_deref(), Some("second"));
+        assert_eq!(after.webhook, i.webhook);
+        assert_eq!(after.updated_at, T0 + 1);
+    }
+
+    #[test]
+    fn two_partial_updates_decided_one_after_the_other_both_survive() {
+        let i = given_created();
+        let rename = InstanceCommand::Update(InstanceChanges {
+            name: Some("Renamed".into()),
+            ..InstanceChanges::default()
+        });
+        let describe = InstanceCommand::Update(InstanceChanges {
+            description: Change::Set("described".into()),
+            ..InstanceChanges::default()
+        });
+        let after_rename = then_state(&i, &when(Some(&i), rename).unwrap()).unwrap();
+        let after_both =
+            then_state(&after_rename, &when(Some(&after_rename), describe).unwrap()).unwrap();
+        assert_eq!(after_both.name, "Renamed");
+        assert_eq!(after_both.description.as_deref(), Some("described"));
+    }
+
+    #[test]
+    fn clearing_the_webhook_url_switches_webhooks_off() {
+        let i = given_created();
+        let events = when(
+            Some(&i),
+            InstanceCommand::Update(InstanceChanges {
+                webhook_url: Change::Clear,
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        let after = then_state(&i, &events).unwrap();
+        assert_eq!(after.webhook.url, None);
+        assert!(!after.webhook.enabled);
+    }
+
+    #[test]
+    fn clearing_the_secret_is_recorded_as_a_secret_change() {
+        let i = given_created();
+        let events = when(
+            Some(&i),
+            InstanceCommand::Update(InstanceChanges {
+                secret: Change::Clear,
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        let Event::InstanceUpdated(e) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert!(e.secret_changed && !e.webhook.has_secret);
+    }
+
+    #[test]
+    fn an_update_out_of_bounds_is_refused_and_records_nothing() {
+        let i = given_created();
+        for changes in [
+            InstanceChanges {
+                max_retries: Some(21),
+                ..InstanceChanges::default()
+            },
+            InstanceChanges {
+                retry_interval: Some(99),
+                ..InstanceChanges::default()
+            },
+            InstanceChanges {
+                secret: Change::Set(Secret::new("x".repeat(257))),
+                ..InstanceChanges::default()
+            },
+        ] {
+            let err = when(Some(&i), InstanceCommand::Update(changes)).unwrap_err();
+            assert!(matches!(err, DomainError::Invalid(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn commands_on_a_missing_instance_are_not_found() {
+        for command in [
+            InstanceCommand::Update(InstanceChanges::default()),
+            InstanceCommand::Delete,
+            InstanceCommand::RequestReconnect,
+            InstanceCommand::RequestLogout,
+            InstanceCommand::DisableWebhook { reason: "x".into() },
+        ] {
+            assert!(matches!(when(None, command), Err(DomainError::NotFound(_))));
+        }
+    }
+
+    #[test]
+    fn disabling_a_webhook_happens_once() {
+        let i = given_created();
+        let cmd = || InstanceCommand::DisableWebhook {
+            reason: "the endpoint answered 410 Gone".into(),
+        };
+        let events = when(Some(&i), cmd()).unwrap();
+        assert_eq!(events.len(), 1);
+        let after = then_state(&i, &events).unwrap();
+        assert!(!after.webhook.enabled);
+        assert!(when(Some(&after), cmd()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleting_ends_the_instance() {
+        let i = given_created();
+        let events = when(Some(&i), InstanceCommand::Delete).unwrap();
+        assert!(matches!(events[..], [Event::InstanceDeleted(_)]));
+        assert_eq!(then_state(&i, &events), None);
+    }
+
+    #[test]
+    fn reconnect_and_logout_requests_are_recorded_without_changing_the_settings() {
+        let i = given_created();
+        for (cmd, ty) in [
+            (InstanceCommand::RequestReconnect, "reconnect_requested"),
+            (InstanceCommand::RequestLogout, "logout_requested"),
+        ] {
+            let events = when(Some(&i), cmd).unwrap();
+            assert_eq!(events[0].event_type(), ty);
+            assert_eq!(then_state(&i, &events).unwrap().webhook, i.webhook);
+        }
+    }
 }

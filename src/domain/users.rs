@@ -1,25 +1,45 @@
-//! User accounts: registration, login, API keys and passwords.
+//! The user aggregate: accounts, logins, API keys and passwords. Decisions
+//! are pure ([`decide`], [`apply`]); the `users` table is the snapshot, with
+//! the secrets that never enter the log.
 
-use chrono::Utc;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::auth;
-use crate::error::{ApiError, ApiResult};
-use crate::events::{ApiKeyRotated, PasswordChanged, UserLoggedIn, UserRegistered};
-use crate::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId, effect};
+use crate::config::Secret;
+use crate::events::{ApiKeyRotated, Event, PasswordChanged, UserLoggedIn, UserRegistered};
+use crate::store::{Effect, EventStore, Metadata, StreamId};
 
+use super::DomainError;
+use super::aggregate::{self, Aggregate, Versioned};
+use super::storage::users::{self as table, UserChange};
 use super::types::{Email, NewPassword};
+use crate::ids::{InstanceId, UserId};
+
+pub use table::{find_by_api_key, find_by_id, list};
 
 /// A user account as the API shows it (the API key included; never the password hash).
 #[derive(Debug, Clone)]
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
     pub is_admin: bool,
     pub api_key: String,
     pub created_at: i64,
+}
+
+/// An account: the aggregate's state (no secrets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: UserId,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_admin: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// What a new account needs.
@@ -31,52 +51,337 @@ pub struct NewUser {
     pub is_admin: bool,
 }
 
-const USER_COLUMNS: &str = "id, email, first_name, last_name, is_admin, api_key, created_at";
+/// What can be asked of an account. Password checks (argon2) happen before
+/// the decision; their outcome is part of the command.
+#[derive(Debug, Clone)]
+pub enum UserCommand {
+    Register {
+        email: String,
+        first_name: String,
+        last_name: String,
+        is_admin: bool,
+        password_hash: Secret,
+        api_key: Secret,
+    },
+    LogIn {
+        password_matches: bool,
+    },
+    RotateApiKey {
+        new_key: Secret,
+    },
+    ChangePassword {
+        current_matches: bool,
+        new_hash: Secret,
+    },
+}
 
-fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
+/// A command with the time it is decided at (Unix milliseconds).
+#[derive(Debug, Clone)]
+pub struct UserTimed {
+    pub id: UserId,
+    pub command: UserCommand,
+    pub at: i64,
+}
+
+/// The one answer to every failed login, whatever failed.
+pub const LOGIN_REFUSED: &str = "Invalid email or password";
+
+/// Decides which events a command causes on `state` (`None`: no such account).
+pub fn decide(state: Option<&Account>, cmd: &UserTimed) -> Result<Vec<Event>, DomainError> {
+    use UserCommand as C;
+    let user_id = cmd.id.clone();
+    match (&cmd.command, state) {
+        (
+            C::Register {
+                email,
+                first_name,
+                last_name,
+                is_admin,
+                ..
+            },
+            None,
+        ) => Ok(vec![
+            UserRegistered {
+                user_id,
+                email: email.clone(),
+                first_name: first_name.trim().to_string(),
+                last_name: last_name.trim().to_string(),
+                is_admin: *is_admin,
+            }
+            .into(),
+        ]),
+        (C::Register { .. }, Some(_)) => Err(DomainError::conflict("The user already exists")),
+        (C::LogIn { .. }, None) => Err(DomainError::Unauthorized(LOGIN_REFUSED.into())),
+        (_, None) => Err(DomainError::Unauthorized("Unknown user".into())),
+        (C::LogIn { password_matches }, Some(_)) => {
+            if *password_matches {
+                Ok(vec![UserLoggedIn { user_id }.into()])
+            } else {
+                Err(DomainError::Unauthorized(LOGIN_REFUSED.into()))
+            }
+        }
+        (C::RotateApiKey { .. }, Some(_)) => Ok(vec![ApiKeyRotated { user_id }.into()]),
+        (
+            C::ChangePassword {
+                current_matches, ..
+            },
+            Some(_),
+        ) => {
+            if *current_matches {
+                Ok(vec![PasswordChanged { user_id }.into()])
+            } else {
+                Err(DomainError::invalid("currentPassword is not correct"))
+            }
+        }
+    }
+}
+
+/// The state after `event`, recorded at `at` (Unix milliseconds).
+pub fn apply(state: Option<Account>, event: &Event, at: i64) -> Option<Account> {
+    match event {
+        Event::UserRegistered(e) => Some(Account {
+            id: e.user_id.clone(),
+            email: e.email.clone(),
+            first_name: e.first_name.clone(),
+            last_name: e.last_name.clone(),
+            is_admin: e.is_admin,
+            created_at: at,
+            updated_at: at,
+        }),
+        Event::ApiKeyRotated(_) | Event::PasswordChanged(_) => state.map(|a| Account {
+            updated_at: at.max(a.updated_at),
+            ..a
+        }),
+        _ => state,
+    }
+}
+
+impl Aggregate for Account {
+    type Id = UserId;
+    type Command = UserTimed;
+
+    fn stream(id: &UserId) -> StreamId {
+        StreamId::user(id.as_str())
+    }
+
+    fn decide(state: Option<&Self>, cmd: &UserTimed) -> Result<Vec<Event>, DomainError> {
+        decide(state, cmd)
+    }
+
+    fn apply(state: Option<Self>, event: &Event, at: i64) -> Option<Self> {
+        apply(state, event, at)
+    }
+
+    fn time(cmd: &UserTimed) -> i64 {
+        cmd.at
+    }
+
+    fn scope(id: &UserId, _: Option<&Self>) -> (Option<UserId>, Option<InstanceId>) {
+        (Some(id.clone()), None)
+    }
+
+    async fn load(pool: &SqlitePool, id: &UserId) -> Result<Versioned<Self>, sqlx::Error> {
+        Ok(Versioned::from_row(table::find_versioned(pool, id).await?))
+    }
+
+    fn changes(
+        id: &UserId,
+        cmd: &UserTimed,
+        _before: Option<&Self>,
+        after: Option<&Self>,
+        version: i64,
+    ) -> Vec<Effect> {
+        let Some(after) = after.cloned() else {
+            return Vec::new();
+        };
+        let change = match &cmd.command {
+            UserCommand::Register {
+                password_hash,
+                api_key,
+                ..
+            } => UserChange::Insert {
+                account: after,
+                password_hash: password_hash.clone(),
+                api_key: api_key.clone(),
+                version,
+            },
+            UserCommand::RotateApiKey { new_key } => {
+                UserChange::SetApiKey(after, new_key.clone(), version)
+            }
+            UserCommand::ChangePassword { new_hash, .. } => {
+                UserChange::SetPasswordHash(after, new_hash.clone(), version)
+            }
+            UserCommand::LogIn { .. } => UserChange::SetVersion(id.clone(), version),
+        };
+        vec![Box::new(change)]
+    }
+}
+
+async fn run(
+    store: &EventStore,
+    id: &UserId,
+    command: UserCommand,
+    meta: Metadata,
+) -> Result<Option<Account>, DomainError> {
+    let cmd = UserTimed {
+        id: id.clone(),
+        command,
+        at: chrono::Utc::now().timestamp_millis(),
+    };
+    Ok(aggregate::execute::<Account>(store, id, &cmd, meta)
+        .await?
+        .state)
+}
+
+async fn hash(password: &str) -> Result<Secret, DomainError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?
+        .map(Secret::new)
+        .map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+async fn verify(password: &str, hash: Secret) -> Result<bool, DomainError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.expose()))
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+/// Creates an account: `user_registered`, with the hash and key written alongside.
+pub async fn register(store: &EventStore, new: NewUser, actor: &str) -> Result<User, DomainError> {
+    if table::email_taken(store.pool(), new.email.as_str()).await? {
+        return Err(DomainError::conflict(
+            "A user with this email already exists",
+        ));
+    }
+    let id = UserId::new_random();
+    let command = UserCommand::Register {
+        email: new.email.as_str().to_string(),
+        first_name: new.first_name,
+        last_name: new.last_name,
+        is_admin: new.is_admin,
+        password_hash: hash(new.password.expose()).await?,
+        api_key: Secret::new(auth::new_api_key()),
+    };
+    let UserCommand::Register { api_key, .. } = &command else {
+        unreachable!("built above")
+    };
+    let api_key = api_key.expose().to_string();
+    let account = run(store, &id, command, Metadata::actor(actor))
+        .await
+        .map_err(|e| match e {
+            DomainError::Store(crate::store::StoreError::Duplicate(_)) => {
+                DomainError::conflict("A user with this email already exists")
+            }
+            e => e,
+        })?
+        .ok_or_else(|| DomainError::Internal("registration left no account".into()))?;
     Ok(User {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        first_name: row.try_get("first_name")?,
-        last_name: row.try_get("last_name")?,
-        is_admin: row.try_get::<i64, _>("is_admin")? != 0,
-        api_key: row.try_get("api_key")?,
-        created_at: row.try_get("created_at")?,
+        id: account.id,
+        email: account.email,
+        first_name: account.first_name,
+        last_name: account.last_name,
+        is_admin: account.is_admin,
+        api_key,
+        created_at: account.created_at,
     })
 }
 
-/// A user by id.
-pub async fn find_by_id(pool: &SqlitePool, id: &str) -> Result<Option<User>, sqlx::Error> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE id = ?"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
+/// Checks e-mail and password; records `user_logged_in`. Every failure is the
+/// same 401 so that no one can probe which e-mails exist.
+pub async fn login(store: &EventStore, email: &str, password: &str) -> Result<User, DomainError> {
+    let refused = || DomainError::Unauthorized(LOGIN_REFUSED.into());
+    let email = Email::parse(email).map_err(|_| refused())?;
+    let Some((id, stored)) = table::credentials_by_email(store.pool(), email.as_str()).await?
+    else {
+        // Spend the same time as a real check.
+        let dummy = DUMMY_HASH.get_or_init(|| auth::hash_password("x").unwrap_or_default());
+        let _ = verify(password, Secret::new(dummy.clone())).await;
+        return Err(refused());
+    };
+    let password_matches = verify(password, stored).await?;
+    run(
+        store,
+        &id,
+        UserCommand::LogIn { password_matches },
+        Metadata::actor(id.as_str()),
+    )
     .await?;
-    row.as_ref().map(row_to_user).transpose()
+    table::find_by_id(store.pool(), &id)
+        .await?
+        .ok_or_else(refused)
 }
 
-/// A user by API key: looked up by the key's SHA-256 digest and compared
-/// in constant time (no argon2 per request).
-pub async fn find_by_api_key(pool: &SqlitePool, key: &str) -> Result<Option<User>, sqlx::Error> {
-    let digest = auth::api_key_digest(key);
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS}, api_key_hash FROM users WHERE api_key_hash = ?"
-    )))
-    .bind(&digest)
-    .fetch_optional(pool)
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Replaces the user's API key; the old one stops working with this commit.
+pub async fn rotate_api_key(store: &EventStore, id: &UserId) -> Result<String, DomainError> {
+    let key = auth::new_api_key();
+    run(
+        store,
+        id,
+        UserCommand::RotateApiKey {
+            new_key: Secret::new(key.clone()),
+        },
+        Metadata::actor(id.as_str()),
+    )
     .await?;
-    match row {
-        Some(row) => {
-            let stored: String = row.try_get("api_key_hash")?;
-            if auth::digests_equal(&stored, &digest) {
-                Ok(Some(row_to_user(&row)?))
-            } else {
-                Ok(None)
-            }
-        }
-        None => Ok(None),
+    Ok(key)
+}
+
+/// Changes a password after checking the current one.
+pub async fn change_password(
+    store: &EventStore,
+    id: &UserId,
+    current: &str,
+    new: NewPassword,
+) -> Result<(), DomainError> {
+    let stored = table::password_hash(store.pool(), id)
+        .await?
+        .ok_or_else(|| DomainError::Unauthorized("Unknown user".into()))?;
+    let current_matches = verify(current, stored).await?;
+    let new_hash = hash(new.expose()).await?;
+    run(
+        store,
+        id,
+        UserCommand::ChangePassword {
+            current_matches,
+            new_hash,
+        },
+        Metadata::actor(id.as_str()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates the first admin when there is no user at all. Returns the
+/// generated password when one had to be made up (printed once by the caller).
+pub async fn ensure_first_admin(
+    store: &EventStore,
+    email: &str,
+    password: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    if table::count(store.pool()).await? > 0 {
+        return Ok(None);
     }
+    let (password, generated) = match password {
+        Some(p) => (p.to_string(), false),
+        None => (auth::random_password(), true),
+    };
+    let new = NewUser {
+        email: Email::parse(email).map_err(|e| anyhow::anyhow!("WA_ADMIN_EMAIL: {e}"))?,
+        password: NewPassword::parse(&password)
+            .map_err(|e| anyhow::anyhow!("WA_ADMIN_PASSWORD: {e}"))?,
+        first_name: "Admin".into(),
+        last_name: String::new(),
+        is_admin: true,
+    };
+    register(store, new, "system")
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to create the first admin: {e}"))?;
+    Ok(generated.then_some(password))
 }
 
 /// API key digests → users, so a request is checked without a query. An
@@ -101,13 +406,13 @@ impl KeyCache {
     }
 
     /// Forgets every cached key of a user (after a rotation).
-    pub fn evict_user(&self, user_id: &str) {
+    pub fn evict_user(&self, user_id: &UserId) {
         self.rotations
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.entries
             .write()
             .expect("key cache lock")
-            .retain(|_, (u, _)| u.id != user_id);
+            .retain(|_, (u, _)| &u.id != user_id);
     }
 }
 
@@ -135,231 +440,162 @@ pub async fn find_by_api_key_cached(
     Ok(user)
 }
 
-/// Every user, oldest first.
-pub async fn list(pool: &SqlitePool) -> Result<Vec<User>, sqlx::Error> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
-    )))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(row_to_user).collect()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Creates an account: `user_registered`, with the hash and key written alongside.
-pub async fn register(store: &EventStore, new: NewUser, actor: &str) -> ApiResult<User> {
-    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
-        .bind(new.email.as_str())
-        .fetch_optional(store.pool())
-        .await?;
-    if exists.is_some() {
-        return Err(ApiError::conflict("A user with this email already exists"));
-    }
-    let password = new.password.expose().to_string();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)??;
-    let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
-        email: new.email.as_str().to_string(),
-        first_name: new.first_name.trim().to_string(),
-        last_name: new.last_name.trim().to_string(),
-        is_admin: new.is_admin,
-        api_key: auth::new_api_key(),
-        created_at: Utc::now().timestamp_millis(),
-    };
-    let row = user.clone();
-    let digest = auth::api_key_digest(&user.api_key);
-    let append = Append::to(StreamId::user(&user.id), ExpectedVersion::NoStream)
-        .scope(Some(&user.id), None)
-        .metadata(Metadata::actor(actor))
-        .event(UserRegistered {
-            user_id: user.id.clone(),
-            email: user.email.clone(),
-            first_name: user.first_name.clone(),
-            last_name: user.last_name.clone(),
-            is_admin: user.is_admin,
-        })
-        .effect(effect(move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO users (id, email, first_name, last_name, is_admin, password_hash, \
-                     api_key, api_key_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&row.id)
-                .bind(&row.email)
-                .bind(&row.first_name)
-                .bind(&row.last_name)
-                .bind(row.is_admin as i64)
-                .bind(&hash)
-                .bind(&row.api_key)
-                .bind(&digest)
-                .bind(row.created_at)
-                .bind(row.created_at)
-                .execute(conn)
-                .await?;
-                Ok(())
-            })
-        }));
-    store.append(append).await?;
-    Ok(user)
-}
+    const T0: i64 = 1_700_000_000_000;
 
-/// Checks e-mail and password; records `user_logged_in`. Every failure is the
-/// same 401 so that no one can probe which e-mails exist.
-pub async fn login(store: &EventStore, email: &str, password: &str) -> ApiResult<User> {
-    let refused = || ApiError::unauthorized("Invalid email or password");
-    let email = Email::parse(email).map_err(|_| refused())?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?"
-    )))
-    .bind(email.as_str())
-    .fetch_optional(store.pool())
-    .await?;
-    let Some(row) = row else {
-        // Spend the same time as a real check.
-        let password = password.to_string();
-        let _ = tokio::task::spawn_blocking(move || {
-            auth::verify_password(
-                &password,
-                DUMMY_HASH.get_or_init(|| auth::hash_password("x").unwrap_or_default()),
-            )
-        })
-        .await;
-        return Err(refused());
-    };
-    let hash: String = row.try_get("password_hash")?;
-    let user = row_to_user(&row)?;
-    let password = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
-    if !ok {
-        return Err(refused());
+    fn id() -> UserId {
+        UserId::from_stored("22222222-2222-4222-8222-222222222222")
     }
-    store
-        .append(
-            Append::to(StreamId::user(&user.id), ExpectedVersion::Any)
-                .scope(Some(&user.id), None)
-                .metadata(Metadata::actor(&user.id))
-                .event(UserLoggedIn {
-                    user_id: user.id.clone(),
-                }),
+
+    fn when(state: Option<&Account>, command: UserCommand) -> Result<Vec<Event>, DomainError> {
+        decide(
+            state,
+            &UserTimed {
+                id: id(),
+                command,
+                at: T0,
+            },
         )
-        .await?;
-    Ok(user)
-}
-
-static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Replaces the user's API key; the old one stops working with this commit.
-pub async fn rotate_api_key(store: &EventStore, user_id: &str) -> ApiResult<String> {
-    let key = auth::new_api_key();
-    let digest = auth::api_key_digest(&key);
-    let (id, new_key) = (user_id.to_string(), key.clone());
-    store
-        .append(
-            Append::to(StreamId::user(user_id), ExpectedVersion::Any)
-                .scope(Some(user_id), None)
-                .metadata(Metadata::actor(user_id))
-                .event(ApiKeyRotated {
-                    user_id: user_id.to_string(),
-                })
-                .effect(effect(move |conn| {
-                    Box::pin(async move {
-                        sqlx::query("UPDATE users SET api_key = ?, api_key_hash = ?, updated_at = ? WHERE id = ?")
-                            .bind(&new_key)
-                            .bind(&digest)
-                            .bind(Utc::now().timestamp_millis())
-                            .bind(&id)
-                            .execute(conn)
-                            .await?;
-                        Ok(())
-                    })
-                })),
-        )
-        .await?;
-    Ok(key)
-}
-
-/// Changes a password after checking the current one.
-pub async fn change_password(
-    store: &EventStore,
-    user_id: &str,
-    current: &str,
-    new: NewPassword,
-) -> ApiResult<()> {
-    let hash: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
-        .bind(user_id)
-        .fetch_optional(store.pool())
-        .await?;
-    let Some(hash) = hash else {
-        return Err(ApiError::unauthorized("Unknown user"));
-    };
-    let current = current.to_string();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &hash))
-        .await
-        .map_err(ApiError::internal)?;
-    if !ok {
-        return Err(ApiError::bad_request("currentPassword is not correct"));
     }
-    let password = new.expose().to_string();
-    let new_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)??;
-    let id = user_id.to_string();
-    store
-        .append(
-            Append::to(StreamId::user(user_id), ExpectedVersion::Any)
-                .scope(Some(user_id), None)
-                .metadata(Metadata::actor(user_id))
-                .event(PasswordChanged {
-                    user_id: user_id.to_string(),
-                })
-                .effect(effect(move |conn| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
-                        )
-                        .bind(&new_hash)
-                        .bind(Utc::now().timestamp_millis())
-                        .bind(&id)
-                        .execute(conn)
-                        .await?;
-                        Ok(())
-                    })
-                })),
-        )
-        .await?;
-    Ok(())
-}
 
-/// Creates the first admin when there is no user at all. Returns the
-/// generated password when one had to be made up (printed once by the caller).
-pub async fn ensure_first_admin(
-    store: &EventStore,
-    email: &str,
-    password: Option<&str>,
-) -> anyhow::Result<Option<String>> {
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(store.pool())
-        .await?;
-    if count > 0 {
-        return Ok(None);
+    fn given_registered() -> Account {
+        let events = when(
+            None,
+            UserCommand::Register {
+                email: "a@b.io".into(),
+                first_name: " Ann ".into(),
+                last_name: "Lee".into(),
+                is_admin: false,
+                password_hash: Secret::new("$argon2id$hash"),
+                api_key: Secret::new("key-never-in-the-log"),
+            },
+        )
+        .unwrap();
+        assert!(
+            !events[0]
+                .data()
+                .to_string()
+                .contains("key-never-in-the-log")
+        );
+        aggregate::replay::<Account>(events.iter().map(|e| (e, T0))).unwrap()
     }
-    let (password, generated) = match password {
-        Some(p) => (p.to_string(), false),
-        None => (auth::random_password(), true),
-    };
-    let new = NewUser {
-        email: Email::parse(email).map_err(|e| anyhow::anyhow!("WA_ADMIN_EMAIL: {e}"))?,
-        password: NewPassword::parse(&password)
-            .map_err(|e| anyhow::anyhow!("WA_ADMIN_PASSWORD: {e}"))?,
-        first_name: "Admin".into(),
-        last_name: String::new(),
-        is_admin: true,
-    };
-    register(store, new, "system")
-        .await
-        .map_err(|e| anyhow::anyhow!("Failed to create the first admin: {}", e.message()))?;
-    Ok(generated.then_some(password))
+
+    #[test]
+    fn registering_creates_the_account_with_trimmed_names() {
+        let a = given_registered();
+        assert_eq!((a.first_name.as_str(), a.email.as_str()), ("Ann", "a@b.io"));
+        assert_eq!(a.created_at, T0);
+    }
+
+    #[test]
+    fn registering_twice_is_a_conflict() {
+        let a = given_registered();
+        let err = when(
+            Some(&a),
+            UserCommand::Register {
+                email: "a@b.io".into(),
+                first_name: String::new(),
+                last_name: String::new(),
+                is_admin: false,
+                password_hash: Secret::new("h"),
+                api_key: Secret::new("k"),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, DomainError::Conflict(_)));
+    }
+
+    #[test]
+    fn a_login_with_the_right_password_is_recorded() {
+        let a = given_registered();
+        let events = when(
+            Some(&a),
+            UserCommand::LogIn {
+                password_matches: true,
+            },
+        )
+        .unwrap();
+        assert!(matches!(events[..], [Event::UserLoggedIn(_)]));
+    }
+
+    #[test]
+    fn a_wrong_password_and_an_unknown_account_get_the_same_refusal() {
+        let a = given_registered();
+        let wrong = when(
+            Some(&a),
+            UserCommand::LogIn {
+                password_matches: false,
+            },
+        )
+        .unwrap_err();
+        let unknown = when(
+            None,
+            UserCommand::LogIn {
+                password_matches: true,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(wrong.to_string(), unknown.to_string());
+        assert!(matches!(wrong, DomainError::Unauthorized(_)));
+    }
+
+    #[test]
+    fn rotating_the_key_records_that_it_happened_not_the_key() {
+        let a = given_registered();
+        let events = when(
+            Some(&a),
+            UserCommand::RotateApiKey {
+                new_key: Secret::new("new-key-secret"),
+            },
+        )
+        .unwrap();
+        assert!(matches!(events[..], [Event::ApiKeyRotated(_)]));
+        assert!(!events[0].data().to_string().contains("new-key-secret"));
+    }
+
+    #[test]
+    fn changing_the_password_needs_the_current_one() {
+        let a = given_registered();
+        let refused = when(
+            Some(&a),
+            UserCommand::ChangePassword {
+                current_matches: false,
+                new_hash: Secret::new("h2"),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(refused, DomainError::Invalid(_)));
+        let events = when(
+            Some(&a),
+            UserCommand::ChangePassword {
+                current_matches: true,
+                new_hash: Secret::new("h2"),
+            },
+        )
+        .unwrap();
+        assert!(matches!(events[..], [Event::PasswordChanged(_)]));
+        let after = apply(Some(a), &events[0], T0 + 5).unwrap();
+        assert_eq!(after.updated_at, T0 + 5);
+    }
+
+    #[test]
+    fn commands_on_a_missing_account_are_refused() {
+        for command in [
+            UserCommand::RotateApiKey {
+                new_key: Secret::new("k"),
+            },
+            UserCommand::ChangePassword {
+                current_matches: true,
+                new_hash: Secret::new("h"),
+            },
+        ] {
+            assert!(matches!(
+                when(None, command),
+                Err(DomainError::Unauthorized(_))
+            ));
+        }
+    }
 }

@@ -128,20 +128,25 @@ impl BatchState {
     /// Applies a status: in memory to a buffered message, else gathered for
     /// the stored one (see [`BatchState::write_raises`]).
     fn apply_status(&mut self, s: &MessageStatus) {
-        let rank = status_rank(&s.status);
+        let status = s.status.as_str();
+        let rank = status_rank(status);
         if rank < 0 {
             return;
         }
-        let key = (s.instance_id.clone(), s.message_id.clone(), s.from_me);
+        let key = (
+            s.instance_id.to_string(),
+            s.message_id.to_string(),
+            s.from_me,
+        );
         if let Some(&i) = self.index.get(&key) {
-            self.pending[i].raise(&s.status, rank);
+            self.pending[i].raise(status, rank);
             return;
         }
         match self.raises.get_mut(&key) {
             Some(held) if held.1 >= rank => {}
-            Some(held) => *held = (s.status.clone(), rank),
+            Some(held) => *held = (status.to_string(), rank),
             None => {
-                self.raises.insert(key, (s.status.clone(), rank));
+                self.raises.insert(key, (status.to_string(), rank));
             }
         }
     }
@@ -317,12 +322,12 @@ impl NewRow {
     fn sent(e: &RecordedEvent, m: MessageSent) -> Self {
         Self::new(
             e,
-            m.instance_id,
-            m.to,
+            m.instance_id.into_string(),
+            m.to.to_string(),
             true,
-            m.message_type,
+            m.message_type.as_str().to_string(),
             m.body,
-            m.message_id,
+            m.message_id.into_string(),
             m.has_media,
         )
     }
@@ -330,12 +335,12 @@ impl NewRow {
     fn received(e: &RecordedEvent, m: MessageReceived) -> Self {
         Self::new(
             e,
-            m.instance_id,
-            m.chat,
+            m.instance_id.into_string(),
+            m.chat.to_string(),
             false,
             m.message_type,
             m.body,
-            m.message_id,
+            m.message_id.into_string(),
             m.has_media,
         )
     }

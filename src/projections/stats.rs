@@ -78,7 +78,7 @@ impl Batch {
             "message_sent" => {
                 let m = MessageSent::deserialize(&e.data)?;
                 let day = day_of(e);
-                let u = self.bump(&m.instance_id, owner, &day);
+                let u = self.bump(m.instance_id.as_str(), owner, &day);
                 u.messages_sent += 1;
                 if let Some(media) = &m.media {
                     u.media_sent += 1;
@@ -89,7 +89,7 @@ impl Batch {
             "message_received" => {
                 let m = MessageReceived::deserialize(&e.data)?;
                 let day = day_of(e);
-                let u = self.bump(&m.instance_id, owner, &day);
+                let u = self.bump(m.instance_id.as_str(), owner, &day);
                 u.messages_received += 1;
                 if let Some(media) = &m.media {
                     u.media_received += 1;
@@ -102,12 +102,16 @@ impl Batch {
                 let day = day_of(e);
                 match e.instance_id.as_deref() {
                     Some(instance) => {
-                        let owner = if owner.is_empty() { &c.user_id } else { owner };
+                        let owner = if owner.is_empty() {
+                            c.user_id.as_str()
+                        } else {
+                            owner
+                        };
                         self.bump(instance, owner, &day).api_calls += 1;
                     }
-                    None => self.bump("", &c.user_id, &day).api_calls += 1,
+                    None => self.bump("", c.user_id.as_str(), &day).api_calls += 1,
                 }
-                self.active(&c.user_id, &day);
+                self.active(c.user_id.as_str(), &day);
             }
             "webhook_delivered" => {
                 if let Some(instance) = e.instance_id.as_deref() {

@@ -35,6 +35,19 @@ impl StreamId {
     pub fn instance(instance_id: &str) -> Self {
         Self(format!("instance-{instance_id}"))
     }
+    /// The facts of an instance's WhatsApp session: connection, QR codes,
+    /// messages and their receipts, contacts. Only its supervisor writes it.
+    pub fn session(instance_id: &str) -> Self {
+        Self(format!("session-{instance_id}"))
+    }
+    /// The `api_called` facts of one user's requests.
+    pub fn api_calls(user_id: &str) -> Self {
+        Self(format!("calls-{user_id}"))
+    }
+    /// The webhook attempts (`webhook_delivered`, `webhook_failed`) of an instance.
+    pub fn webhook_attempts(instance_id: &str) -> Self {
+        Self(format!("webhooks-{instance_id}"))
+    }
     /// Any other stream name.
     pub fn named(name: impl Into<String>) -> Self {
         Self(name.into())
@@ -48,7 +61,8 @@ impl StreamId {
 /// What the appender believes the stream's current version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedVersion {
-    /// No check.
+    /// No check: only for facts (what the network or a request did), which
+    /// no decision rests on. Decisions use [`ExpectedVersion::Exact`].
     Any,
     /// The stream must not exist yet.
     NoStream,
@@ -84,20 +98,20 @@ impl Metadata {
     }
 }
 
-/// A state-table change run inside the append's transaction.
-pub type Effect = Box<
-    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), sqlx::Error>> + Send,
->;
-
-/// Wraps a closure as an [`Effect`] (helps type inference).
-pub fn effect<F>(f: F) -> Effect
-where
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(), sqlx::Error>>
-        + Send
-        + 'static,
-{
-    Box::new(f)
+/// A change to a state table (users, instances, ...) that commits in the
+/// same transaction as the events announcing it. Implemented by named
+/// changes of the domain's storage modules (e.g. `InstanceChange::Insert`),
+/// so every write says what it is.
+pub trait StateChange: Send + 'static {
+    /// Runs the change on the writer's connection, inside the transaction.
+    fn apply<'c>(
+        self: Box<Self>,
+        conn: &'c mut SqliteConnection,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
 }
+
+/// A boxed [`StateChange`].
+pub type Effect = Box<dyn StateChange>;
 
 /// One append: events for one stream, with a version check and state effects.
 pub struct Append {
@@ -123,6 +137,11 @@ impl Append {
             effects: Vec::new(),
         }
     }
+    /// An append of facts (engine events, served calls, webhook attempts):
+    /// observations that no decision rests on, so no version check.
+    pub fn fact(stream: StreamId) -> Self {
+        Self::to(stream, ExpectedVersion::Any)
+    }
     /// Names the owning user and the instance (subject tokens and filters).
     pub fn scope(mut self, user_id: Option<&str>, instance_id: Option<&str>) -> Self {
         self.user_id = user_id.map(str::to_owned);
@@ -140,8 +159,8 @@ impl Append {
         self
     }
     /// Adds a state-table change committed with the events.
-    pub fn effect(mut self, effect: Effect) -> Self {
-        self.effects.push(effect);
+    pub fn effect(mut self, change: impl StateChange) -> Self {
+        self.effects.push(Box::new(change));
         self
     }
 }

@@ -475,7 +475,7 @@ async fn run_effects(
         .execute(&mut **tx)
         .await?;
     for effect in effects {
-        if let Err(e) = effect(tx).await {
+        if let Err(e) = effect.apply(tx).await {
             sqlx::query("ROLLBACK TO append_effects")
                 .execute(&mut **tx)
                 .await?;

@@ -76,31 +76,31 @@ impl Consumer for Intake {
                         Event::InstanceCreated(c) => {
                             deliveries::upsert_settings(
                                 &mut tx,
-                                &c.instance_id,
-                                &c.user_id,
+                                c.instance_id.as_str(),
+                                c.user_id.as_str(),
                                 &c.webhook,
                             )
                             .await?;
-                            (c.instance_id.clone(), None)
+                            (c.instance_id.to_string(), None)
                         }
                         Event::InstanceUpdated(u) => {
                             deliveries::upsert_settings(
                                 &mut tx,
-                                &u.instance_id,
-                                &u.user_id,
+                                u.instance_id.as_str(),
+                                u.user_id.as_str(),
                                 &u.webhook,
                             )
                             .await?;
                             let off = !u.webhook.enabled || u.webhook.url.is_none();
-                            (u.instance_id.clone(), off.then_some("webhook disabled"))
+                            (u.instance_id.to_string(), off.then_some("webhook disabled"))
                         }
                         Event::WebhookDisabled(d) => {
-                            deliveries::disable_settings(&mut tx, &d.instance_id).await?;
-                            (d.instance_id.clone(), Some("webhook disabled"))
+                            deliveries::disable_settings(&mut tx, d.instance_id.as_str()).await?;
+                            (d.instance_id.to_string(), Some("webhook disabled"))
                         }
                         Event::InstanceDeleted(d) => {
-                            deliveries::delete_settings(&mut tx, &d.instance_id).await?;
-                            (d.instance_id.clone(), Some("instance deleted"))
+                            deliveries::delete_settings(&mut tx, d.instance_id.as_str()).await?;
+                            (d.instance_id.to_string(), Some("instance deleted"))
                         }
                         _ => continue,
                     };

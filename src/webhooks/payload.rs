@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::api_time;
-use crate::events::Event;
+use crate::events::{DeliveryStatus, Event, SentKind, SessionReason};
+use crate::ids::{InstanceId, Jid, MessageId};
 
 /// The notify flags and the switch a delivery decision needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,9 +21,9 @@ pub struct Filters {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ReceivedData<'a> {
-    instance_id: &'a str,
-    message_id: &'a str,
-    from: &'a str,
+    instance_id: &'a InstanceId,
+    message_id: &'a MessageId,
+    from: &'a Jid,
     body: &'a str,
     #[serde(rename = "type")]
     message_type: &'a str,
@@ -35,12 +36,12 @@ struct ReceivedData<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SentData<'a> {
-    instance_id: &'a str,
-    message_id: &'a str,
-    to: &'a str,
+    instance_id: &'a InstanceId,
+    message_id: &'a MessageId,
+    to: &'a Jid,
     body: &'a str,
     #[serde(rename = "type")]
-    message_type: &'a str,
+    message_type: SentKind,
     timestamp: i64,
     has_media: bool,
 }
@@ -49,10 +50,10 @@ struct SentData<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct StatusData<'a> {
-    instance_id: &'a str,
-    message_id: &'a str,
-    status: &'a str,
-    from: &'a str,
+    instance_id: &'a InstanceId,
+    message_id: &'a MessageId,
+    status: DeliveryStatus,
+    from: &'a Jid,
     from_me: bool,
 }
 
@@ -60,15 +61,15 @@ struct StatusData<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct OpenedData<'a> {
-    instance_id: &'a str,
+    instance_id: &'a InstanceId,
 }
 
 /// The seed's `connection_closed` data.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ClosedData<'a> {
-    instance_id: &'a str,
-    reason: &'a str,
+    instance_id: &'a InstanceId,
+    reason: &'a SessionReason,
     will_reconnect: bool,
 }
 
@@ -76,7 +77,7 @@ struct ClosedData<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct QrData<'a> {
-    instance_id: &'a str,
+    instance_id: &'a InstanceId,
     qr_code: &'a str,
 }
 
@@ -130,17 +131,16 @@ pub fn render(
                 message_id: &e.message_id,
                 to: &e.to,
                 body: &e.body,
-                message_type: &e.message_type,
+                message_type: e.message_type,
                 timestamp: e.timestamp,
                 has_media: e.has_media,
             },
             at,
         ),
         Event::MessageStatus(e) => {
-            let wanted = match e.status.as_str() {
-                "sent" | "delivered" => filters.notify_delivery,
-                "read" | "played" => filters.notify_read,
-                _ => false,
+            let wanted = match e.status {
+                DeliveryStatus::Sent | DeliveryStatus::Delivered => filters.notify_delivery,
+                DeliveryStatus::Read | DeliveryStatus::Played => filters.notify_read,
             };
             if !wanted {
                 return None;
@@ -150,7 +150,7 @@ pub fn render(
                 StatusData {
                     instance_id: &e.instance_id,
                     message_id: &e.message_id,
-                    status: &e.status,
+                    status: e.status,
                     from: &e.from,
                     from_me: e.from_me,
                 },
@@ -215,7 +215,7 @@ mod tests {
         MessageStatus {
             instance_id: "i".into(),
             message_id: "m".into(),
-            status: s.into(),
+            status: DeliveryStatus::parse(s).expect("a status"),
             from: "1@s.whatsapp.net".into(),
             from_me: true,
         }

@@ -21,10 +21,13 @@ use tokio_util::task::TaskTracker;
 
 use super::deliveries::{self, AttemptRecord, DELIVERED, Delivery, FAILED, PENDING};
 use super::signing;
+use crate::domain::DomainError;
 use crate::domain::api_time_ms;
+use crate::domain::instances::InstanceCommand;
 use crate::domain::types::OutboundUrl;
 use crate::events::{Event, WebhookDelivered, WebhookFailed};
-use crate::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId};
+use crate::ids::InstanceId;
+use crate::store::{Append, EventStore, Metadata, StreamId};
 
 /// Pending deliveries a lane reads at once.
 const BATCH: i64 = 64;
@@ -493,21 +496,20 @@ async fn run_lane(
 /// 410 Gone: switches the instance's webhook off (`webhook_disabled`) and
 /// fails its pending deliveries.
 async fn gone(shared: &Shared, instance_id: &str) {
-    match crate::domain::instances::find(shared.store.pool(), instance_id).await {
-        Ok(Some(instance)) if instance.webhook.enabled => {
-            if let Err(e) = crate::domain::instances::disable_webhook(
-                &shared.store,
-                &instance,
-                "the endpoint answered 410 Gone",
-            )
-            .await
-            {
-                tracing::warn!(instance = %instance_id, error = %e.message(), "webhooks: failed to disable the webhook");
-            }
-        }
-        Ok(_) => {}
+    let id = InstanceId::from_stored(instance_id);
+    let disabled = crate::domain::instances::execute(
+        &shared.store,
+        &id,
+        InstanceCommand::DisableWebhook {
+            reason: "the endpoint answered 410 Gone".into(),
+        },
+        Metadata::actor("webhooks"),
+    )
+    .await;
+    match disabled {
+        Ok(_) | Err(DomainError::NotFound(_)) => {}
         Err(e) => {
-            tracing::warn!(instance = %instance_id, error = %e, "webhooks: failed to read the instance")
+            tracing::warn!(instance = %instance_id, error = %e, "webhooks: failed to disable the webhook")
         }
     }
     let cancelled = async {
@@ -548,7 +550,7 @@ fn outcome(
     };
     let event: Event = match decision {
         Decision::Delivered => WebhookDelivered {
-            instance_id: d.instance_id.clone(),
+            instance_id: d.instance_id.as_str().into(),
             delivery_id: d.id.clone(),
             webhook_id: d.webhook_id.clone(),
             event: d.event.clone(),
@@ -558,7 +560,7 @@ fn outcome(
         }
         .into(),
         _ => WebhookFailed {
-            instance_id: d.instance_id.clone(),
+            instance_id: d.instance_id.as_str().into(),
             delivery_id: d.id.clone(),
             webhook_id: d.webhook_id.clone(),
             event: d.event.clone(),
@@ -619,7 +621,7 @@ async fn run_recorder(
         }
         let appends = batch.iter().map(|o| {
             store.append(
-                Append::to(StreamId::instance(&o.instance_id), ExpectedVersion::Any)
+                Append::fact(StreamId::webhook_attempts(&o.instance_id))
                     .scope(Some(&o.user_id), Some(&o.instance_id))
                     .metadata(Metadata {
                         actor: Some("webhooks".into()),

@@ -7,34 +7,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::events::Contact;
+use crate::events::{Contact, SessionReason};
+use crate::ids::{InstanceId, MessageId};
 
 use super::Jid;
 
 /// A delivery state reported by the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Receipt {
-    /// Accepted by WhatsApp's server.
-    Sent,
-    /// Reached the recipient's device.
-    Delivered,
-    /// Read by the recipient.
-    Read,
-    /// A voice or video message was played.
-    Played,
-}
-
-impl Receipt {
-    /// The status name used in events and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Receipt::Sent => "sent",
-            Receipt::Delivered => "delivered",
-            Receipt::Read => "read",
-            Receipt::Played => "played",
-        }
-    }
-}
+pub use crate::events::DeliveryStatus as Receipt;
+pub use crate::events::MediaKind;
 
 /// Media attached to an incoming message.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +28,7 @@ pub struct IncomingMedia {
 /// A message that arrived.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingMessage {
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Sender (phone-number JID where known).
     pub from: Jid,
     /// The chat (group or sender).
@@ -71,56 +51,24 @@ pub enum EngineEvent {
     Connected { phone: Option<String> },
     /// The connection ended. `terminal` = the engine cannot continue without
     /// the user (e.g. banned, replaced, outdated); else the supervisor reconnects.
-    Closed { reason: String, terminal: bool },
+    Closed {
+        reason: SessionReason,
+        terminal: bool,
+    },
     /// The device was unlinked (by the phone or by us).
-    LoggedOut { reason: String },
+    LoggedOut { reason: SessionReason },
     /// A message arrived.
     Message(IncomingMessage),
     /// A delivery state of messages we sent (or, for `from_me = false`, of
     /// messages we received, reported by our other devices).
     Receipt {
-        message_ids: Vec<String>,
+        message_ids: Vec<MessageId>,
         receipt: Receipt,
         /// The remote party.
         chat: Jid,
     },
     /// Contacts learned or changed.
     Contacts(Vec<Contact>),
-}
-
-/// The kind of media.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    Image,
-    Video,
-    Audio,
-    Document,
-}
-
-impl MediaKind {
-    /// From a MIME type: `image/*`, `video/*`, `audio/*`, else a document.
-    pub fn from_mimetype(mime: &str) -> Self {
-        let top = mime
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        match top.as_str() {
-            "image" => Self::Image,
-            "video" => Self::Video,
-            "audio" => Self::Audio,
-            _ => Self::Document,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Image => "image",
-            Self::Video => "video",
-            Self::Audio => "audio",
-            Self::Document => "document",
-        }
-    }
 }
 
 /// Media to send.
@@ -146,12 +94,12 @@ pub trait Engine: Send + Sync + 'static {
     /// receipts, ...) go to `events` until the session is stopped.
     async fn start(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
         events: EventSink,
     ) -> anyhow::Result<Arc<dyn EngineSession>>;
 
     /// Deletes an instance's session store (after logout or deletion).
-    async fn remove_store(&self, instance_id: &str) -> anyhow::Result<()>;
+    async fn remove_store(&self, instance_id: &InstanceId) -> anyhow::Result<()>;
 }
 
 /// One running session of one instance.
@@ -162,11 +110,11 @@ pub trait EngineSession: Send + Sync + 'static {
     /// Unlinks the device and deletes the session store.
     async fn logout(&self) -> anyhow::Result<()>;
     /// Sends a text with the given message id.
-    async fn send_text(&self, message_id: &str, to: &Jid, text: &str) -> anyhow::Result<()>;
+    async fn send_text(&self, message_id: &MessageId, to: &Jid, text: &str) -> anyhow::Result<()>;
     /// Sends media with the given message id.
     async fn send_media(
         &self,
-        message_id: &str,
+        message_id: &MessageId,
         to: &Jid,
         media: &OutgoingMedia,
     ) -> anyhow::Result<()>;

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::Contact;
+use crate::events::{Contact, ReasonCode};
+use crate::ids::{InstanceId, MessageId};
 
 use super::Jid;
 use super::engine::{
@@ -142,7 +143,7 @@ fn own_contacts(phone: &str) -> Vec<Contact> {
                 u32::from_be_bytes(d[i * 4..i * 4 + 4].try_into().expect("4 bytes")) % 10_000_000;
             let number = format!("7911{n:07}");
             Contact {
-                id: format!("{number}@s.whatsapp.net"),
+                id: Jid::from_phone(&number),
                 name: name.to_string(),
                 number,
                 is_group: false,
@@ -151,7 +152,7 @@ fn own_contacts(phone: &str) -> Vec<Contact> {
         .collect();
     let group = format!("{}-1600000000", &phone[phone.len().saturating_sub(10)..]);
     out.push(Contact {
-        id: format!("{group}@g.us"),
+        id: Jid::from_raw(format!("{group}@g.us")),
         name: "Sim Team".into(),
         number: group,
         is_group: true,
@@ -220,7 +221,7 @@ impl SimEngine {
             &hex::encode_upper(uuid::Uuid::new_v4().as_bytes())[..20]
         );
         let msg = IncomingMessage {
-            message_id: message_id.clone(),
+            message_id: MessageId::from_stored(message_id.clone()),
             from: from.clone(),
             chat: from.clone(),
             body: body.to_string(),
@@ -244,7 +245,7 @@ impl SimEngine {
         tokio::spawn(async move {
             let _ = events
                 .send(EngineEvent::Closed {
-                    reason: "connection_lost".into(),
+                    reason: ReasonCode::ConnectionLost.into(),
                     terminal: false,
                 })
                 .await;
@@ -343,7 +344,7 @@ impl SimSession {
             owner.and_then(|id| net.sessions.lock().expect("sim lock").get(&id).cloned())
         };
         let incoming = IncomingMessage {
-            message_id: message_id.to_string(),
+            message_id: MessageId::from_stored(message_id),
             from: Jid::from_phone(&my_phone),
             chat: Jid::from_phone(&my_phone),
             body: body.to_string(),
@@ -354,7 +355,7 @@ impl SimSession {
         };
         let events = self.events.clone();
         let stop = self.stop.clone();
-        let (id, chat) = (message_id.to_string(), to.clone());
+        let (id, chat) = (MessageId::from_stored(message_id), to.clone());
         tokio::spawn(async move {
             let receipt = |r: Receipt| EngineEvent::Receipt {
                 message_ids: vec![id.clone()],
@@ -389,9 +390,10 @@ impl Engine for SimEngine {
 
     async fn start(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
         events: EventSink,
     ) -> anyhow::Result<Arc<dyn EngineSession>> {
+        let instance_id = instance_id.as_str();
         let paired: Option<Pairing> = match tokio::fs::read(self.store_path(instance_id)).await {
             Ok(bytes) => Some(serde_json::from_slice(&bytes)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -454,7 +456,8 @@ impl Engine for SimEngine {
         Ok(session)
     }
 
-    async fn remove_store(&self, instance_id: &str) -> anyhow::Result<()> {
+    async fn remove_store(&self, instance_id: &InstanceId) -> anyhow::Result<()> {
+        let instance_id = instance_id.as_str();
         match tokio::fs::remove_file(self.store_path(instance_id)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -480,13 +483,13 @@ impl EngineSession for SimSession {
         Ok(())
     }
 
-    async fn send_text(&self, message_id: &str, to: &Jid, text: &str) -> anyhow::Result<()> {
-        self.deliver(message_id, to, text, "conversation", None)
+    async fn send_text(&self, message_id: &MessageId, to: &Jid, text: &str) -> anyhow::Result<()> {
+        self.deliver(message_id.as_str(), to, text, "conversation", None)
     }
 
     async fn send_media(
         &self,
-        message_id: &str,
+        message_id: &MessageId,
         to: &Jid,
         media: &OutgoingMedia,
     ) -> anyhow::Result<()> {
@@ -498,7 +501,7 @@ impl EngineSession for SimSession {
         };
         let caption = media.caption.clone().unwrap_or_default();
         self.deliver(
-            message_id,
+            message_id.as_str(),
             to,
             &caption,
             media.kind.as_str(),
@@ -520,7 +523,7 @@ impl EngineSession for SimSession {
                 .collect();
             peers.sort();
             list.extend(peers.into_iter().map(|p| Contact {
-                id: format!("{p}@s.whatsapp.net"),
+                id: Jid::from_phone(&p),
                 name: format!("+{p}"),
                 number: p,
                 is_group: false,
@@ -565,8 +568,8 @@ mod tests {
         });
         let (tx_a, _rx_a) = tokio::sync::mpsc::channel(16);
         let (tx_b, _rx_b) = tokio::sync::mpsc::channel(16);
-        engine.start("a", tx_a).await.unwrap();
-        engine.start("b", tx_b).await.unwrap();
+        engine.start(&"a".into(), tx_a).await.unwrap();
+        engine.start(&"b".into(), tx_b).await.unwrap();
         // "a" takes the number "b" would be given by default.
         let taken = engine.scan("a", Some(&default_phone("b"))).unwrap();
         let got = engine.scan("b", None).unwrap();

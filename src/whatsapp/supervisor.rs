@@ -13,11 +13,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::domain::instances::Instance;
+use crate::domain::send::{self, Sent};
 use crate::events::{
     ConnectionClosed, ConnectionOpened, Contact, ContactsUpdated, Event, LoggedOut, MediaInfo,
     MessageReceived, MessageSent, MessageStatus, QrReceived,
 };
-use crate::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId};
+use crate::events::{ReasonCode, SessionReason};
+use crate::ids::{InstanceId, MessageId, UserId};
+use crate::store::{Append, EventStore, Metadata, StreamId};
 
 use super::Jid;
 use super::engine::{Engine, EngineEvent, EngineSession, OutgoingMedia, Receipt};
@@ -99,9 +102,9 @@ impl Default for SupervisorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("instance {0} is not connected")]
-    NotConnected(String),
+    NotConnected(InstanceId),
     #[error("instance {0} has no session")]
-    NoSession(String),
+    NoSession(InstanceId),
     #[error("sending failed: {0}")]
     Engine(anyhow::Error),
     #[error("the event store failed: {0}")]
@@ -124,14 +127,14 @@ enum Command {
 }
 
 struct Session {
-    instance_id: String,
-    user_id: String,
+    instance_id: InstanceId,
+    user_id: UserId,
     status: watch::Sender<SessionStatus>,
     engine: RwLock<Option<Arc<dyn EngineSession>>>,
     cmd: mpsc::Sender<Command>,
     /// Receipts that arrived for messages whose `message_sent` is not yet in
     /// the log, held so that the log keeps cause before effect.
-    pending: Mutex<HashMap<String, Early>>,
+    pending: Mutex<HashMap<MessageId, Early>>,
     /// Tells the supervisor that held receipts may now be appended.
     released: Notify,
 }
@@ -140,7 +143,7 @@ struct Inner {
     engine: Arc<dyn Engine>,
     store: EventStore,
     config: SupervisorConfig,
-    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    sessions: RwLock<HashMap<InstanceId, Arc<Session>>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -149,12 +152,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Sessions {
     inner: Arc<Inner>,
-}
-
-/// A message id shaped like WhatsApp Web's (`3EB0` and 20 hex digits).
-pub fn new_message_id() -> String {
-    let u = uuid::Uuid::new_v4();
-    format!("3EB0{}", &hex::encode_upper(u.as_bytes())[..20])
 }
 
 impl Sessions {
@@ -217,7 +214,7 @@ impl Sessions {
     }
 
     /// Stops an instance's session for good and deletes its session store.
-    pub async fn instance_deleted(&self, instance_id: &str) {
+    pub async fn instance_deleted(&self, instance_id: &InstanceId) {
         let session = self
             .inner
             .sessions
@@ -232,7 +229,7 @@ impl Sessions {
         }
     }
 
-    fn get(&self, instance_id: &str) -> Option<Arc<Session>> {
+    fn get(&self, instance_id: &InstanceId) -> Option<Arc<Session>> {
         self.inner
             .sessions
             .read()
@@ -242,12 +239,12 @@ impl Sessions {
     }
 
     /// The owner of an instance that has a session (the running instances).
-    pub fn owner(&self, instance_id: &str) -> Option<String> {
+    pub fn owner(&self, instance_id: &InstanceId) -> Option<UserId> {
         self.get(instance_id).map(|s| s.user_id.clone())
     }
 
     /// The session state of an instance (`disconnected` when it has none).
-    pub fn status(&self, instance_id: &str) -> SessionStatus {
+    pub fn status(&self, instance_id: &InstanceId) -> SessionStatus {
         match self.get(instance_id) {
             Some(s) => s.status.borrow().clone(),
             None => SessionStatus {
@@ -259,7 +256,7 @@ impl Sessions {
     }
 
     /// Restarts the session: a fresh connect (a new QR when not paired).
-    pub async fn reconnect(&self, instance_id: &str) -> bool {
+    pub async fn reconnect(&self, instance_id: &InstanceId) -> bool {
         match self.get(instance_id) {
             Some(s) => s.cmd.send(Command::Reconnect).await.is_ok(),
             None => false,
@@ -267,7 +264,7 @@ impl Sessions {
     }
 
     /// Unlinks the device, deletes the session store; waits until done.
-    pub async fn logout(&self, instance_id: &str) -> bool {
+    pub async fn logout(&self, instance_id: &InstanceId) -> bool {
         let Some(s) = self.get(instance_id) else {
             return false;
         };
@@ -282,11 +279,11 @@ impl Sessions {
     /// still connecting (or showing a QR) is waited for up to `send_wait`.
     async fn connected(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
     ) -> Result<(Arc<Session>, Arc<dyn EngineSession>), SendError> {
         let s = self
             .get(instance_id)
-            .ok_or_else(|| SendError::NoSession(instance_id.into()))?;
+            .ok_or_else(|| SendError::NoSession(instance_id.clone()))?;
         let mut rx = s.status.subscribe();
         let connected = match tokio::time::timeout(
             self.inner.config.send_wait,
@@ -298,32 +295,32 @@ impl Sessions {
             _ => false,
         };
         if !connected {
-            return Err(SendError::NotConnected(instance_id.into()));
+            return Err(SendError::NotConnected(instance_id.clone()));
         }
         let engine = s
             .engine
             .read()
             .expect("engine lock")
             .clone()
-            .ok_or_else(|| SendError::NotConnected(instance_id.into()))?;
+            .ok_or_else(|| SendError::NotConnected(instance_id.clone()))?;
         Ok((s, engine))
     }
 
     /// Whether the instance is connected (waiting up to `send_wait` while it connects).
-    pub async fn wait_ready(&self, instance_id: &str) -> bool {
+    pub async fn wait_ready(&self, instance_id: &InstanceId) -> bool {
         self.connected(instance_id).await.is_ok()
     }
 
     /// Sends a text; appends `message_sent`; returns the message id.
     pub async fn send_text(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
         to: &Jid,
         text: &str,
         meta: Metadata,
-    ) -> Result<String, SendError> {
+    ) -> Result<MessageId, SendError> {
         let (session, engine) = self.connected(instance_id).await?;
-        let message_id = new_message_id();
+        let message_id = MessageId::new_random();
         session.begin_send(&message_id);
         if let Err(e) = engine.send_text(&message_id, to, text).await {
             session
@@ -333,16 +330,13 @@ impl Sessions {
                 .remove(&message_id);
             return Err(SendError::Engine(e));
         }
-        let event = MessageSent {
-            instance_id: instance_id.to_string(),
-            message_id: message_id.clone(),
-            to: to.to_string(),
-            body: text.to_string(),
-            message_type: "text".into(),
-            timestamp: chrono::Utc::now().timestamp(),
-            has_media: false,
-            media: None,
-        };
+        let event = send::message_sent(
+            instance_id,
+            &message_id,
+            to,
+            Sent::Text(text),
+            chrono::Utc::now().timestamp(),
+        );
         self.finish_send(&session, event, meta).await?;
         Ok(message_id)
     }
@@ -350,13 +344,13 @@ impl Sessions {
     /// Sends media; appends `message_sent` with its kind and size; returns the message id.
     pub async fn send_media(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
         to: &Jid,
         media: OutgoingMedia,
         meta: Metadata,
-    ) -> Result<String, SendError> {
+    ) -> Result<MessageId, SendError> {
         let (session, engine) = self.connected(instance_id).await?;
-        let message_id = new_message_id();
+        let message_id = MessageId::new_random();
         session.begin_send(&message_id);
         if let Err(e) = engine.send_media(&message_id, to, &media).await {
             session
@@ -366,21 +360,19 @@ impl Sessions {
                 .remove(&message_id);
             return Err(SendError::Engine(e));
         }
-        let event = MessageSent {
-            instance_id: instance_id.to_string(),
-            message_id: message_id.clone(),
-            to: to.to_string(),
-            body: media.caption.clone().unwrap_or_default(),
-            message_type: media.kind.as_str().into(),
-            timestamp: chrono::Utc::now().timestamp(),
-            has_media: true,
-            media: Some(MediaInfo {
-                kind: media.kind.as_str().into(),
-                mimetype: media.mimetype.clone(),
-                file_name: media.file_name.clone(),
+        let event = send::message_sent(
+            instance_id,
+            &message_id,
+            to,
+            Sent::Media {
+                kind: media.kind,
+                mimetype: &media.mimetype,
+                file_name: media.file_name.as_deref(),
+                caption: media.caption.as_deref(),
                 size: media.data.len() as u64,
-            }),
-        };
+            },
+            chrono::Utc::now().timestamp(),
+        );
         self.finish_send(&session, event, meta).await?;
         Ok(message_id)
     }
@@ -419,7 +411,7 @@ impl Sessions {
     }
 
     /// The account's contacts and groups.
-    pub async fn contacts(&self, instance_id: &str) -> Result<Vec<Contact>, SendError> {
+    pub async fn contacts(&self, instance_id: &InstanceId) -> Result<Vec<Contact>, SendError> {
         let (_, engine) = self.connected(instance_id).await?;
         engine.contacts().await.map_err(SendError::Engine)
     }
@@ -433,17 +425,17 @@ impl Sessions {
 }
 
 impl Session {
-    fn begin_send(&self, message_id: &str) {
+    fn begin_send(&self, message_id: &MessageId) {
         self.pending
             .lock()
             .expect("pending lock")
-            .insert(message_id.to_string(), Early::default());
+            .insert(message_id.clone(), Early::default());
     }
 
     /// The events of every released message's held receipts, in arrival order per message.
     fn take_released(&self) -> Vec<Event> {
         let mut pending = self.pending.lock().expect("pending lock");
-        let ids: Vec<String> = pending
+        let ids: Vec<MessageId> = pending
             .iter()
             .filter(|(_, e)| e.released)
             .map(|(id, _)| id.clone())
@@ -466,12 +458,12 @@ impl Session {
         self.status.send_modify(f);
     }
 
-    fn status_event(&self, message_id: &str, receipt: Receipt, chat: &Jid) -> Event {
+    fn status_event(&self, message_id: &MessageId, receipt: Receipt, chat: &Jid) -> Event {
         MessageStatus {
             instance_id: self.instance_id.clone(),
-            message_id: message_id.to_string(),
-            status: receipt.as_str().into(),
-            from: chat.to_string(),
+            message_id: message_id.clone(),
+            status: receipt,
+            from: chat.clone(),
             from_me: true,
         }
         .into()
@@ -483,8 +475,8 @@ impl Session {
         events: Vec<Event>,
         meta: Metadata,
     ) -> Result<(), crate::store::StoreError> {
-        let mut append = Append::to(StreamId::instance(&self.instance_id), ExpectedVersion::Any)
-            .scope(Some(&self.user_id), Some(&self.instance_id))
+        let mut append = Append::fact(StreamId::session(self.instance_id.as_str()))
+            .scope(Some(self.user_id.as_str()), Some(self.instance_id.as_str()))
             .metadata(meta);
         append.events = events;
         store.append(append).await.map(|_| ())
@@ -560,7 +552,7 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
                 if was_connected {
                     session.record(store, vec![ConnectionClosed {
                         instance_id: session.instance_id.clone(),
-                        reason: "shutdown".into(),
+                        reason: ReasonCode::Shutdown.into(),
                         will_reconnect: true,
                     }.into()]).await;
                 }
@@ -588,7 +580,7 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
                     }
                     st.retry_at = None;
                     session.set_status(|s| { s.state = ConnState::LoggedOut; s.qr = None; s.phone = None; });
-                    session.record(store, logged_out_events(&session.instance_id, "logout")).await;
+                    session.record(store, logged_out_events(&session.instance_id, ReasonCode::Logout.into())).await;
                     let _ = reply.send(());
                 }
                 Some(Command::Delete(reply)) => {
@@ -607,7 +599,7 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
                 }
             }
             ev = next_event(&mut st.events) => {
-                let ev = ev.unwrap_or(EngineEvent::Closed { reason: "connection_lost".into(), terminal: false });
+                let ev = ev.unwrap_or(EngineEvent::Closed { reason: ReasonCode::ConnectionLost.into(), terminal: false });
                 handle_event(&session, &inner, &mut st, ev).await;
                 // Take what else is already waiting, and append it all at once.
                 for _ in 0..256 {
@@ -643,16 +635,16 @@ async fn supervise(session: Arc<Session>, inner: Arc<Inner>, mut cmds: mpsc::Rec
     }
 }
 
-fn logged_out_events(instance_id: &str, reason: &str) -> Vec<Event> {
+fn logged_out_events(instance_id: &InstanceId, reason: SessionReason) -> Vec<Event> {
     vec![
         LoggedOut {
-            instance_id: instance_id.to_string(),
-            reason: reason.to_string(),
+            instance_id: instance_id.clone(),
+            reason,
         }
         .into(),
         ConnectionClosed {
-            instance_id: instance_id.to_string(),
-            reason: "logout".into(),
+            instance_id: instance_id.clone(),
+            reason: ReasonCode::Logout.into(),
             will_reconnect: false,
         }
         .into(),
@@ -673,7 +665,7 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                 st.out.extend(vec![
                     ConnectionClosed {
                         instance_id: id,
-                        reason: "qr_timeout".into(),
+                        reason: ReasonCode::QrTimeout.into(),
                         will_reconnect: false,
                     }
                     .into(),
@@ -723,7 +715,7 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
             if terminal || crash_loop {
                 let reason = if crash_loop && !terminal {
                     tracing::warn!(instance = %id, drops = st.drops.len(), "crash loop: not reconnecting until asked");
-                    "crash_loop".to_string()
+                    ReasonCode::CrashLoop.into()
                 } else {
                     reason
                 };
@@ -767,21 +759,21 @@ async fn handle_event(session: &Arc<Session>, inner: &Arc<Inner>, st: &mut Loop,
                 s.qr = None;
                 s.phone = None;
             });
-            st.out.extend(logged_out_events(&id, &reason));
+            st.out.extend(logged_out_events(&id, reason));
         }
         EngineEvent::Message(m) => {
             let event = MessageReceived {
                 instance_id: id,
                 message_id: m.message_id,
-                from: m.from.to_string(),
-                chat: m.chat.to_string(),
+                from: m.from,
+                chat: m.chat,
                 body: m.body,
                 message_type: m.message_type,
                 timestamp: m.timestamp,
                 has_media: m.media.is_some(),
                 push_name: m.push_name,
                 media: m.media.map(|md| MediaInfo {
-                    kind: md.kind.as_str().into(),
+                    kind: md.kind,
                     mimetype: md.mimetype,
                     file_name: md.file_name,
                     size: md.size,

@@ -208,8 +208,8 @@ impl Harness {
             .scope(Some(&user), Some(&format!("inst-{}", round % 3)));
             for i in 0..take {
                 append = append.event(InstanceDeleted {
-                    instance_id: format!("i-{round}-{i}"),
-                    user_id: user.clone(),
+                    instance_id: format!("i-{round}-{i}").into(),
+                    user_id: user.as_str().into(),
                 });
             }
             self.store.append(append).await.unwrap();

@@ -6,6 +6,7 @@ mod nats_server;
 
 mod auth;
 mod backbone;
+mod concurrency;
 mod files;
 mod instances;
 mod nats;

@@ -467,19 +467,19 @@ async fn case_status_order(app: &TestApp) {
         .await;
     let chat = "79004440000@s.whatsapp.net";
     let sent = |mid: &str| MessageSent {
-        instance_id: id.clone(),
+        instance_id: id.as_str().into(),
         message_id: mid.into(),
         to: chat.into(),
         body: format!("body {mid}"),
-        message_type: "text".into(),
+        message_type: wa_gateway::events::SentKind::Text,
         timestamp: 0,
         has_media: false,
         media: None,
     };
     let status = |mid: &str, s: &str| MessageStatus {
-        instance_id: id.clone(),
+        instance_id: id.as_str().into(),
         message_id: mid.into(),
-        status: s.into(),
+        status: wa_gateway::events::DeliveryStatus::parse(s).expect("a status"),
         from: chat.into(),
         from_me: true,
     };
@@ -587,7 +587,7 @@ async fn case_usage_statistics(app: &TestApp) {
                 Append::to(StreamId::instance(&a), ExpectedVersion::Any)
                     .scope(Some(&user.id), Some(&a))
                     .event(WebhookDelivered {
-                        instance_id: a.clone(),
+                        instance_id: a.as_str().into(),
                         delivery_id: format!("d{n}"),
                         webhook_id: format!("w{n}"),
                         event: "message_sent".into(),
@@ -903,7 +903,7 @@ async fn case_api_calls_recorded(app: &TestApp) {
                 calls.iter().map(|e| &e.data).collect::<Vec<_>>()
             )
         });
-    assert_eq!(send.stream_id, format!("instance-{id}"));
+    assert_eq!(send.stream_id, format!("calls-{}", user.id));
     assert_eq!(send.instance_id.as_deref(), Some(id.as_str()));
     assert_eq!(send.user_id.as_deref(), Some(user.id.as_str()));
     assert_eq!(send.data["method"], "POST");
@@ -920,7 +920,7 @@ async fn case_api_calls_recorded(app: &TestApp) {
         .expect("the 404 was recorded");
     assert_eq!(probe.data["route"], "/api/instances/{instanceId}");
     assert_eq!(probe.data["status"], 404);
-    assert_eq!(probe.stream_id, format!("user-{}", other.id));
+    assert_eq!(probe.stream_id, format!("calls-{}", other.id));
     assert_eq!(probe.instance_id, None);
     assert!(probe.data["instanceId"].is_null());
 
@@ -929,7 +929,7 @@ async fn case_api_calls_recorded(app: &TestApp) {
         .iter()
         .find(|e| e.data["route"] == "/api/instances" && e.data["userId"] == user.id)
         .expect("the create was recorded");
-    assert_eq!(create.stream_id, format!("user-{}", user.id));
+    assert_eq!(create.stream_id, format!("calls-{}", user.id));
     // Unauthenticated requests are not API calls.
     assert!(calls.iter().all(|e| e.data["route"] != "/api/auth/me"));
 }
@@ -1084,7 +1084,7 @@ async fn message_statuses_across_batch_boundaries_end_at_the_highest() {
             message_id: mid.into(),
             to: chat.into(),
             body: mid.into(),
-            message_type: "text".into(),
+            message_type: wa_gateway::events::SentKind::Text,
             timestamp: 0,
             has_media: false,
             media: None,
@@ -1095,7 +1095,7 @@ async fn message_statuses_across_batch_boundaries_end_at_the_highest() {
         MessageStatus {
             instance_id: "i1".into(),
             message_id: mid.into(),
-            status: s.into(),
+            status: wa_gateway::events::DeliveryStatus::parse(s).expect("a status"),
             from: chat.into(),
             from_me: true,
         }

@@ -11,7 +11,7 @@ use wa_gateway::store::{Append, EventStore, ExpectedVersion, Metadata, StoreErro
 
 fn reconnect(n: usize) -> Event {
     ReconnectRequested {
-        instance_id: format!("i{n}"),
+        instance_id: format!("i{n}").into(),
     }
     .into()
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::SqlitePool;
 use wa_gateway::events::{
-    ApiCalled, Event, MediaInfo, MessageReceived, MessageSent, MessageStatus, WebhookDelivered,
+    ApiCalled, DeliveryStatus, Event, MediaInfo, MediaKind, MessageReceived, MessageSent,
+    MessageStatus, SentKind, WebhookDelivered,
 };
 use wa_gateway::projections::{self, Projection, activity, messages, stats};
 use wa_gateway::store::{Append, EventStore, ExpectedVersion, StreamId, open_sqlite};
@@ -34,7 +35,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
     let to = chat(n % CHATS);
     let message_id = format!("BENCH{n:015}");
     let media = n.is_multiple_of(10).then(|| MediaInfo {
-        kind: "image".into(),
+        kind: MediaKind::Image,
         mimetype: "image/jpeg".into(),
         file_name: None,
         size: 50_000,
@@ -43,11 +44,15 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
     if n % 5 < 3 {
         out.push(
             MessageSent {
-                instance_id: inst.clone(),
-                message_id: message_id.clone(),
-                to: to.clone(),
+                instance_id: inst.as_str().into(),
+                message_id: message_id.as_str().into(),
+                to: to.as_str().into(),
                 body: format!("message {n}"),
-                message_type: if media.is_some() { "image" } else { "text" }.into(),
+                message_type: if media.is_some() {
+                    SentKind::Image
+                } else {
+                    SentKind::Text
+                },
                 timestamp: 1_700_000_000,
                 has_media: media.is_some(),
                 media,
@@ -57,10 +62,10 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
         if n.is_multiple_of(4) {
             out.push(
                 MessageStatus {
-                    instance_id: inst.clone(),
-                    message_id,
-                    status: "delivered".into(),
-                    from: to,
+                    instance_id: inst.as_str().into(),
+                    message_id: message_id.into(),
+                    status: DeliveryStatus::Delivered,
+                    from: to.into(),
                     from_me: true,
                 }
                 .into(),
@@ -70,7 +75,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
             out.push(
                 ApiCalled {
                     user_id: "bench-user".into(),
-                    instance_id: Some(inst.clone()),
+                    instance_id: Some(inst.as_str().into()),
                     method: "POST".into(),
                     route: "/api/whatsapp/{instanceId}/send".into(),
                     status: 200,
@@ -82,10 +87,10 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
     } else {
         out.push(
             MessageReceived {
-                instance_id: inst.clone(),
-                message_id,
-                from: to.clone(),
-                chat: to,
+                instance_id: inst.as_str().into(),
+                message_id: message_id.into(),
+                from: to.as_str().into(),
+                chat: to.into(),
                 body: format!("message {n}"),
                 message_type: "conversation".into(),
                 timestamp: 1_700_000_000,
@@ -98,7 +103,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
         if n % 20 == 1 {
             out.push(
                 WebhookDelivered {
-                    instance_id: inst,
+                    instance_id: inst.into(),
                     delivery_id: format!("d{n}"),
                     webhook_id: format!("w{n}"),
                     event: "message_received".into(),

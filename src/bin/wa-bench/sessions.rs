@@ -108,7 +108,9 @@ pub async fn run() -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        ids.push(created["id"].as_str().unwrap_or_default().to_string());
+        ids.push(wa_gateway::ids::InstanceId::from(
+            created["id"].as_str().unwrap_or_default(),
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while ids.iter().any(|id| !state.sessions.status(id).ready()) {

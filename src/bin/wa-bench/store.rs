@@ -22,8 +22,8 @@ async fn measure(mode: WriterMode) -> anyhow::Result<f64> {
             let stream = StreamId::named(format!("bench-{t}"));
             for n in 0..PER_TASK {
                 let event = ApiCalled {
-                    user_id: format!("user-{t}"),
-                    instance_id: Some(format!("instance-{t}")),
+                    user_id: format!("user-{t}").into(),
+                    instance_id: Some(format!("instance-{t}").into()),
                     method: "POST".into(),
                     route: "/api/whatsapp/{instanceId}/send".into(),
                     status: 200,

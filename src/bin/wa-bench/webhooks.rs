@@ -12,8 +12,9 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Request, Response};
 use tokio::sync::Notify;
 use wa_gateway::config::Secret;
-use wa_gateway::domain::instances::{self, WebhookSettings};
+use wa_gateway::domain::instances::{self, InstanceCommand, NewInstance, WebhookSettings};
 use wa_gateway::events::MessageReceived;
+use wa_gateway::ids::InstanceId;
 use wa_gateway::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId};
 use wa_gateway::{App, Config};
 
@@ -53,8 +54,8 @@ async fn receive(seen: Arc<Seen>, req: Request) -> poem::Result<Response> {
 
 fn message(instance: &str, n: usize) -> MessageReceived {
     MessageReceived {
-        instance_id: instance.to_string(),
-        message_id: format!("{instance}-{n}"),
+        instance_id: instance.into(),
+        message_id: format!("{instance}-{n}").into(),
         from: "79001234567@s.whatsapp.net".into(),
         chat: "79001234567@s.whatsapp.net".into(),
         body: "benchmark message".into(),
@@ -131,20 +132,26 @@ pub async fn run() -> anyhow::Result<()> {
             url: Some(format!("http://{addr}/hook")),
             enabled: true,
             notify_received: true,
-            secret: Some(Secret::new("bench-secret")),
             ..WebhookSettings::default()
         };
-        let i = instances::create(
-            &store,
-            "bench",
-            format!("bench {n}"),
-            None,
+        let id = InstanceId::new_random();
+        let new = NewInstance {
+            id: id.clone(),
+            owner: "bench".into(),
+            name: format!("bench {n}"),
+            description: None,
             webhook,
+            secret: Some(Secret::new("bench-secret")),
+        };
+        instances::execute(
+            &store,
+            &id,
+            InstanceCommand::Create(new),
             Metadata::actor("bench"),
         )
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-        ids.push(i.id);
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        ids.push(id.into_string());
     }
 
     // Throughput: BURST events appended as fast as 10 producers can, until all arrived.

@@ -111,7 +111,7 @@ fn is_phone(s: &str) -> bool {
 
 fn to_contact(phone: &str, e: &Entry) -> Contact {
     Contact {
-        id: format!("{phone}@s.whatsapp.net"),
+        id: crate::ids::Jid::from_phone(phone),
         name: e
             .name
             .clone()
@@ -149,7 +149,7 @@ mod tests {
             .await;
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].name, "Ivan Ivanov");
-        assert_eq!(changed[0].id, "79001112233@s.whatsapp.net");
+        assert_eq!(changed[0].id.as_str(), "79001112233@s.whatsapp.net");
         let again = book
             .learn(vec![Learned::PushName {
                 phone: "79001112233".into(),

@@ -47,7 +47,8 @@ use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{SendOptions, UploadOptions};
 
-use crate::events::Contact;
+use crate::events::{Contact, ReasonCode, SessionReason};
+use crate::ids::{InstanceId, MessageId};
 
 use self::contacts::{ContactBook, Learned};
 use super::Jid;
@@ -238,9 +239,10 @@ impl Engine for RealEngine {
 
     async fn start(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
         events: EventSink,
     ) -> anyhow::Result<Arc<dyn EngineSession>> {
+        let instance_id = instance_id.as_str();
         let path = self.store_path(instance_id);
         let path_str = path
             .to_str()
@@ -292,7 +294,8 @@ impl Engine for RealEngine {
         }))
     }
 
-    async fn remove_store(&self, instance_id: &str) -> anyhow::Result<()> {
+    async fn remove_store(&self, instance_id: &InstanceId) -> anyhow::Result<()> {
+        let instance_id = instance_id.as_str();
         let db = self.store_path(instance_id);
         let contacts = self.contacts_path(instance_id);
         tokio::task::spawn_blocking(move || remove_files(&db, &contacts))
@@ -417,7 +420,7 @@ impl Driver {
                     while let Ok(ev) = rx.try_recv() {
                         self.on_event(&ev).await;
                     }
-                    self.emit(EngineEvent::Closed { reason: "client_stopped".into(), terminal: false }).await;
+                    self.emit(EngineEvent::Closed { reason: ReasonCode::ClientStopped.into(), terminal: false }).await;
                     return;
                 }
             }
@@ -458,22 +461,28 @@ impl Driver {
             Event::Disconnected(d) => {
                 tracing::info!(instance = %id, reason = %d.reason, "connection dropped");
                 self.emit(EngineEvent::Closed {
-                    reason: format!("connection_lost: {}", d.reason),
+                    reason: SessionReason::with_detail(
+                        ReasonCode::ConnectionLost,
+                        d.reason.to_string(),
+                    ),
                     terminal: false,
                 })
                 .await;
             }
             Event::LoggedOut(l) => {
                 let reason = if l.on_connect {
-                    format!("logged_out_on_connect: {:?}", l.reason)
+                    SessionReason::with_detail(
+                        ReasonCode::LoggedOutOnConnect,
+                        format!("{:?}", l.reason),
+                    )
                 } else {
-                    "logged_out".to_string()
+                    ReasonCode::LoggedOut.into()
                 };
                 self.emit(EngineEvent::LoggedOut { reason }).await;
             }
             Event::StreamReplaced(_) => {
                 self.emit(EngineEvent::Closed {
-                    reason: "replaced".into(),
+                    reason: ReasonCode::Replaced.into(),
                     terminal: true,
                 })
                 .await;
@@ -481,14 +490,14 @@ impl Driver {
             Event::TemporaryBan(b) => {
                 tracing::warn!(instance = %id, code = ?b.code, expire_s = b.expire.num_seconds(), "temporarily banned");
                 self.emit(EngineEvent::Closed {
-                    reason: "temporary_ban".into(),
+                    reason: ReasonCode::TemporaryBan.into(),
                     terminal: true,
                 })
                 .await;
             }
             Event::ClientOutdated(_) => {
                 self.emit(EngineEvent::Closed {
-                    reason: "client_outdated".into(),
+                    reason: ReasonCode::ClientOutdated.into(),
                     terminal: true,
                 })
                 .await;
@@ -497,12 +506,18 @@ impl Driver {
                 tracing::warn!(instance = %id, reason = ?f.reason, message = ?f.message, "WhatsApp refused the connection");
                 if f.reason.is_logged_out() {
                     self.emit(EngineEvent::LoggedOut {
-                        reason: format!("connect_failure: {:?}", f.reason),
+                        reason: SessionReason::with_detail(
+                            ReasonCode::ConnectFailure,
+                            format!("{:?}", f.reason),
+                        ),
                     })
                     .await;
                 } else {
                     self.emit(EngineEvent::Closed {
-                        reason: format!("connect_failure: {:?}", f.reason),
+                        reason: SessionReason::with_detail(
+                            ReasonCode::ConnectFailure,
+                            format!("{:?}", f.reason),
+                        ),
                         terminal: !f.reason.should_reconnect(),
                     })
                     .await;
@@ -510,7 +525,7 @@ impl Driver {
             }
             Event::PairingQrCodesExhausted(_) => {
                 self.emit(EngineEvent::Closed {
-                    reason: "qr_timeout".into(),
+                    reason: ReasonCode::QrTimeout.into(),
                     terminal: true,
                 })
                 .await;
@@ -530,7 +545,7 @@ impl Driver {
                     None => Jid::from_raw(""),
                 };
                 self.emit(EngineEvent::Receipt {
-                    message_ids: vec![ack.id.clone()],
+                    message_ids: vec![MessageId::from_stored(ack.id.clone())],
                     receipt: Receipt::Sent,
                     chat,
                 })
@@ -546,7 +561,12 @@ impl Driver {
                 };
                 let chat = self.phone_jid(&r.source.chat).await;
                 self.emit(EngineEvent::Receipt {
-                    message_ids: r.message_ids.clone(),
+                    message_ids: r
+                        .message_ids
+                        .iter()
+                        .cloned()
+                        .map(MessageId::from_stored)
+                        .collect(),
                     receipt,
                     chat,
                 })
@@ -657,7 +677,7 @@ impl Driver {
             .await;
         }
         Some(IncomingMessage {
-            message_id: info.id.clone(),
+            message_id: MessageId::from_stored(info.id.clone()),
             from,
             chat,
             body,
@@ -687,13 +707,18 @@ impl RealSession {
             .map_err(|e| anyhow::anyhow!("bad recipient {to}: {e}"))
     }
 
-    async fn send(&self, message_id: &str, to: &Jid, message: wa::Message) -> anyhow::Result<()> {
+    async fn send(
+        &self,
+        message_id: &MessageId,
+        to: &Jid,
+        message: wa::Message,
+    ) -> anyhow::Result<()> {
         let jid = self.to_wa(to)?;
         self.client
             .send_message_with_options(
                 jid,
                 message,
-                SendOptions::default().with_message_id(message_id),
+                SendOptions::default().with_message_id(message_id.as_str()),
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -721,7 +746,7 @@ impl EngineSession for RealSession {
         Ok(())
     }
 
-    async fn send_text(&self, message_id: &str, to: &Jid, text: &str) -> anyhow::Result<()> {
+    async fn send_text(&self, message_id: &MessageId, to: &Jid, text: &str) -> anyhow::Result<()> {
         let message = wa::Message {
             conversation: Some(text.to_string()),
             ..Default::default()
@@ -731,7 +756,7 @@ impl EngineSession for RealSession {
 
     async fn send_media(
         &self,
-        message_id: &str,
+        message_id: &MessageId,
         to: &Jid,
         media: &OutgoingMedia,
     ) -> anyhow::Result<()> {
@@ -798,7 +823,7 @@ impl EngineSession for RealSession {
                 let mut groups: Vec<Contact> = groups
                     .into_values()
                     .map(|g| Contact {
-                        id: g.id.to_string(),
+                        id: Jid::from_raw(g.id.to_string()),
                         name: g.subject,
                         number: g.id.user.to_string(),
                         is_group: true,

@@ -1,0 +1,43 @@
+//! What every request handler can reach.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+
+use crate::auth::Tokens;
+use crate::backbone::Backbone;
+use crate::config::Config;
+use crate::domain::users::KeyCache;
+use crate::store::EventStore;
+use crate::whatsapp::Sessions;
+use crate::whatsapp::sim::SimEngine;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: EventStore,
+    pub tokens: Tokens,
+    pub sessions: Sessions,
+    /// The simulated network, when `WA_ENGINE=sim`.
+    pub sim: Option<SimEngine>,
+    /// Client for media URLs (guarded unless `WA_MEDIA_ALLOW_PRIVATE`).
+    pub media_client: reqwest::Client,
+    /// The read-model database (`views.db`): projections and their checkpoints (webhook deliveries live in `webhooks.db`).
+    pub views: SqlitePool,
+    /// Where consumers read the log from.
+    pub backbone: Backbone,
+    /// Records every authenticated API call as an `api_called` event.
+    pub api_calls: super::calls::Recorder,
+    /// Recently checked API keys (see [`crate::domain::users::KeyCache`]).
+    pub key_cache: Arc<KeyCache>,
+    /// The webhook dispatcher (delivery log, manual retries).
+    pub webhooks: crate::webhooks::Webhooks,
+}
+
+impl AppState {
+    /// The backbone's name and whether it is reachable.
+    pub fn backbone_status(&self) -> (&'static str, bool) {
+        (self.backbone.name(), self.backbone.is_reachable())
+    }
+}
