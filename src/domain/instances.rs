@@ -452,9 +452,11 @@ mod tests {
     }
 
     fn then_state(state: &Instance, events: &[Event]) -> Option<Instance> {
-        events
-            .iter()
-            .fold(Some(state.clone()), |s, e| apply(s, e, T0 + 1))
+        let mut after = Some(state.clone());
+        for e in events {
+            after = apply(after, e, T0 + 1);
+        }
+        after
     }
 
     #[test]
