@@ -16,7 +16,8 @@
 //! - [`ids`]: typed identifiers (`InstanceId`, `UserId`, `MessageId`, `Jid`), parsed once at the edge.
 //! - [`events`]: the event catalog (the public contract; JSON Schemas in `schemas/`).
 //! - [`store`]: the append-only log: optimistic concurrency, group commit, subscriptions.
-//! - [`domain`]: users and instances: commands that append events with their state changes.
+//! - [`domain`]: the aggregates (users, instances): pure `decide`/`apply`, appended with the
+//!   exact stream version decided on; their tables in `domain::storage`; sends in `domain::send`.
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
 //! - [`projections`]: read models (activity log, message history, usage statistics), rebuildable.
