@@ -8,11 +8,13 @@
 //! - [`types`]: other values parsed at the edge (e-mail, names, URLs).
 //! - [`aggregate`]: the aggregate trait and the decide-then-append loop.
 //! - [`users`], [`instances`]: the aggregates and their commands.
+//! - [`state`]: the aggregates' states (shared by the decisions and the tables).
 //! - [`storage`]: their tables, one module per table, with named changes.
 
 pub mod aggregate;
 pub mod instances;
 pub mod send;
+pub mod state;
 pub mod storage;
 pub mod types;
 pub mod users;

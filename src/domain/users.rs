@@ -17,30 +17,7 @@ use crate::ids::{InstanceId, UserId};
 
 pub use table::{find_by_api_key, find_by_id, list};
 
-/// A user account as the API shows it (the API key included; never the password hash).
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: UserId,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub is_admin: bool,
-    pub api_key: String,
-    pub created_at: i64,
-}
-
-/// An account: the aggregate's state (no secrets).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Account {
-    pub id: UserId,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub is_admin: bool,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+pub use super::state::{Account, User};
 
 /// What a new account needs.
 pub struct NewUser {

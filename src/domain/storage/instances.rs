@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::config::Secret;
-use crate::domain::instances::{Instance, WebhookSettings};
+use crate::domain::state::{Instance, WebhookSettings};
 use crate::ids::{InstanceId, UserId};
 use crate::store::StateChange;
 

@@ -6,7 +6,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::auth;
 use crate::config::Secret;
-use crate::domain::users::{Account, User};
+use crate::domain::state::{Account, User};
 use crate::ids::UserId;
 use crate::store::StateChange;
 

@@ -1,0 +1,136 @@
+//! The aggregates' states, apart from their decisions and their tables, so
+//! that both can use them without importing each other.
+
+use crate::events::WebhookConfig;
+use crate::ids::{InstanceId, UserId};
+
+use super::DomainError;
+
+/// Bounds of `maxRetries`.
+pub const MAX_RETRIES_RANGE: std::ops::RangeInclusive<u32> = 0..=20;
+/// Bounds of `retryInterval`, in milliseconds (100 ms to 24 h).
+pub const RETRY_INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 100..=86_400_000;
+/// Longest webhook secret.
+pub const MAX_SECRET_LEN: usize = 256;
+
+/// Webhook settings of an instance (the secret itself lives only in its table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSettings {
+    pub url: Option<String>,
+    pub enabled: bool,
+    pub notify_received: bool,
+    pub notify_sent: bool,
+    pub notify_delivery: bool,
+    pub notify_read: bool,
+    pub max_retries: u32,
+    pub retry_interval: u64,
+    pub has_secret: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            enabled: false,
+            notify_received: true,
+            notify_sent: true,
+            notify_delivery: false,
+            notify_read: false,
+            max_retries: 3,
+            retry_interval: 60_000,
+            has_secret: false,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// The settings as events carry them.
+    pub fn public(&self) -> WebhookConfig {
+        WebhookConfig {
+            url: self.url.clone(),
+            enabled: self.enabled,
+            notify_received: self.notify_received,
+            notify_sent: self.notify_sent,
+            notify_delivery: self.notify_delivery,
+            notify_read: self.notify_read,
+            max_retries: self.max_retries,
+            retry_interval: self.retry_interval,
+            has_secret: self.has_secret,
+        }
+    }
+
+    /// The settings an event carries.
+    pub fn from_public(w: &WebhookConfig) -> Self {
+        Self {
+            url: w.url.clone(),
+            enabled: w.enabled,
+            notify_received: w.notify_received,
+            notify_sent: w.notify_sent,
+            notify_delivery: w.notify_delivery,
+            notify_read: w.notify_read,
+            max_retries: w.max_retries,
+            retry_interval: w.retry_interval,
+            has_secret: w.has_secret,
+        }
+    }
+
+    /// Checks the cross-field rules and bounds.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.enabled && self.url.is_none() {
+            return Err(DomainError::invalid("webhookEnabled needs a webhookUrl"));
+        }
+        if !MAX_RETRIES_RANGE.contains(&self.max_retries) {
+            return Err(DomainError::invalid(format!(
+                "maxRetries must be between {} and {}",
+                MAX_RETRIES_RANGE.start(),
+                MAX_RETRIES_RANGE.end()
+            )));
+        }
+        if !RETRY_INTERVAL_RANGE.contains(&self.retry_interval) {
+            return Err(DomainError::invalid(format!(
+                "retryInterval must be between {} and {} milliseconds",
+                RETRY_INTERVAL_RANGE.start(),
+                RETRY_INTERVAL_RANGE.end()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An instance: the aggregate's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub user_id: UserId,
+    pub name: String,
+    pub description: Option<String>,
+    pub webhook: WebhookSettings,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A user account as the API shows it (the API key included; never the password hash).
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_admin: bool,
+    pub api_key: String,
+    pub created_at: i64,
+}
+
+/// An account: the aggregate's state (no secrets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: UserId,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_admin: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
