@@ -234,18 +234,15 @@ pub async fn register(store: &EventStore, new: NewUser, actor: &str) -> Result<U
         ));
     }
     let id = UserId::new_random();
+    let api_key = auth::new_api_key();
     let command = UserCommand::Register {
         email: new.email.as_str().to_string(),
         first_name: new.first_name,
         last_name: new.last_name,
         is_admin: new.is_admin,
         password_hash: hash(new.password.expose()).await?,
-        api_key: Secret::new(auth::new_api_key()),
+        api_key: Secret::new(api_key.clone()),
     };
-    let UserCommand::Register { api_key, .. } = &command else {
-        unreachable!("built above")
-    };
-    let api_key = api_key.expose().to_string();
     let account = run(store, &id, command, Metadata::actor(actor))
         .await
         .map_err(|e| match e {
@@ -271,7 +268,7 @@ pub async fn register(store: &EventStore, new: NewUser, actor: &str) -> Result<U
 pub async fn login(store: &EventStore, email: &str, password: &str) -> Result<User, DomainError> {
     let refused = || DomainError::Unauthorized(LOGIN_REFUSED.into());
     let email = Email::parse(email).map_err(|_| refused())?;
-    let Some((id, stored)) = table::credentials_by_email(store.pool(), email.as_str()).await?
+    let Some((user, stored)) = table::credentials_by_email(store.pool(), email.as_str()).await?
     else {
         // Spend the same time as a real check.
         let dummy = DUMMY_HASH.get_or_init(|| auth::hash_password("x").unwrap_or_default());
@@ -281,14 +278,12 @@ pub async fn login(store: &EventStore, email: &str, password: &str) -> Result<Us
     let password_matches = verify(password, stored).await?;
     run(
         store,
-        &id,
+        &user.id,
         UserCommand::LogIn { password_matches },
-        Metadata::actor(id.as_str()),
+        Metadata::actor(user.id.as_str()),
     )
     .await?;
-    table::find_by_id(store.pool(), &id)
-        .await?
-        .ok_or_else(refused)
+    Ok(user)
 }
 
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();

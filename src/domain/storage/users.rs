@@ -58,18 +58,20 @@ pub async fn find_by_api_key(pool: &SqlitePool, key: &str) -> Result<Option<User
     }
 }
 
-/// The id and password hash of the account with this (normalised) e-mail.
+/// The account with this (normalised) e-mail and its password hash.
 pub async fn credentials_by_email(
     pool: &SqlitePool,
     email: &str,
-) -> Result<Option<(UserId, Secret)>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = ?")
-        .bind(email)
-        .fetch_optional(pool)
-        .await?;
+) -> Result<Option<(User, Secret)>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?"
+    )))
+    .bind(email)
+    .fetch_optional(pool)
+    .await?;
     row.map(|r| {
         Ok((
-            r.try_get("id")?,
+            row_to_user(&r)?,
             Secret::new(r.try_get::<String, _>("password_hash")?),
         ))
     })
