@@ -9,8 +9,11 @@
 //!                                                                │
 //!          (NATS JetStream backbone: outbox relay → `wa.<user>.<instance>.<type>`)
 //!                                                                ▼
-//!                     projectors (activity, messages, stats) · webhook dispatcher
+//!        projections (activity, messages, stats: one consumer) · webhook dispatcher
 //! ```
+//!
+//! Each event is decoded once (when appended, or read back from the database
+//! or a NATS message) and every consumer `match`es on the typed [`events::Event`].
 //!
 //! - [`config`]: `WA_*` settings with documented defaults.
 //! - [`ids`]: typed identifiers (`InstanceId`, `UserId`, `MessageId`, `Jid`), parsed once at the edge.
@@ -20,7 +23,8 @@
 //!   exact stream version decided on; their tables in `domain::storage`; sends in `domain::send`.
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
-//! - [`projections`]: read models (activity log, message history, usage statistics), rebuildable.
+//! - [`projections`]: read models (activity log, message history, usage statistics), applied
+//!   in one transaction per batch, each behind its own checkpoint, rebuildable.
 //! - [`whatsapp`]: the engine interface, per-instance supervisors, the simulated network.
 //! - [`backbone`]: the consumer interface; embedded (tail the log) or NATS
 //!   JetStream (durable pull consumers; subjects, headers and envelope in `nats/`).

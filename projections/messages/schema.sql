@@ -26,12 +26,6 @@ CREATE TABLE IF NOT EXISTS message_chats (
     PRIMARY KEY (instance_id, remote_jid)
 ) WITHOUT ROWID;
 
--- Statuses that arrived before their message (applied when the message arrives).
-CREATE TABLE IF NOT EXISTS message_early_status (
-    instance_id TEXT    NOT NULL,
-    message_id  TEXT    NOT NULL,
-    from_me     INTEGER NOT NULL,
-    status      TEXT    NOT NULL,
-    status_rank INTEGER NOT NULL,
-    PRIMARY KEY (instance_id, message_id, from_me)
-) WITHOUT ROWID;
+-- Statuses used to wait here for their message; the supervisor now holds
+-- early receipts (the one place they wait), so the table of older versions goes.
+DROP TABLE IF EXISTS message_early_status;

@@ -555,7 +555,8 @@ async fn consume(
                 }
                 Ok(event) if event.position == expected => {
                     expected += 1;
-                    batch.0.push(Arc::new(event));
+                    // Decoded once here; every consumer's `apply` gets the typed event.
+                    batch.0.push(Arc::new(event.decoded()));
                     batch.1.push(msg);
                 }
                 Ok(_) => later.push(msg),
@@ -622,6 +623,7 @@ mod tests {
             data: serde_json::json!({}),
             metadata: Default::default(),
             recorded_at: chrono::Utc::now(),
+            event: None,
         }
     }
 

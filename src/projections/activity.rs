@@ -44,18 +44,28 @@ pub fn actions() -> Vec<&'static str> {
         .collect()
 }
 
+/// The entry's `details`: the payload without [`HIDDEN_FIELDS`], written
+/// straight from the stored payload (nothing copied).
 fn details(data: &Value) -> String {
-    match data {
-        Value::Object(map) => {
-            let kept: serde_json::Map<String, Value> = map
-                .iter()
-                .filter(|(k, _)| !HIDDEN_FIELDS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            Value::Object(kept).to_string()
+    let Value::Object(map) = data else {
+        return "{}".to_string();
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(160);
+    out.push(b'{');
+    for (k, v) in map
+        .iter()
+        .filter(|(k, _)| !HIDDEN_FIELDS.contains(&k.as_str()))
+    {
+        if out.len() > 1 {
+            out.push(b',');
         }
-        _ => "{}".to_string(),
+        // Writing JSON strings and values into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, k);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, v);
     }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_else(|_| "{}".to_string())
 }
 
 impl Projection for Activity {

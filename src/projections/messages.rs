@@ -1,17 +1,18 @@
 //! Message history: every sent (`message_sent`) and received
 //! (`message_received`) message per instance and chat, with its status
 //! following `message_status` events (sent → delivered → read → played),
-//! never backwards. A status that arrives before its message is kept aside
-//! and applied when the message comes. An instance's history is deleted
+//! never backwards. A status whose message is not in the history changes
+//! nothing: the supervisor never logs a receipt before its `message_sent`
+//! (it holds early receipts, the one place they wait), so such a status is
+//! for a message sent outside the gateway. An instance's history is deleted
 //! with the instance.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Deserialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::Projection;
-use crate::events::{MessageReceived, MessageSent, MessageStatus};
+use crate::events::{Event, MessageReceived, MessageSent, MessageStatus};
 use crate::store::{RecordedEvent, SharedEvent};
 
 /// The projection's name.
@@ -81,9 +82,8 @@ impl NewRow {
 /// multi-row inserts; statuses of buffered messages are applied in memory;
 /// statuses of other messages are gathered (the highest per message) and
 /// written with one UPDATE per chunk when the batch is flushed.
+#[derive(Default)]
 struct BatchState {
-    /// Whether early statuses may be waiting (skips a lookup per message when none are).
-    early_waiting: bool,
     pending: Vec<NewRow>,
     index: HashMap<MessageKey, usize>,
     raises: HashMap<MessageKey, (String, i64)>,
@@ -93,32 +93,22 @@ struct BatchState {
 const RAISE_ROWS: usize = 200;
 
 impl BatchState {
-    /// Buffers a message (once), with any status that came before it.
+    /// Buffers a message (once). A status gathered earlier in the batch for
+    /// the same message is for the stored row only, as it would have been in
+    /// an earlier batch: what is gathered is written first, so a batch's
+    /// boundaries never change the outcome (rare: a duplicated event, or a
+    /// message sent outside the gateway).
     async fn add_message(
         &mut self,
         conn: &mut SqliteConnection,
-        mut row: NewRow,
+        row: NewRow,
     ) -> anyhow::Result<()> {
         let key = row.key();
         if self.index.contains_key(&key) {
             return Ok(());
         }
-        if self.early_waiting {
-            let early: Option<(String, i64)> = sqlx::query_as(
-                "DELETE FROM message_early_status WHERE instance_id = ? AND message_id = ? AND from_me = ? \
-                 RETURNING status, status_rank",
-            )
-            .bind(&row.instance_id)
-            .bind(&row.message_id)
-            .bind(row.from_me)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some((status, rank)) = early {
-                row.raise(&status, rank);
-            }
-        }
-        if let Some((status, rank)) = self.raises.remove(&key) {
-            row.raise(&status, rank);
+        if self.raises.contains_key(&key) {
+            self.flush(conn).await?;
         }
         self.index.insert(key, self.pending.len());
         self.pending.push(row);
@@ -151,8 +141,8 @@ impl BatchState {
         }
     }
 
-    /// Raises the stored messages' statuses gathered in this batch; a status
-    /// whose message is not stored yet is kept aside until the message comes.
+    /// Raises the stored messages' statuses gathered in this batch, one
+    /// UPDATE per chunk; a status of a message not in the history changes nothing.
     async fn write_raises(&mut self, conn: &mut SqliteConnection) -> anyhow::Result<()> {
         let raises: Vec<(MessageKey, (String, i64))> = self.raises.drain().collect();
         for chunk in raises.chunks(RAISE_ROWS) {
@@ -171,58 +161,9 @@ impl BatchState {
             );
             update.push(
                 ") AS v WHERE messages.instance_id = v.column1 AND messages.message_id = v.column2 \
-                 AND messages.from_me = v.column3 AND messages.status_rank < v.column5 \
-                 RETURNING instance_id, message_id, from_me",
+                 AND messages.from_me = v.column3 AND messages.status_rank < v.column5",
             );
-            let raised: HashSet<MessageKey> = update
-                .build_query_as::<MessageKey>()
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .collect();
-            let rest: Vec<&(MessageKey, (String, i64))> =
-                chunk.iter().filter(|(k, _)| !raised.contains(k)).collect();
-            if rest.is_empty() {
-                continue;
-            }
-            // Not raised: either the message already has that status or a
-            // higher one, or it is not here yet.
-            let mut lookup = QueryBuilder::<Sqlite>::new(
-                "SELECT instance_id, message_id, from_me FROM messages \
-                 WHERE (instance_id, message_id, from_me) IN (",
-            );
-            lookup.push_values(&rest, |mut b, ((instance, message, from_me), _)| {
-                b.push_bind(instance.as_str())
-                    .push_bind(message.as_str())
-                    .push_bind(*from_me);
-            });
-            lookup.push(")");
-            let known: HashSet<MessageKey> = lookup
-                .build_query_as::<MessageKey>()
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .collect();
-            for ((instance, message, from_me), (status, rank)) in rest {
-                if known.contains(&(instance.clone(), message.clone(), *from_me)) {
-                    continue;
-                }
-                self.early_waiting = true;
-                sqlx::query(
-                    "INSERT INTO message_early_status (instance_id, message_id, from_me, status, status_rank) \
-                     VALUES (?, ?, ?, ?, ?) \
-                     ON CONFLICT (instance_id, message_id, from_me) DO UPDATE \
-                     SET status = excluded.status, status_rank = excluded.status_rank \
-                     WHERE excluded.status_rank > message_early_status.status_rank",
-                )
-                .bind(instance)
-                .bind(message)
-                .bind(from_me)
-                .bind(status)
-                .bind(rank)
-                .execute(&mut *conn)
-                .await?;
-            }
+            update.build().execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -319,28 +260,28 @@ async fn raise_stored(
 }
 
 impl NewRow {
-    fn sent(e: &RecordedEvent, m: MessageSent) -> Self {
+    fn sent(e: &RecordedEvent, m: &MessageSent) -> Self {
         Self::new(
             e,
-            m.instance_id.into_string(),
+            m.instance_id.to_string(),
             m.to.to_string(),
             true,
             m.message_type.as_str().to_string(),
-            m.body,
-            m.message_id.into_string(),
+            m.body.clone(),
+            m.message_id.to_string(),
             m.has_media,
         )
     }
 
-    fn received(e: &RecordedEvent, m: MessageReceived) -> Self {
+    fn received(e: &RecordedEvent, m: &MessageReceived) -> Self {
         Self::new(
             e,
-            m.instance_id.into_string(),
+            m.instance_id.to_string(),
             m.chat.to_string(),
             false,
-            m.message_type,
-            m.body,
-            m.message_id.into_string(),
+            m.message_type.clone(),
+            m.body.clone(),
+            m.message_id.to_string(),
             m.has_media,
         )
     }
@@ -382,7 +323,6 @@ async fn delete_instance(conn: &mut SqliteConnection, instance_id: &str) -> anyh
     for sql in [
         "DELETE FROM messages WHERE instance_id = ?",
         "DELETE FROM message_chats WHERE instance_id = ?",
-        "DELETE FROM message_early_status WHERE instance_id = ?",
     ] {
         sqlx::query(sql)
             .bind(instance_id)
@@ -396,44 +336,24 @@ impl Projection for Messages {
     const NAME: &'static str = NAME;
     const SCHEMA: &'static str = include_str!("../../projections/messages/schema.sql");
     const DROP: &'static str = include_str!("../../projections/messages/drop.sql");
-    const TABLES: &'static [&'static str] = &["messages", "message_chats", "message_early_status"];
+    const TABLES: &'static [&'static str] = &["messages", "message_chats"];
 
     async fn apply_events(
         conn: &mut SqliteConnection,
         events: &[SharedEvent],
     ) -> anyhow::Result<()> {
-        let early_waiting: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_early_status)")
-                .fetch_one(&mut *conn)
-                .await?;
-        let mut batch = BatchState {
-            early_waiting,
-            pending: Vec::new(),
-            index: HashMap::new(),
-            raises: HashMap::new(),
-        };
+        let mut batch = BatchState::default();
         for e in events {
-            match e.event_type.as_str() {
-                "message_sent" => {
-                    let m = MessageSent::deserialize(&e.data)?;
-                    let row = NewRow::sent(e, m);
-                    batch.add_message(conn, row).await?;
+            match &e.event {
+                Some(Event::MessageSent(m)) => batch.add_message(conn, NewRow::sent(e, m)).await?,
+                Some(Event::MessageReceived(m)) => {
+                    batch.add_message(conn, NewRow::received(e, m)).await?
                 }
-                "message_received" => {
-                    let m = MessageReceived::deserialize(&e.data)?;
-                    let row = NewRow::received(e, m);
-                    batch.add_message(conn, row).await?;
-                }
-                "message_status" => {
-                    let s = MessageStatus::deserialize(&e.data)?;
-                    batch.apply_status(&s);
-                }
-                "instance_deleted" => {
-                    if let Some(id) = e.instance_id.as_deref() {
-                        // What the batch gathered so far lands before the rows go.
-                        batch.flush(conn).await?;
-                        delete_instance(conn, id).await?;
-                    }
+                Some(Event::MessageStatus(s)) => batch.apply_status(s),
+                Some(Event::InstanceDeleted(d)) => {
+                    // What the batch gathered so far lands before the rows go.
+                    batch.flush(conn).await?;
+                    delete_instance(conn, d.instance_id.as_str()).await?;
                 }
                 _ => {}
             }

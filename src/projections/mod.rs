@@ -5,9 +5,10 @@
 //! - [`stats`]: usage counters per instance per UTC day.
 //!
 //! Each projection owns its tables in the read-model database (`views.db`),
-//! with its SQL under `projections/<name>/`. A batch is applied in one
-//! transaction together with the projector's checkpoint, and events at or
-//! below the checkpoint are skipped, so redelivery is harmless. [`rebuild`]
+//! with its SQL under `projections/<name>/`. They run as one consumer,
+//! [`Projectors`]: a batch is applied to all of them in one transaction,
+//! each with its own checkpoint, and events at or below a projection's
+//! checkpoint are skipped, so redelivery is harmless. [`rebuild`]
 //! drops a projection's tables and replays the whole log into them.
 
 pub mod activity;
@@ -15,7 +16,6 @@ pub mod messages;
 pub mod stats;
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -51,34 +51,52 @@ pub trait Projection: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// The one connection the projectors of a `views` database write through,
-/// taken in turns. Taking turns spares them SQLite's busy handler, which
-/// backs off by sleeping (up to 100 ms a try) and can starve one of them
-/// under load. Keeping one connection keeps its page cache and prepared
-/// statements warm: a pooled connection would be a different one each
-/// batch, re-reading the pages another connection changed.
-#[derive(Clone)]
-pub struct Writing {
+/// The name of the one consumer that runs every projection (its durable
+/// consumer on NATS); each projection keeps its own checkpoint.
+pub const CONSUMER: &str = "projections";
+
+/// Every projection as one [`Consumer`] of the backbone: a batch goes into
+/// all of them in one `BEGIN IMMEDIATE` transaction of `views.db`, each
+/// behind its own checkpoint (so a rebuild of one, which moves only its
+/// checkpoint, stays exact). One transaction a batch instead of one per
+/// projection, and no SQLite busy waits between projectors.
+pub struct Projectors {
     views: SqlitePool,
-    conn: Arc<tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>>,
+    /// The connection batches are written through, kept between batches so
+    /// that its page cache and prepared statements stay warm; after a failed
+    /// batch it goes back to the pool and the next batch takes one afresh.
+    conn: tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
 }
 
-impl Writing {
-    /// Turns on a connection of `views`, taken on first use.
+impl Projectors {
+    /// The projections of `views`.
     pub fn new(views: SqlitePool) -> Self {
         Self {
             views,
-            conn: Arc::new(tokio::sync::Mutex::new(None)),
+            conn: tokio::sync::Mutex::new(None),
         }
     }
+}
 
-    /// Runs `f` on the shared connection, once the other projectors are done.
-    /// After a failed batch the connection goes back to the pool and the
-    /// next turn takes one afresh.
-    async fn with<T>(
-        &self,
-        f: impl AsyncFnOnce(&mut SqliteConnection) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+#[async_trait]
+impl Consumer for Projectors {
+    fn name(&self) -> &'static str {
+        CONSUMER
+    }
+
+    /// The lowest of the projections' checkpoints: where the batches must start.
+    async fn checkpoint(&self) -> anyhow::Result<i64> {
+        let mut lowest = i64::MAX;
+        for name in NAMES {
+            lowest = lowest.min(load_checkpoint(&self.views, name).await?);
+        }
+        Ok(lowest)
+    }
+
+    async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let mut slot = self.conn.lock().await;
         let conn = match &mut *slot {
             Some(conn) => conn,
@@ -89,7 +107,7 @@ impl Writing {
                     .context("Failed to get a projection connection")?,
             ),
         };
-        let result = f(conn).await;
+        let result = apply_all(conn, events).await;
         if result.is_err() {
             *slot = None;
         }
@@ -97,44 +115,23 @@ impl Writing {
     }
 }
 
-/// Runs a projection as a [`Consumer`] of the backbone.
-pub struct Projector<P> {
-    views: SqlitePool,
-    writing: Writing,
-    projection: PhantomData<fn() -> P>,
+/// Applies one batch to every projection in one transaction.
+async fn apply_all(conn: &mut SqliteConnection, events: &[SharedEvent]) -> anyhow::Result<()> {
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .context("Failed to begin a projection transaction")?;
+    apply_in::<activity::Activity>(&mut tx, events).await?;
+    apply_in::<messages::Messages>(&mut tx, events).await?;
+    apply_in::<stats::Stats>(&mut tx, events).await?;
+    tx.commit()
+        .await
+        .context("Failed to commit a projection batch")?;
+    Ok(())
 }
 
-impl<P: Projection> Projector<P> {
-    /// A projector writing into `views` through `writing`, shared with the
-    /// other projectors of that database.
-    pub fn new(views: SqlitePool, writing: Writing) -> Self {
-        Self {
-            views,
-            writing,
-            projection: PhantomData,
-        }
-    }
-}
-
-#[async_trait]
-impl<P: Projection> Consumer for Projector<P> {
-    fn name(&self) -> &'static str {
-        P::NAME
-    }
-
-    async fn checkpoint(&self) -> anyhow::Result<i64> {
-        Ok(load_checkpoint(&self.views, P::NAME).await?)
-    }
-
-    async fn apply(&self, events: &[SharedEvent]) -> anyhow::Result<()> {
-        self.writing
-            .with(async |conn| apply_batch::<P>(conn, events).await)
-            .await
-    }
-}
-
-/// Applies one batch: skips what the checkpoint covers, then writes the
-/// changes and the new checkpoint in one `BEGIN IMMEDIATE` transaction.
+/// Applies one batch to one projection in its own `BEGIN IMMEDIATE`
+/// transaction (tools and tests; the gateway runs [`Projectors`]).
 pub async fn apply_batch<P: Projection>(
     conn: &mut SqliteConnection,
     events: &[SharedEvent],
@@ -146,18 +143,28 @@ pub async fn apply_batch<P: Projection>(
         .begin_with("BEGIN IMMEDIATE")
         .await
         .context("Failed to begin a projection transaction")?;
-    let checkpoint = load_checkpoint(&mut *tx, P::NAME).await?;
+    apply_in::<P>(&mut tx, events).await?;
+    tx.commit()
+        .await
+        .context("Failed to commit a projection batch")?;
+    Ok(())
+}
+
+/// Inside the caller's transaction: skips what `P`'s checkpoint covers, then
+/// writes `P`'s changes and its new checkpoint.
+async fn apply_in<P: Projection>(
+    conn: &mut SqliteConnection,
+    events: &[SharedEvent],
+) -> anyhow::Result<()> {
+    let checkpoint = load_checkpoint(&mut *conn, P::NAME).await?;
     let fresh = unapplied(events, checkpoint)?;
     let Some(last) = fresh.last() else {
         return Ok(());
     };
-    P::apply_events(&mut tx, fresh)
+    P::apply_events(conn, fresh)
         .await
         .with_context(|| format!("Failed to apply events to the {} projection", P::NAME))?;
-    save_checkpoint(&mut tx, P::NAME, last.position).await?;
-    tx.commit()
-        .await
-        .context("Failed to commit a projection batch")?;
+    save_checkpoint(&mut *conn, P::NAME, last.position).await?;
     Ok(())
 }
 
@@ -187,20 +194,9 @@ pub async fn ensure_schemas(views: &SqlitePool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every projector, as consumers of the backbone.
+/// The projections, as one consumer of the backbone.
 pub fn consumers(views: &SqlitePool) -> Vec<Arc<dyn Consumer>> {
-    let writing = Writing::new(views.clone());
-    vec![
-        Arc::new(Projector::<activity::Activity>::new(
-            views.clone(),
-            writing.clone(),
-        )),
-        Arc::new(Projector::<messages::Messages>::new(
-            views.clone(),
-            writing.clone(),
-        )),
-        Arc::new(Projector::<stats::Stats>::new(views.clone(), writing)),
-    ]
+    vec![Arc::new(Projectors::new(views.clone()))]
 }
 
 /// The tables of the projection `name`, if there is one.

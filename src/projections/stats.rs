@@ -13,11 +13,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{Projection, day_of};
-use crate::events::{ApiCalled, MessageReceived, MessageSent};
+use crate::events::Event;
 use crate::store::{RecordedEvent, SharedEvent};
 
 /// The projection's name.
@@ -72,11 +71,10 @@ impl Batch {
         }
     }
 
-    fn add(&mut self, e: &RecordedEvent) -> anyhow::Result<()> {
+    fn add(&mut self, e: &RecordedEvent) {
         let owner = e.user_id.as_deref().unwrap_or_default();
-        match e.event_type.as_str() {
-            "message_sent" => {
-                let m = MessageSent::deserialize(&e.data)?;
+        match &e.event {
+            Some(Event::MessageSent(m)) => {
                 let day = day_of(e);
                 let u = self.bump(m.instance_id.as_str(), owner, &day);
                 u.messages_sent += 1;
@@ -86,8 +84,7 @@ impl Batch {
                 }
                 self.active(owner, &day);
             }
-            "message_received" => {
-                let m = MessageReceived::deserialize(&e.data)?;
+            Some(Event::MessageReceived(m)) => {
                 let day = day_of(e);
                 let u = self.bump(m.instance_id.as_str(), owner, &day);
                 u.messages_received += 1;
@@ -97,8 +94,7 @@ impl Batch {
                 }
                 self.active(owner, &day);
             }
-            "api_called" => {
-                let c = ApiCalled::deserialize(&e.data)?;
+            Some(Event::ApiCalled(c)) => {
                 let day = day_of(e);
                 match e.instance_id.as_deref() {
                     Some(instance) => {
@@ -113,14 +109,13 @@ impl Batch {
                 }
                 self.active(c.user_id.as_str(), &day);
             }
-            "webhook_delivered" => {
+            Some(Event::WebhookDelivered(_)) => {
                 if let Some(instance) = e.instance_id.as_deref() {
                     self.bump(instance, owner, &day_of(e)).webhook_sent += 1;
                 }
             }
             _ => {}
         }
-        Ok(())
     }
 }
 
@@ -136,7 +131,7 @@ impl Projection for Stats {
     ) -> anyhow::Result<()> {
         let mut batch = Batch::default();
         for e in events {
-            batch.add(e)?;
+            batch.add(e);
         }
         for ((instance, user, day), u) in &batch.counters {
             sqlx::query(

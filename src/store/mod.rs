@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::events::{Event, UnknownEvent};
+use crate::events::Event;
 
 pub use writer::WriterMode;
 
@@ -199,7 +199,7 @@ pub enum StoreError {
 }
 
 /// An event as stored in the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordedEvent {
     pub position: i64,
@@ -213,12 +213,45 @@ pub struct RecordedEvent {
     pub data: Value,
     pub metadata: Metadata,
     pub recorded_at: DateTime<Utc>,
+    /// The payload in the typed catalog, decoded once (or kept from the
+    /// append) and shared by every consumer; `None` for a type or payload
+    /// this build does not know, which consumers skip. Not serialized: the
+    /// envelope carries `data`, and [`RecordedEvent::decoded`] restores it.
+    #[serde(skip)]
+    pub event: Option<Event>,
+}
+
+/// Equal when stored the same; the decoded [`RecordedEvent::event`] follows
+/// from the type and payload (and is absent until decoded).
+impl PartialEq for RecordedEvent {
+    fn eq(&self, o: &Self) -> bool {
+        self.position == o.position
+            && self.event_id == o.event_id
+            && self.stream_id == o.stream_id
+            && self.version == o.version
+            && self.event_type == o.event_type
+            && self.schema_version == o.schema_version
+            && self.user_id == o.user_id
+            && self.instance_id == o.instance_id
+            && self.data == o.data
+            && self.metadata == o.metadata
+            && self.recorded_at == o.recorded_at
+    }
 }
 
 impl RecordedEvent {
-    /// Decodes the payload into the typed catalog.
-    pub fn event(&self) -> Result<Event, UnknownEvent> {
-        Event::from_parts(&self.event_type, &self.data)
+    /// Fills [`RecordedEvent::event`] from the stored type and payload (after
+    /// reading the log or a NATS message). An event this build cannot read is
+    /// logged once here.
+    pub fn decoded(mut self) -> Self {
+        self.event = match Event::from_parts(&self.event_type, &self.data) {
+            Ok(event) => Some(event),
+            Err(err) => {
+                tracing::warn!(position = self.position, error = %err, "an event this build cannot decode: consumers skip it");
+                None
+            }
+        };
+        self
     }
     /// Unix milliseconds of `recorded_at`.
     pub fn recorded_ms(&self) -> i64 {
@@ -244,6 +277,8 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) struct PreparedEvent {
+    /// The typed event, handed to consumers as it is once committed.
+    event: Option<Event>,
     event_type: &'static str,
     schema_version: u32,
     data: Value,
@@ -261,6 +296,7 @@ impl Prepared {
                     schema_version: event.schema_version(),
                     data_text: data.to_string(),
                     data,
+                    event: Some(event),
                 }
             })
             .collect();
@@ -607,7 +643,9 @@ pub(crate) fn row_to_event(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEven
         metadata: serde_json::from_str(&metadata)
             .map_err(|e| StoreError::Db(sqlx::Error::Decode(e.into())))?,
         recorded_at: ms_to_time(recorded_ms),
-    })
+        event: None,
+    }
+    .decoded())
 }
 
 /// Unix milliseconds to a UTC time.

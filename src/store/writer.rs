@@ -311,6 +311,7 @@ async fn commit_single_statement(
             data: std::mem::take(&mut e.data),
             metadata: job.append.metadata.clone(),
             recorded_at,
+            event: e.event.take(),
         });
     }
     publish.committed(committed, new_head, jobs, outcomes);
@@ -414,6 +415,7 @@ async fn commit_batch(
                     data: event.data,
                     metadata: append.metadata.clone(),
                     recorded_at,
+                    event: event.event,
                 },
             });
             next_position += 1;

@@ -12,7 +12,7 @@ use super::payload::{self, Filters};
 use super::worker::{Shared, now_ms};
 use crate::backbone::{Consumer, load_checkpoint, save_checkpoint};
 use crate::events::Event;
-use crate::store::{RecordedEvent, SharedEvent};
+use crate::store::SharedEvent;
 
 /// The checkpoint name of the intake.
 pub const NAME: &str = "webhooks";
@@ -20,25 +20,6 @@ pub const NAME: &str = "webhooks";
 /// The `webhook-id` of the delivery of a log event (stable across attempts and restarts).
 pub fn webhook_id(event_id: &str) -> String {
     format!("msg_{}", event_id.replace('-', ""))
-}
-
-/// Decodes an event; one this build cannot read is skipped (logged), not retried forever.
-fn decode(e: &RecordedEvent) -> Option<Event> {
-    match e.event() {
-        Ok(ev) => Some(ev),
-        Err(err) => {
-            tracing::warn!(position = e.position, error = %err, "webhooks: skipping an undecodable event");
-            None
-        }
-    }
-}
-
-/// Events that change what the intake knows about an instance's webhook.
-fn is_settings_event(event_type: &str) -> bool {
-    matches!(
-        event_type,
-        "instance_created" | "instance_updated" | "webhook_disabled" | "instance_deleted"
-    )
 }
 
 /// The log consumer that queues deliveries.
@@ -69,98 +50,100 @@ impl Consumer for Intake {
         let now = now_ms();
         for e in events.iter().filter(|e| e.position > checkpoint) {
             last = e.position;
-            match e.event_type.as_str() {
-                t if is_settings_event(t) => {
-                    let Some(event) = decode(e) else { continue };
-                    let (instance_id, cancel) = match &event {
-                        Event::InstanceCreated(c) => {
-                            deliveries::upsert_settings(
-                                &mut tx,
-                                c.instance_id.as_str(),
-                                c.user_id.as_str(),
-                                &c.webhook,
-                            )
-                            .await?;
-                            (c.instance_id.to_string(), None)
-                        }
-                        Event::InstanceUpdated(u) => {
-                            deliveries::upsert_settings(
-                                &mut tx,
-                                u.instance_id.as_str(),
-                                u.user_id.as_str(),
-                                &u.webhook,
-                            )
-                            .await?;
-                            let off = !u.webhook.enabled || u.webhook.url.is_none();
-                            (u.instance_id.to_string(), off.then_some("webhook disabled"))
-                        }
-                        Event::WebhookDisabled(d) => {
-                            deliveries::disable_settings(&mut tx, d.instance_id.as_str()).await?;
-                            (d.instance_id.to_string(), Some("webhook disabled"))
-                        }
-                        Event::InstanceDeleted(d) => {
-                            deliveries::delete_settings(&mut tx, d.instance_id.as_str()).await?;
-                            (d.instance_id.to_string(), Some("instance deleted"))
-                        }
-                        _ => continue,
-                    };
-                    settings_cache.remove(&instance_id);
-                    if let Some(reason) = cancel
-                        && deliveries::cancel_pending(&mut tx, &instance_id, reason, now).await? > 0
-                    {
-                        touched.insert(instance_id, true);
-                    }
-                }
-                t if payload::is_webhook_event(t) && e.position > self.shared.deliver_from => {
-                    let Some(instance_id) = e.instance_id.as_deref() else {
-                        continue;
-                    };
-                    let settings = match settings_cache.get(instance_id) {
-                        Some(s) => s.clone(),
-                        None => {
-                            let s = deliveries::settings(&mut tx, instance_id).await?;
-                            settings_cache.insert(instance_id.to_string(), s.clone());
-                            s
-                        }
-                    };
-                    let Some(s) = settings else { continue };
-                    let Some(url) = s.url.as_deref().filter(|_| s.enabled) else {
-                        continue;
-                    };
-                    let filters = Filters {
-                        notify_received: s.notify_received,
-                        notify_sent: s.notify_sent,
-                        notify_delivery: s.notify_delivery,
-                        notify_read: s.notify_read,
-                    };
-                    let Some(event) = decode(e) else { continue };
-                    let Some((name, body)) = payload::render(&event, filters, e.recorded_at) else {
-                        continue;
-                    };
-                    let id = uuid::Uuid::now_v7().to_string();
-                    let wid = webhook_id(&e.event_id);
-                    deliveries::insert(
+            // Decoded once by the log (or the NATS consumer); one this build
+            // cannot read is skipped, not retried forever.
+            let Some(event) = &e.event else { continue };
+            // What the event changes of its instance's webhook settings, and
+            // whether its pending deliveries are cancelled (and why).
+            let change = match event {
+                Event::InstanceCreated(c) => {
+                    deliveries::upsert_settings(
                         &mut tx,
-                        &NewDelivery {
-                            id: &id,
-                            instance_id,
-                            user_id: &s.user_id,
-                            event_id: &e.event_id,
-                            event_position: e.position,
-                            event: name,
-                            webhook_id: &wid,
-                            url,
-                            body: &body,
-                            max_retries: s.max_retries,
-                            retry_interval: s.retry_interval,
-                            now_ms: now,
-                        },
+                        c.instance_id.as_str(),
+                        c.user_id.as_str(),
+                        &c.webhook,
                     )
                     .await?;
-                    touched.entry(instance_id.to_string()).or_insert(false);
+                    Some((c.instance_id.as_str(), None))
                 }
-                _ => {}
+                Event::InstanceUpdated(u) => {
+                    deliveries::upsert_settings(
+                        &mut tx,
+                        u.instance_id.as_str(),
+                        u.user_id.as_str(),
+                        &u.webhook,
+                    )
+                    .await?;
+                    let off = !u.webhook.enabled || u.webhook.url.is_none();
+                    Some((u.instance_id.as_str(), off.then_some("webhook disabled")))
+                }
+                Event::WebhookDisabled(d) => {
+                    deliveries::disable_settings(&mut tx, d.instance_id.as_str()).await?;
+                    Some((d.instance_id.as_str(), Some("webhook disabled")))
+                }
+                Event::InstanceDeleted(d) => {
+                    deliveries::delete_settings(&mut tx, d.instance_id.as_str()).await?;
+                    Some((d.instance_id.as_str(), Some("instance deleted")))
+                }
+                _ => None,
+            };
+            if let Some((instance_id, cancel)) = change {
+                settings_cache.remove(instance_id);
+                if let Some(reason) = cancel
+                    && deliveries::cancel_pending(&mut tx, instance_id, reason, now).await? > 0
+                {
+                    touched.insert(instance_id.to_string(), true);
+                }
+                continue;
             }
+            if !payload::is_webhook_event(&e.event_type) || e.position <= self.shared.deliver_from {
+                continue;
+            }
+            let Some(instance_id) = e.instance_id.as_deref() else {
+                continue;
+            };
+            let settings = match settings_cache.get(instance_id) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = deliveries::settings(&mut tx, instance_id).await?;
+                    settings_cache.insert(instance_id.to_string(), s.clone());
+                    s
+                }
+            };
+            let Some(s) = settings else { continue };
+            let Some(url) = s.url.as_deref().filter(|_| s.enabled) else {
+                continue;
+            };
+            let filters = Filters {
+                notify_received: s.notify_received,
+                notify_sent: s.notify_sent,
+                notify_delivery: s.notify_delivery,
+                notify_read: s.notify_read,
+            };
+            let Some((name, body)) = payload::render(event, filters, e.recorded_at) else {
+                continue;
+            };
+            let id = uuid::Uuid::now_v7().to_string();
+            let wid = webhook_id(&e.event_id);
+            deliveries::insert(
+                &mut tx,
+                &NewDelivery {
+                    id: &id,
+                    instance_id,
+                    user_id: &s.user_id,
+                    event_id: &e.event_id,
+                    event_position: e.position,
+                    event: name,
+                    webhook_id: &wid,
+                    url,
+                    body: &body,
+                    max_retries: s.max_retries,
+                    retry_interval: s.retry_interval,
+                    now_ms: now,
+                },
+            )
+            .await?;
+            touched.entry(instance_id.to_string()).or_insert(false);
         }
         if last > checkpoint {
             save_checkpoint(&mut tx, NAME, last).await?;

@@ -63,7 +63,7 @@ async fn appends_get_positions_versions_and_metadata_and_read_back_in_order() {
     assert_eq!(events[0].schema_version, 1);
     assert_eq!(events[0].metadata, meta);
     assert_eq!(events[0].user_id.as_deref(), Some("u1"));
-    assert_eq!(events[0].event().unwrap(), reconnect(1));
+    assert_eq!(events[0].event.clone().unwrap(), reconnect(1));
     let ids: std::collections::HashSet<_> = events.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(ids.len(), 3, "event ids are unique");
     assert_eq!(store.read_from(1, 10).await.unwrap().len(), 2);
@@ -283,5 +283,5 @@ async fn live_events_equal_the_stored_ones_even_around_another_writers_appends()
         vec![3, 4, 5]
     );
     assert_eq!(next, store.read_from(2, 10).await.unwrap());
-    assert_eq!(next[0].event().unwrap(), reconnect(3));
+    assert_eq!(next[0].event.clone().unwrap(), reconnect(3));
 }
