@@ -3,6 +3,10 @@
 //! engine session, turns engine events into log events, reconnects with
 //! backoff, caps unscanned QR codes, and guards against crash loops.
 
+// The driver starts using it in the next commit.
+#[allow(dead_code)]
+mod machine;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
