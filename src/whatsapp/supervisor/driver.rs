@@ -63,7 +63,7 @@ impl Session {
     }
 
     /// Feeds one input to the machine now, with a fresh jitter draw.
-    pub(super) fn step(&self, input: Input, config: &SupervisorConfig) -> Step {
+    fn step(&self, input: Input, config: &SupervisorConfig) -> Step {
         let ctx = Ctx {
             now: TokioInstant::now().into_std(),
             jitter: rand::random::<f64>(),
@@ -72,8 +72,10 @@ impl Session {
         self.machine.lock().expect("machine lock").step(input, &ctx)
     }
 
-    /// Runs the actions of a send's step (only [`Action::Wake`] comes from sends).
-    pub(super) fn run_send_actions(&self, step: Step) {
+    /// Feeds a send's input from a request task and runs what it asks for
+    /// (sends record nothing themselves and only ever wake the supervisor).
+    pub(super) fn send_input(&self, input: Input, config: &SupervisorConfig) {
+        let step = self.step(input, config);
         debug_assert!(step.events.is_empty(), "sends record no engine events");
         for action in step.actions {
             debug_assert_eq!(action, Action::Wake, "sends only wake the supervisor");

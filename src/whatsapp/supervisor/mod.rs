@@ -310,9 +310,9 @@ impl Sessions {
         let (session, engine) = self.connected(instance_id).await?;
         let message_id = MessageId::new_random();
         let config = &self.inner.config;
-        session.step(Input::SendBegun(message_id.clone()), config);
+        session.send_input(Input::SendBegun(message_id.clone()), config);
         if let Err(e) = engine.send_text(&message_id, to, text).await {
-            session.step(Input::SendFailed(message_id), config);
+            session.send_input(Input::SendFailed(message_id), config);
             return Err(SendError::Engine(e));
         }
         let event = send::message_sent(
@@ -337,9 +337,9 @@ impl Sessions {
         let (session, engine) = self.connected(instance_id).await?;
         let message_id = MessageId::new_random();
         let config = &self.inner.config;
-        session.step(Input::SendBegun(message_id.clone()), config);
+        session.send_input(Input::SendBegun(message_id.clone()), config);
         if let Err(e) = engine.send_media(&message_id, to, &media).await {
-            session.step(Input::SendFailed(message_id), config);
+            session.send_input(Input::SendFailed(message_id), config);
             return Err(SendError::Engine(e));
         }
         let event = send::message_sent(
@@ -375,7 +375,7 @@ impl Sessions {
             Ok(()) => Input::SendRecorded(message_id),
             Err(_) => Input::SendFailed(message_id),
         };
-        session.run_send_actions(session.step(input, &self.inner.config));
+        session.send_input(input, &self.inner.config);
         sent?;
         Ok(())
     }
