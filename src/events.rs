@@ -554,6 +554,23 @@ macro_rules! catalog {
                 }
             }
 
+            /// The payload as JSON text, written straight from the typed payload.
+            pub fn to_raw(&self) -> Box<serde_json::value::RawValue> {
+                match self {
+                    $( Event::$variant(p) => serde_json::value::to_raw_value(p).expect("event payloads serialize"), )*
+                }
+            }
+
+            /// Rebuilds an event from its stored type and payload text.
+            pub fn from_json(event_type: &str, json: &str) -> Result<Event, UnknownEvent> {
+                match event_type {
+                    $( $name => serde_json::from_str::<$payload>(json)
+                        .map(Event::$variant)
+                        .map_err(|e| UnknownEvent(format!("{event_type}: {e}"))), )*
+                    other => Err(UnknownEvent(format!("unknown event type {other}"))),
+                }
+            }
+
             /// Rebuilds an event from its stored type and payload.
             pub fn from_parts(event_type: &str, data: &Value) -> Result<Event, UnknownEvent> {
                 match event_type {
@@ -644,6 +661,10 @@ mod tests {
         assert_eq!(data["instanceId"], "i1");
         assert_eq!(Event::from_parts("message_sent", &data).unwrap(), e);
         assert!(Event::from_parts("nope", &data).is_err());
+        let raw = e.to_raw();
+        assert_eq!(serde_json::from_str::<Value>(raw.get()).unwrap(), data);
+        assert_eq!(Event::from_json("message_sent", raw.get()).unwrap(), e);
+        assert!(Event::from_json("message_sent", "{}").is_err());
     }
 
     #[test]

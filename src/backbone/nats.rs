@@ -620,7 +620,7 @@ mod tests {
             schema_version: 1,
             user_id: user.map(str::to_owned),
             instance_id: instance.map(str::to_owned),
-            data: serde_json::json!({}),
+            data: serde_json::json!({}).into(),
             metadata: Default::default(),
             recorded_at: chrono::Utc::now(),
             event: None,

@@ -2,12 +2,15 @@
 //! `{id, instanceId, action, details, createdAt}`, except `api_called`
 //! (one per API request: it would drown the log; the statistics count them).
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::Projection;
 use crate::events::Event;
-use crate::store::{RecordedEvent, SharedEvent};
+use crate::store::{EventData, RecordedEvent, SharedEvent};
 
 /// The projection's name.
 pub const NAME: &str = "activity";
@@ -44,28 +47,28 @@ pub fn actions() -> Vec<&'static str> {
         .collect()
 }
 
-/// The entry's `details`: the payload without [`HIDDEN_FIELDS`], written
-/// straight from the stored payload (nothing copied).
-fn details(data: &Value) -> String {
-    let Value::Object(map) = data else {
+/// The entry's `details`: the stored payload without [`HIDDEN_FIELDS`],
+/// its values copied as they are written (keys in sorted order).
+fn details(data: &EventData) -> String {
+    let Ok(map) = serde_json::from_str::<BTreeMap<String, &RawValue>>(data.text()) else {
         return "{}".to_string();
     };
-    let mut out: Vec<u8> = Vec::with_capacity(160);
-    out.push(b'{');
+    let mut out = String::with_capacity(data.text().len());
+    out.push('{');
     for (k, v) in map
         .iter()
         .filter(|(k, _)| !HIDDEN_FIELDS.contains(&k.as_str()))
     {
         if out.len() > 1 {
-            out.push(b',');
+            out.push(',');
         }
-        // Writing JSON strings and values into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, k);
-        out.push(b':');
-        let _ = serde_json::to_writer(&mut out, v);
+        // A JSON string always serializes.
+        out.push_str(&serde_json::to_string(k).unwrap_or_default());
+        out.push(':');
+        out.push_str(v.get());
     }
-    out.push(b'}');
-    String::from_utf8(out).unwrap_or_else(|_| "{}".to_string())
+    out.push('}');
+    out
 }
 
 impl Projection for Activity {

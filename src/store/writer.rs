@@ -11,7 +11,7 @@ use sqlx::query_builder::Separated;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, watch};
 
-use super::{AppendJob, Appended, ExpectedVersion, RecordedEvent, StoreError, Tail};
+use super::{AppendJob, Appended, EventData, ExpectedVersion, RecordedEvent, StoreError, Tail};
 
 /// Where the writer announces what it committed: the in-memory tail first,
 /// then the head, so a reader woken by the head finds the events in memory.
@@ -113,7 +113,6 @@ const ROWS_PER_INSERT: usize = 500;
 
 struct Row {
     event: RecordedEvent,
-    data: String,
     metadata: Arc<str>,
     recorded_at: i64,
 }
@@ -270,7 +269,7 @@ async fn commit_single_statement(
                 schema_version: e.schema_version,
                 user_id: job.append.user_id.as_deref(),
                 instance_id: job.append.instance_id.as_deref(),
-                data: &e.data_text,
+                data: e.data.as_ref().map_or("{}", EventData::text),
                 metadata: &job.prepared.metadata,
                 recorded_at: now,
             }
@@ -308,7 +307,10 @@ async fn commit_single_statement(
             schema_version: e.schema_version,
             user_id: job.append.user_id.clone(),
             instance_id: job.append.instance_id.clone(),
-            data: std::mem::take(&mut e.data),
+            data: e
+                .data
+                .take()
+                .expect("each prepared event is committed once"),
             metadata: job.append.metadata.clone(),
             recorded_at,
             event: e.event.take(),
@@ -400,7 +402,6 @@ async fn commit_batch(
             let event_id = uuid::Uuid::now_v7().to_string();
             event_ids.push(event_id.clone());
             rows.push(Row {
-                data: event.data_text,
                 metadata: metadata.clone(),
                 recorded_at: now,
                 event: RecordedEvent {
@@ -412,7 +413,7 @@ async fn commit_batch(
                     schema_version: event.schema_version,
                     user_id: append.user_id.clone(),
                     instance_id: append.instance_id.clone(),
-                    data: event.data,
+                    data: event.data.expect("each prepared event is committed once"),
                     metadata: append.metadata.clone(),
                     recorded_at,
                     event: event.event,
@@ -443,7 +444,7 @@ async fn commit_batch(
                     schema_version: e.schema_version,
                     user_id: e.user_id.as_deref(),
                     instance_id: e.instance_id.as_deref(),
-                    data: &r.data,
+                    data: e.data.text(),
                     metadata: &r.metadata,
                     recorded_at: r.recorded_at,
                 }

@@ -1073,7 +1073,7 @@ async fn message_statuses_across_batch_boundaries_end_at_the_highest() {
             schema_version: e.schema_version(),
             user_id: Some("u1".into()),
             instance_id: Some("i1".into()),
-            data: e.data(),
+            data: e.data().into(),
             metadata: Metadata::default(),
             recorded_at: Utc::now(),
             event: Some(e),
