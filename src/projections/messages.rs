@@ -217,16 +217,20 @@ impl BatchState {
                 }
             }
         }
-        for ((instance_id, remote_jid), added) in chat_counts {
-            sqlx::query(
-                "INSERT INTO message_chats (instance_id, remote_jid, total) VALUES (?, ?, ?) \
-                 ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + excluded.total",
-            )
-            .bind(instance_id)
-            .bind(remote_jid)
-            .bind(added)
-            .execute(&mut *conn)
-            .await?;
+        let chat_counts: Vec<((&str, &str), i64)> = chat_counts.into_iter().collect();
+        for chunk in chat_counts.chunks(INSERT_ROWS) {
+            let mut upsert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO message_chats (instance_id, remote_jid, total) ",
+            );
+            upsert.push_values(chunk, |mut b, ((instance_id, remote_jid), added)| {
+                b.push_bind(*instance_id)
+                    .push_bind(*remote_jid)
+                    .push_bind(*added);
+            });
+            upsert.push(
+                " ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + excluded.total",
+            );
+            upsert.build().execute(&mut *conn).await?;
         }
         self.pending.clear();
         self.index.clear();

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{Projection, day_of};
 use crate::events::Event;
@@ -133,12 +133,28 @@ impl Projection for Stats {
         for e in events {
             batch.add(e);
         }
-        for ((instance, user, day), u) in &batch.counters {
-            sqlx::query(
+        // Multi-row upserts: one statement per chunk, whatever the number of
+        // instances in the batch (10 parameters a row).
+        let counters: Vec<(&Key, &Usage)> = batch.counters.iter().collect();
+        for chunk in counters.chunks(UPSERT_ROWS) {
+            let mut upsert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO usage_daily (instance_id, user_id, day, messages_sent, messages_received, \
-                 media_sent, media_received, media_bytes, api_calls, webhook_sent) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (instance_id, day, user_id) DO UPDATE SET \
+                 media_sent, media_received, media_bytes, api_calls, webhook_sent) ",
+            );
+            upsert.push_values(chunk, |mut b, ((instance, user, day), u)| {
+                b.push_bind(instance.as_str())
+                    .push_bind(user.as_str())
+                    .push_bind(day.as_str())
+                    .push_bind(u.messages_sent)
+                    .push_bind(u.messages_received)
+                    .push_bind(u.media_sent)
+                    .push_bind(u.media_received)
+                    .push_bind(u.media_bytes)
+                    .push_bind(u.api_calls)
+                    .push_bind(u.webhook_sent);
+            });
+            upsert.push(
+                " ON CONFLICT (instance_id, day, user_id) DO UPDATE SET \
                  messages_sent = messages_sent + excluded.messages_sent, \
                  messages_received = messages_received + excluded.messages_received, \
                  media_sent = media_sent + excluded.media_sent, \
@@ -146,30 +162,25 @@ impl Projection for Stats {
                  media_bytes = media_bytes + excluded.media_bytes, \
                  api_calls = api_calls + excluded.api_calls, \
                  webhook_sent = webhook_sent + excluded.webhook_sent",
-            )
-            .bind(instance)
-            .bind(user)
-            .bind(day)
-            .bind(u.messages_sent)
-            .bind(u.messages_received)
-            .bind(u.media_sent)
-            .bind(u.media_received)
-            .bind(u.media_bytes)
-            .bind(u.api_calls)
-            .bind(u.webhook_sent)
-            .execute(&mut *conn)
-            .await?;
+            );
+            upsert.build().execute(&mut *conn).await?;
         }
-        for (user, day) in &batch.user_days {
-            sqlx::query("INSERT OR IGNORE INTO usage_user_days (user_id, day) VALUES (?, ?)")
-                .bind(user)
-                .bind(day)
-                .execute(&mut *conn)
-                .await?;
+        let user_days: Vec<&(String, String)> = batch.user_days.iter().collect();
+        for chunk in user_days.chunks(UPSERT_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO usage_user_days (user_id, day) ",
+            );
+            insert.push_values(chunk, |mut b, (user, day)| {
+                b.push_bind(user.as_str()).push_bind(day.as_str());
+            });
+            insert.build().execute(&mut *conn).await?;
         }
         Ok(())
     }
 }
+
+/// Rows per multi-row upsert (at most 10 parameters a row).
+const UPSERT_ROWS: usize = 200;
 
 const SUMS: &str = "COALESCE(SUM(messages_sent), 0), COALESCE(SUM(messages_received), 0), \
     COALESCE(SUM(media_sent), 0), COALESCE(SUM(media_received), 0), COALESCE(SUM(media_bytes), 0), \

@@ -2,6 +2,8 @@
 //! the deliveries (durable queue and delivery log). SQL schema:
 //! `projections/webhooks/schema.sql`.
 
+use std::collections::HashMap;
+
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::events::WebhookConfig;
@@ -112,20 +114,45 @@ pub async fn settings(
     .bind(instance_id)
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Settings {
-            user_id: r.try_get("user_id")?,
-            url: r.try_get("url")?,
-            enabled: r.try_get("enabled")?,
-            notify_received: r.try_get("notify_received")?,
-            notify_sent: r.try_get("notify_sent")?,
-            notify_delivery: r.try_get("notify_delivery")?,
-            notify_read: r.try_get("notify_read")?,
-            max_retries: r.try_get::<i64, _>("max_retries")? as u32,
-            retry_interval: r.try_get::<i64, _>("retry_interval")? as u64,
-        })
+    row.as_ref().map(settings_row).transpose()
+}
+
+/// The webhook settings of several instances at once (one query per chunk);
+/// an instance without settings is absent from the answer.
+pub async fn settings_of(
+    conn: &mut SqliteConnection,
+    instance_ids: &[&str],
+) -> Result<HashMap<String, Settings>, sqlx::Error> {
+    let mut found = HashMap::with_capacity(instance_ids.len());
+    for chunk in instance_ids.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT instance_id, user_id, url, enabled, notify_received, notify_sent, notify_delivery, \
+             notify_read, max_retries, retry_interval FROM webhook_settings WHERE instance_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        for r in q.build().fetch_all(&mut *conn).await? {
+            found.insert(r.try_get("instance_id")?, settings_row(&r)?);
+        }
+    }
+    Ok(found)
+}
+
+fn settings_row(r: &sqlx::sqlite::SqliteRow) -> Result<Settings, sqlx::Error> {
+    Ok(Settings {
+        user_id: r.try_get("user_id")?,
+        url: r.try_get("url")?,
+        enabled: r.try_get("enabled")?,
+        notify_received: r.try_get("notify_received")?,
+        notify_sent: r.try_get("notify_sent")?,
+        notify_delivery: r.try_get("notify_delivery")?,
+        notify_read: r.try_get("notify_read")?,
+        max_retries: r.try_get::<i64, _>("max_retries")? as u32,
+        retry_interval: r.try_get::<i64, _>("retry_interval")? as u64,
     })
-    .transpose()
 }
 
 /// A delivery to be queued.

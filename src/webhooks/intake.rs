@@ -2,7 +2,7 @@
 //! instance's webhook settings as of the log and turns the six webhook events
 //! into queued deliveries, in the same transaction as its checkpoint.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -45,7 +45,23 @@ impl Consumer for Intake {
         let checkpoint = load_checkpoint(&mut *tx, NAME).await?;
         // instance id -> whether its lane must re-read its queue from the start.
         let mut touched: BTreeMap<String, bool> = BTreeMap::new();
-        let mut settings_cache: HashMap<String, Option<Settings>> = HashMap::new();
+        // The settings of every instance with a webhook event in the batch,
+        // read at once; a settings event in the batch drops its entry, and
+        // the next event of that instance reads it again.
+        let wanted: BTreeSet<&str> = events
+            .iter()
+            .filter(|e| {
+                e.position > checkpoint.max(self.shared.deliver_from)
+                    && payload::is_webhook_event(&e.event_type)
+            })
+            .filter_map(|e| e.instance_id.as_deref())
+            .collect();
+        let wanted: Vec<&str> = wanted.into_iter().collect();
+        let mut found = deliveries::settings_of(&mut tx, &wanted).await?;
+        let mut settings_cache: HashMap<String, Option<Settings>> = wanted
+            .iter()
+            .map(|id| (id.to_string(), found.remove(*id)))
+            .collect();
         let mut last = checkpoint;
         let now = now_ms();
         for e in events.iter().filter(|e| e.position > checkpoint) {
