@@ -512,16 +512,7 @@ pub async fn open_sqlite(path: &Path, max_connections: u32) -> anyhow::Result<Sq
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-16000")
-        // Checkpoint the WAL every ~40 MB instead of every 4 MB: a page that
-        // many commits rewrite (the B-tree edges, each instance's index
-        // leaves) is copied into the database once per checkpoint, and while
-        // readers hold a snapshot every commit past the threshold retries
-        // the checkpoint. Profiled on the send benchmark, checkpoints were a
-        // fifth of the database threads' CPU at the default of 1,000 pages.
-        .pragma("wal_autocheckpoint", "10000")
-        // Truncate the WAL back to 64 MB at most after a checkpoint.
-        .pragma("journal_size_limit", "67108864");
+        .pragma("cache_size", "-16000");
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
