@@ -147,6 +147,7 @@ impl App {
             backbone,
             webhooks,
             key_cache: Arc::default(),
+            idempotency: Arc::default(),
             api_calls,
         };
         let consumers = build_consumers(&state).await?;

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 415: the content type is not accepted.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// 422: well-formed, but it cannot be done (e.g. an `Idempotency-Key` reused for another request).
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
     /// 429: too many requests.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>),
@@ -78,6 +81,9 @@ impl ApiError {
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict(body("conflict", message))
     }
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::Unprocessable(body("unprocessable", message))
+    }
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::PayloadTooLarge(body("payload_too_large", message))
     }
@@ -109,6 +115,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -126,6 +133,7 @@ impl ApiError {
             | Self::Conflict(b)
             | Self::PayloadTooLarge(b)
             | Self::UnsupportedMediaType(b)
+            | Self::Unprocessable(b)
             | Self::TooManyRequests(b)
             | Self::Internal(b)
             | Self::BadGateway(b)
@@ -171,6 +179,7 @@ impl From<DomainError> for ApiError {
             DomainError::Invalid(m) => Self::bad_request(m),
             DomainError::NotFound(m) => Self::not_found(m),
             DomainError::Conflict(m) => Self::conflict(m),
+            DomainError::Mismatch(m) => Self::unprocessable(m),
             DomainError::Unauthorized(m) => Self::unauthorized(m),
             DomainError::Concurrent(_) => {
                 Self::conflict("The resource was changed concurrently; retry the request")

@@ -2,12 +2,13 @@
 //! endpoints under `/api/instances/{instanceId}/…` (reconnect, logout, QR).
 
 use poem::web::Data;
-use poem_openapi::param::Query;
+use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi};
 
 use crate::api::AppState;
+use crate::domain::idempotency::{self, Begun, IdempotencyKey, fingerprint};
 use crate::domain::instances::{self, InstanceCommand};
 use crate::domain::send::{self, OutgoingText};
 use crate::error::{ApiError, ApiResult};
@@ -207,12 +208,38 @@ impl WhatsAppApi {
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
+        /// Makes the send safe to retry: a repeat with the same key and body
+        /// within 24 hours answers the first `id` and sends nothing; the same
+        /// key with another body is 422.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: Json<SendTextRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
         let text = OutgoingText::parse(&body.phone, &body.message)?;
+        let key = parse_key(&idempotency_key)?;
+        let print = fingerprint(&[
+            b"send",
+            owned.id().as_str().as_bytes(),
+            text.to.as_str().as_bytes(),
+            text.text.as_bytes(),
+        ]);
+        let mut ticket = match begin_send(&state, &owned, key, print).await? {
+            Begun::Replay(id) => {
+                return Ok(Json(SentMessageId {
+                    id: id.into_string(),
+                }));
+            }
+            Begun::Fresh(ticket) => ticket,
+        };
         let id = state
             .sessions
-            .send_text(owned.id(), &text.to, &text.text, owned.meta())
+            .send_text(
+                owned.id(),
+                &text.to,
+                &text.text,
+                owned.meta(),
+                ticket.on_record(),
+            )
             .await?;
         Ok(Json(SentMessageId {
             id: id.into_string(),
@@ -225,6 +252,9 @@ impl WhatsAppApi {
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
+        /// As on `send`: a repeat with the same key and body answers the first `id`.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: Json<SendMediaRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
         let to = parse_phone(&body.phone)?;
@@ -232,6 +262,25 @@ impl WhatsAppApi {
         if body.url.trim().is_empty() {
             return Err(ApiError::bad_request("url is required"));
         }
+        let key = parse_key(&idempotency_key)?;
+        let caption = body.caption.map(String::from).filter(|c| !c.is_empty());
+        let file_name = body.filename.map(String::from);
+        let print = fingerprint(&[
+            b"send-media",
+            owned.id().as_str().as_bytes(),
+            to.as_str().as_bytes(),
+            body.url.as_bytes(),
+            caption.as_deref().unwrap_or_default().as_bytes(),
+            file_name.as_deref().unwrap_or_default().as_bytes(),
+        ]);
+        let mut ticket = match begin_send(&state, &owned, key, print).await? {
+            Begun::Replay(id) => {
+                return Ok(Json(SentMessageId {
+                    id: id.into_string(),
+                }));
+            }
+            Begun::Fresh(ticket) => ticket,
+        };
         // Refuse early (before downloading) when the session cannot send.
         if !state.sessions.wait_ready(owned.id()).await {
             return Err(SendError::NotConnected(owned.id().clone()).into());
@@ -242,13 +291,13 @@ impl WhatsAppApi {
             &body.url,
             cfg.media_allow_private,
             cfg.media_max_bytes,
-            body.caption.map(String::from).filter(|c| !c.is_empty()),
-            body.filename.map(String::from),
+            caption,
+            file_name,
         )
         .await?;
         let id = state
             .sessions
-            .send_media(owned.id(), &to, media, owned.meta())
+            .send_media(owned.id(), &to, media, owned.meta(), ticket.on_record())
             .await?;
         Ok(Json(SentMessageId {
             id: id.into_string(),
@@ -261,6 +310,9 @@ impl WhatsAppApi {
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
+        /// As on `send`: a repeat with the same key and form answers the first `id`.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         form: SendFileForm,
     ) -> ApiResult<Json<SentMessageId>> {
         let to = parse_phone(&form.phone)?;
@@ -273,21 +325,40 @@ impl WhatsAppApi {
         if form.file.size() == 0 {
             return Err(ApiError::bad_request("file is empty"));
         }
+        let key = parse_key(&idempotency_key)?;
+        let content_type = form.file.content_type().map(str::to_owned);
+        let file_name = form.file.file_name().map(str::to_owned);
+        let caption = form.caption.filter(|c| !c.is_empty());
+        let data = form.file.into_vec().await.map_err(ApiError::internal)?;
+        let print = fingerprint(&[
+            b"send-file",
+            owned.id().as_str().as_bytes(),
+            to.as_str().as_bytes(),
+            caption.as_deref().unwrap_or_default().as_bytes(),
+            file_name.as_deref().unwrap_or_default().as_bytes(),
+            content_type.as_deref().unwrap_or_default().as_bytes(),
+            &data,
+        ]);
+        let mut ticket = match begin_send(&state, &owned, key, print).await? {
+            Begun::Replay(id) => {
+                return Ok(Json(SentMessageId {
+                    id: id.into_string(),
+                }));
+            }
+            Begun::Fresh(ticket) => ticket,
+        };
         if !state.sessions.wait_ready(owned.id()).await {
             return Err(SendError::NotConnected(owned.id().clone()).into());
         }
-        let content_type = form.file.content_type().map(str::to_owned);
-        let file_name = form.file.file_name().map(str::to_owned);
-        let data = form.file.into_vec().await.map_err(ApiError::internal)?;
         let media = media::from_upload(
             data.into(),
             content_type.as_deref(),
             file_name.as_deref(),
-            form.caption.filter(|c| !c.is_empty()),
+            caption,
         );
         let id = state
             .sessions
-            .send_media(owned.id(), &to, media, owned.meta())
+            .send_media(owned.id(), &to, media, owned.meta(), ticket.on_record())
             .await?;
         Ok(Json(SentMessageId {
             id: id.into_string(),
@@ -389,4 +460,26 @@ impl InstanceSessionApi {
     ) -> ApiResult<QrResponse> {
         qr_response(&state, owned.id(), format.0)
     }
+}
+
+/// The `Idempotency-Key` header, when given.
+fn parse_key(header: &Header<Option<String>>) -> ApiResult<Option<IdempotencyKey>> {
+    Ok(header.0.as_deref().map(IdempotencyKey::parse).transpose()?)
+}
+
+/// Starts a send under the caller's idempotency key (if any).
+async fn begin_send(
+    state: &AppState,
+    owned: &OwnedInstance,
+    key: Option<IdempotencyKey>,
+    fingerprint: String,
+) -> ApiResult<Begun> {
+    Ok(idempotency::begin(
+        state.store.pool(),
+        &state.idempotency,
+        owned.caller.id(),
+        key,
+        fingerprint,
+    )
+    .await?)
 }

@@ -8,10 +8,12 @@
 //! - [`types`]: other values parsed at the edge (e-mail, names, URLs).
 //! - [`aggregate`]: the aggregate trait and the decide-then-append loop.
 //! - [`users`], [`instances`]: the aggregates and their commands.
+//! - [`idempotency`]: sends made at most once per `Idempotency-Key`.
 //! - [`state`]: the aggregates' states (shared by the decisions and the tables).
 //! - [`storage`]: their tables, one module per table, with named changes.
 
 pub mod aggregate;
+pub mod idempotency;
 pub mod instances;
 pub mod send;
 pub mod state;
@@ -35,6 +37,10 @@ pub enum DomainError {
     /// The command conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed, but it contradicts what was already done under the same
+    /// name (an idempotency key reused for another request).
+    #[error("{0}")]
+    Mismatch(String),
     /// Credentials were refused.
     #[error("{0}")]
     Unauthorized(String),

@@ -6,6 +6,11 @@ use crate::events::{MediaInfo, MediaKind, MessageSent, SentKind};
 use crate::ids::{InstanceId, Jid, MessageId};
 
 use super::DomainError;
+use crate::store::Effect;
+
+/// Builds, from the id a send got, a state change to commit with its
+/// `message_sent` (e.g. the idempotency key that answers for it from now on).
+pub type OnRecord = Box<dyn FnOnce(&MessageId) -> Effect + Send>;
 
 /// Longest text accepted, in characters.
 pub const MAX_TEXT_CHARS: usize = 65_536;

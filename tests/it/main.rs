@@ -8,6 +8,7 @@ mod auth;
 mod backbone;
 mod concurrency;
 mod files;
+mod idempotency;
 mod instances;
 mod nats;
 mod projections;

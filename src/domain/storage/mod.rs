@@ -2,5 +2,6 @@
 //! changes that commit in the same transaction as the events announcing them.
 //! Secrets (password hashes, API keys, webhook secrets) live only here.
 
+pub mod idempotency;
 pub mod instances;
 pub mod users;

@@ -12,7 +12,7 @@ use tokio::time::Instant as TokioInstant;
 use crate::domain::instances::Instance;
 use crate::events::Event;
 use crate::ids::{InstanceId, UserId};
-use crate::store::{Append, EventStore, Metadata, StoreError, StreamId};
+use crate::store::{Append, Effect, EventStore, Metadata, StoreError, StreamId};
 use crate::whatsapp::engine::{EngineEvent, EngineSession};
 
 use super::machine::{Action, Ctx, Input, Note, State, Step};
@@ -111,10 +111,22 @@ impl Session {
         events: Vec<Event>,
         meta: Metadata,
     ) -> Result<(), StoreError> {
+        self.append_with(store, events, meta, None).await
+    }
+
+    /// Appends to the session stream, with a state change in the same transaction.
+    pub(super) async fn append_with(
+        &self,
+        store: &EventStore,
+        events: Vec<Event>,
+        meta: Metadata,
+        effect: Option<Effect>,
+    ) -> Result<(), StoreError> {
         let mut append = Append::fact(StreamId::session(self.instance_id.as_str()))
             .scope(Some(self.user_id.as_str()), Some(self.instance_id.as_str()))
             .metadata(meta);
         append.events = events;
+        append.effects.extend(effect);
         store.append(append).await.map(|_| ())
     }
 }

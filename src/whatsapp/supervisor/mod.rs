@@ -25,10 +25,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::domain::instances::Instance;
-use crate::domain::send::{self, Sent};
+use crate::domain::send::{self, OnRecord, Sent};
 use crate::events::{Contact, MessageSent};
 use crate::ids::{InstanceId, MessageId, UserId};
-use crate::store::{EventStore, Metadata};
+use crate::store::{Effect, EventStore, Metadata};
 
 use super::Jid;
 use super::engine::{Engine, EngineSession, OutgoingMedia};
@@ -299,13 +299,15 @@ impl Sessions {
         self.connected(instance_id).await.is_ok()
     }
 
-    /// Sends a text; appends `message_sent`; returns the message id.
+    /// Sends a text; appends `message_sent` (with `on_record`'s state change
+    /// in the same transaction); returns the message id.
     pub async fn send_text(
         &self,
         instance_id: &InstanceId,
         to: &Jid,
         text: &str,
         meta: Metadata,
+        on_record: Option<OnRecord>,
     ) -> Result<MessageId, SendError> {
         let (session, engine) = self.connected(instance_id).await?;
         let message_id = MessageId::new_random();
@@ -322,17 +324,20 @@ impl Sessions {
             Sent::Text(text),
             chrono::Utc::now().timestamp(),
         );
-        self.finish_send(&session, event, meta).await?;
+        let effect = on_record.map(|f| f(&message_id));
+        self.finish_send(&session, event, meta, effect).await?;
         Ok(message_id)
     }
 
-    /// Sends media; appends `message_sent` with its kind and size; returns the message id.
+    /// Sends media; appends `message_sent` with its kind and size (and
+    /// `on_record`'s state change); returns the message id.
     pub async fn send_media(
         &self,
         instance_id: &InstanceId,
         to: &Jid,
         media: OutgoingMedia,
         meta: Metadata,
+        on_record: Option<OnRecord>,
     ) -> Result<MessageId, SendError> {
         let (session, engine) = self.connected(instance_id).await?;
         let message_id = MessageId::new_random();
@@ -355,7 +360,8 @@ impl Sessions {
             },
             chrono::Utc::now().timestamp(),
         );
-        self.finish_send(&session, event, meta).await?;
+        let effect = on_record.map(|f| f(&message_id));
+        self.finish_send(&session, event, meta, effect).await?;
         Ok(message_id)
     }
 
@@ -366,10 +372,11 @@ impl Sessions {
         session: &Session,
         event: MessageSent,
         meta: Metadata,
+        effect: Option<Effect>,
     ) -> Result<(), SendError> {
         let message_id = event.message_id.clone();
         let sent = session
-            .append(&self.inner.store, vec![event.into()], meta)
+            .append_with(&self.inner.store, vec![event.into()], meta, effect)
             .await;
         let input = match &sent {
             Ok(()) => Input::SendRecorded(message_id),
