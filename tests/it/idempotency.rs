@@ -158,3 +158,54 @@ async fn keys_survive_a_restart_and_belong_to_their_user() {
         vec![first["id"].as_str().unwrap()]
     );
 }
+
+/// POSTs a file upload with an idempotency key.
+async fn upload_with_key(
+    app: &TestApp,
+    who: &Creds,
+    instance: &str,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Answer {
+    let form = reqwest::multipart::Form::new()
+        .text("phone", "79001230006")
+        .text("caption", "the report")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name("report.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/whatsapp/{instance}/send-file")))
+        .header("x-api-key", &who.api_key)
+        .header("Idempotency-Key", key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("request sent");
+    TestApp::read(resp).await
+}
+
+#[tokio::test]
+async fn a_repeated_upload_is_sent_once_and_other_bytes_under_the_key_are_422() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("idemfile@test.local").await;
+    let id = app.connected_instance(&user, "79000000806").await;
+    let first = upload_with_key(&app, &user, &id, "report-7", vec![b'%'; 4_096])
+        .await
+        .expect(200);
+    let again = upload_with_key(&app, &user, &id, "report-7", vec![b'%'; 4_096])
+        .await
+        .expect(200);
+    assert_eq!(first["id"], again["id"]);
+    upload_with_key(&app, &user, &id, "report-7", vec![b'#'; 4_096])
+        .await
+        .expect_error(422);
+    assert_eq!(
+        sent_ids(&app, &id).await,
+        vec![first["id"].as_str().unwrap()]
+    );
+}
