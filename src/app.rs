@@ -136,7 +136,11 @@ impl App {
             .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no address")?;
         let api_calls = crate::api::calls::Recorder::spawn(store.clone(), sessions.clone());
+        let rate_limits = Arc::new(crate::api::rate_limit::RateLimits::new(
+            config.rate_limit_per_min,
+        ));
         let state = AppState {
+            rate_limits,
             config: Arc::new(config),
             store,
             tokens,

@@ -91,6 +91,9 @@ pub struct Config {
     pub webhook_workers: usize,
     /// `WA_QR_MAX_CODES`: unscanned QR codes before an instance stops asking.
     pub qr_max_codes: u32,
+    /// `WA_RATE_LIMIT_PER_MIN`: authenticated requests a user may make per
+    /// minute (a token bucket that holds a minute's worth); 0 turns it off.
+    pub rate_limit_per_min: u32,
     /// `WA_SIM_AUTO_PAIR`: the sim engine pairs every new instance right after its first QR.
     pub sim_auto_pair: bool,
     /// `WA_SIM_RECEIPT_DELAY_MS`: sim delay before a delivered receipt (read follows after the same delay).
@@ -135,6 +138,7 @@ impl Config {
             webhook_timeout: Duration::from_secs(10),
             webhook_workers: 32,
             qr_max_codes: 6,
+            rate_limit_per_min: 6_000,
             sim_auto_pair: false,
             sim_receipt_delay: Duration::ZERO,
             sim_qr_interval: Duration::from_secs(20),
@@ -251,6 +255,9 @@ impl Config {
         }
         if let Some(v) = get("WA_WEBHOOK_WORKERS") {
             c.webhook_workers = v.parse().context("WA_WEBHOOK_WORKERS")?;
+        }
+        if let Some(v) = get("WA_RATE_LIMIT_PER_MIN") {
+            c.rate_limit_per_min = v.parse().context("WA_RATE_LIMIT_PER_MIN")?;
         }
         if let Some(v) = get("WA_QR_MAX_CODES") {
             c.qr_max_codes = v.parse().context("WA_QR_MAX_CODES")?;

@@ -9,6 +9,7 @@ pub mod health;
 pub mod history;
 pub mod instances;
 pub mod paging;
+pub mod rate_limit;
 pub mod security;
 pub mod sim;
 pub mod state;
@@ -128,9 +129,11 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         req.extensions_mut().insert(RequestId(request_id.clone()));
         let caller = security::CallerSlot::default();
         req.extensions_mut().insert(caller.clone());
+        let quota = rate_limit::QuotaSlot::default();
+        req.extensions_mut().insert(quota.clone());
         let (method, path) = (req.method().to_string(), req.uri().path().to_string());
         let started = std::time::Instant::now();
-        let (resp, pattern) = match ep.call(req).await {
+        let (mut resp, pattern) = match ep.call(req).await {
             Ok(r) => {
                 let r = r.into_response();
                 let pattern = r.data::<PathPattern>().cloned();
@@ -154,12 +157,29 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
             };
             recorder.record(call);
         }
+        if let Some(q) = quota.0.get() {
+            rate_limit_headers(&mut resp, q);
+        }
         resp
     };
     if let Ok(v) = request_id.parse() {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     Ok(resp)
+}
+
+/// The caller's quota on the answer: `RateLimit-*`, and `Retry-After` on a 429.
+fn rate_limit_headers(resp: &mut Response, q: &rate_limit::Quota) {
+    let headers = resp.headers_mut();
+    let mut put = |name: &'static str, value: u64| {
+        headers.insert(name, poem::http::HeaderValue::from(value));
+    };
+    put(rate_limit::LIMIT_HEADER, u64::from(q.limit));
+    put(rate_limit::REMAINING_HEADER, u64::from(q.remaining));
+    put(rate_limit::RESET_HEADER, q.reset_secs);
+    if let Some(wait) = q.retry_after_secs {
+        put(rate_limit::RETRY_AFTER_HEADER, wait);
+    }
 }
 
 fn client_allowed(state: &AppState, req: &Request) -> bool {

@@ -11,6 +11,7 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, Security
 use poem_openapi::registry::{MetaParamIn, MetaSchemaRef};
 use poem_openapi::types::Type;
 
+use super::rate_limit::QuotaSlot;
 use super::{AppState, RequestId};
 use crate::auth::TokenError;
 use crate::domain::instances::{self, Instance};
@@ -213,6 +214,18 @@ impl<'a> ApiExtractor<'a> for Auth {
         let user = authenticate(state, req).await?;
         if let Some(slot) = req.extensions().get::<CallerSlot>() {
             let _ = slot.0.set((user.id.clone(), user.is_admin));
+        }
+        if let Some(quota) = state.rate_limits.take(&user.id, std::time::Instant::now()) {
+            if let Some(slot) = req.extensions().get::<QuotaSlot>() {
+                let _ = slot.0.set(quota);
+            }
+            if let Some(wait) = quota.retry_after_secs {
+                return Err(ApiError::too_many_requests(format!(
+                    "Rate limit exceeded: {} requests a minute; retry in {wait} s",
+                    quota.limit
+                ))
+                .into());
+            }
         }
         Ok(Auth(user, req.extensions().get::<RequestId>().cloned()))
     }

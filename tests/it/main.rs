@@ -12,6 +12,7 @@ mod idempotency;
 mod instances;
 mod nats;
 mod projections;
+mod rate_limits;
 mod real_engine;
 mod receiver;
 mod sessions;

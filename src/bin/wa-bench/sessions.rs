@@ -142,6 +142,8 @@ pub async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = Config::for_tests(dir.path());
     config.sim_auto_pair = true;
+    // One user sends every request of the benchmark: no rate limit.
+    config.rate_limit_per_min = 0;
     config.log_filter = "error".into();
     let app = App::build(config).await?;
     let base = format!("http://{}", app.local_addr());
