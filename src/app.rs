@@ -139,8 +139,12 @@ impl App {
         let rate_limits = Arc::new(crate::api::rate_limit::RateLimits::new(
             config.rate_limit_per_min,
         ));
+        let login_guard = Arc::new(crate::domain::logins::LoginGuard::new(
+            config.login_max_failures,
+        ));
         let state = AppState {
             rate_limits,
+            login_guard,
             config: Arc::new(config),
             store,
             tokens,

@@ -94,6 +94,9 @@ pub struct Config {
     /// `WA_RATE_LIMIT_PER_MIN`: authenticated requests a user may make per
     /// minute (a token bucket that holds a minute's worth); 0 turns it off.
     pub rate_limit_per_min: u32,
+    /// `WA_LOGIN_MAX_FAILURES`: failed logins per e-mail or address in 15
+    /// minutes before logins are refused with 429 (slowed from half of it); 0 off.
+    pub login_max_failures: u32,
     /// `WA_SIM_AUTO_PAIR`: the sim engine pairs every new instance right after its first QR.
     pub sim_auto_pair: bool,
     /// `WA_SIM_RECEIPT_DELAY_MS`: sim delay before a delivered receipt (read follows after the same delay).
@@ -139,6 +142,7 @@ impl Config {
             webhook_workers: 32,
             qr_max_codes: 6,
             rate_limit_per_min: 6_000,
+            login_max_failures: 10,
             sim_auto_pair: false,
             sim_receipt_delay: Duration::ZERO,
             sim_qr_interval: Duration::from_secs(20),
@@ -255,6 +259,9 @@ impl Config {
         }
         if let Some(v) = get("WA_WEBHOOK_WORKERS") {
             c.webhook_workers = v.parse().context("WA_WEBHOOK_WORKERS")?;
+        }
+        if let Some(v) = get("WA_LOGIN_MAX_FAILURES") {
+            c.login_max_failures = v.parse().context("WA_LOGIN_MAX_FAILURES")?;
         }
         if let Some(v) = get("WA_RATE_LIMIT_PER_MIN") {
             c.rate_limit_per_min = v.parse().context("WA_RATE_LIMIT_PER_MIN")?;

@@ -181,6 +181,9 @@ impl From<DomainError> for ApiError {
             DomainError::Conflict(m) => Self::conflict(m),
             DomainError::Mismatch(m) => Self::unprocessable(m),
             DomainError::Unauthorized(m) => Self::unauthorized(m),
+            DomainError::Throttled { retry_after_secs } => Self::too_many_requests(format!(
+                "Too many failed logins; retry in {retry_after_secs} s"
+            )),
             DomainError::Concurrent(_) => {
                 Self::conflict("The resource was changed concurrently; retry the request")
             }

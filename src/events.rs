@@ -297,6 +297,21 @@ pub struct UserLoggedIn {
     pub user_id: UserId,
 }
 
+/// A login was refused: a wrong password, an unknown e-mail, or too many
+/// recent failures (`throttled`, answered 429 without checking the
+/// password). Never carries the password tried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginFailed {
+    /// The e-mail tried, trimmed and lower-cased.
+    pub email: String,
+    /// The client's address, when known.
+    pub address: Option<String>,
+    /// Whether an account has that e-mail (never told to the client).
+    pub account_exists: bool,
+    pub throttled: bool,
+}
+
 /// A user's API key was replaced; the old key stopped working.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -599,6 +614,7 @@ macro_rules! catalog {
 catalog! {
     UserRegistered(UserRegistered) = "user_registered", version 1;
     UserLoggedIn(UserLoggedIn) = "user_logged_in", version 1;
+    LoginFailed(LoginFailed) = "login_failed", version 1;
     ApiKeyRotated(ApiKeyRotated) = "api_key_rotated", version 1;
     PasswordChanged(PasswordChanged) = "password_changed", version 1;
     InstanceCreated(InstanceCreated) = "instance_created", version 1;

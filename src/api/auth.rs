@@ -6,8 +6,10 @@ use poem_openapi::{Object, OpenApi, payload::Json};
 use crate::api::AppState;
 use crate::domain::types::NewPassword;
 use crate::domain::users;
+use crate::domain::{DomainError, logins};
 use crate::error::{ApiError, ApiResult};
 
+use super::rate_limit::QuotaSlot;
 use super::security::{Auth, Tag};
 use super::types::Text;
 
@@ -80,12 +82,26 @@ impl AuthApi {
     async fn login(
         &self,
         state: Data<&AppState>,
+        req: &poem::Request,
         body: Json<LoginRequest>,
     ) -> ApiResult<Json<LoginResponse>> {
         if body.email.trim().is_empty() || body.password.is_empty() {
             return Err(ApiError::bad_request("email and password are required"));
         }
-        let user = users::login(&state.store, &body.email, &body.password).await?;
+        let address = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let user = logins::log_in(
+            &state.store,
+            &state.login_guard,
+            &body.email,
+            &body.password,
+            address,
+        )
+        .await
+        .inspect_err(|e| {
+            if let DomainError::Throttled { retry_after_secs } = e {
+                QuotaSlot::refuse(req, state.config.login_max_failures, *retry_after_secs);
+            }
+        })?;
         let token = state.tokens.issue(user.id.as_str())?;
         Ok(Json(LoginResponse {
             token,

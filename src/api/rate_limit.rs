@@ -31,6 +31,21 @@ pub struct Quota {
 #[derive(Debug, Clone, Default)]
 pub struct QuotaSlot(pub Arc<OnceLock<Quota>>);
 
+impl QuotaSlot {
+    /// Marks the answer as refused for `secs` under a limit of `limit`
+    /// (e.g. failed logins): `Retry-After` and `RateLimit-*` go on it.
+    pub fn refuse(req: &poem::Request, limit: u32, secs: u64) {
+        if let Some(slot) = req.extensions().get::<QuotaSlot>() {
+            let _ = slot.0.set(Quota {
+                limit,
+                remaining: 0,
+                reset_secs: secs,
+                retry_after_secs: Some(secs),
+            });
+        }
+    }
+}
+
 /// One user's bucket.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {

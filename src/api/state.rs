@@ -31,6 +31,8 @@ pub struct AppState {
     pub api_calls: super::calls::Recorder,
     /// Recently checked API keys (see [`crate::domain::users::KeyCache`]).
     pub key_cache: Arc<KeyCache>,
+    /// Recent failed logins (see [`crate::domain::logins`]).
+    pub login_guard: Arc<crate::domain::logins::LoginGuard>,
     /// Each user's request budget (`WA_RATE_LIMIT_PER_MIN`).
     pub rate_limits: Arc<super::rate_limit::RateLimits>,
     /// Requests holding an `Idempotency-Key` right now (see [`crate::domain::idempotency`]).

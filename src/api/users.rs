@@ -1,6 +1,7 @@
 //! `/api/users`: user administration (admins only).
 
 use poem::web::Data;
+use poem_openapi::param::Path;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
 use crate::api::AppState;
@@ -8,7 +9,9 @@ use crate::domain::api_time_ms;
 use crate::domain::types::{Email, NewPassword};
 use crate::domain::users::{self, NewUser, User};
 use crate::error::{ApiError, ApiResult};
+use crate::ids::UserId;
 
+use super::instances::SuccessMessage;
 use super::security::{Auth, Tag};
 use super::types::Text;
 
@@ -94,6 +97,27 @@ impl UsersApi {
         Ok(Json(CreatedUser {
             user: user.into(),
             api_key,
+        }))
+    }
+
+    /// Unlock an account's logins after repeated failures (admins only).
+    #[oai(path = "/api/users/:userId/unlock-login", method = "post")]
+    async fn unlock_login(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "userId")] user_id: Path<String>,
+    ) -> ApiResult<Json<SuccessMessage>> {
+        auth.require_admin()?;
+        let not_found = || ApiError::not_found(format!("User {} not found", user_id.0));
+        let id = UserId::parse(&user_id.0).map_err(|_| not_found())?;
+        let user = users::find_by_id(state.store.pool(), &id)
+            .await?
+            .ok_or_else(not_found)?;
+        state.login_guard.unlock(&user.email);
+        Ok(Json(SuccessMessage {
+            success: true,
+            message: "Logins unlocked".into(),
         }))
     }
 

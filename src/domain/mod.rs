@@ -9,12 +9,14 @@
 //! - [`aggregate`]: the aggregate trait and the decide-then-append loop.
 //! - [`users`], [`instances`]: the aggregates and their commands.
 //! - [`idempotency`]: sends made at most once per `Idempotency-Key`.
+//! - [`logins`]: logins throttled after repeated failures, each failure recorded.
 //! - [`state`]: the aggregates' states (shared by the decisions and the tables).
 //! - [`storage`]: their tables, one module per table, with named changes.
 
 pub mod aggregate;
 pub mod idempotency;
 pub mod instances;
+pub mod logins;
 pub mod send;
 pub mod state;
 pub mod storage;
@@ -44,6 +46,9 @@ pub enum DomainError {
     /// Credentials were refused.
     #[error("{0}")]
     Unauthorized(String),
+    /// Too many recent failures: not tried again for this long.
+    #[error("too many failed logins; retry in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
     /// The aggregate changed under the command twice in a row.
     #[error("{0} was changed concurrently; retry the request")]
     Concurrent(String),

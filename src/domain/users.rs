@@ -15,7 +15,7 @@ use super::storage::users::{self as table, UserChange};
 use super::types::{Email, NewPassword};
 use crate::ids::{InstanceId, UserId};
 
-pub use table::{find_by_api_key, find_by_id, list};
+pub use table::{find_by_api_key, find_by_id, id_by_email, list};
 
 pub use super::state::{Account, User};
 

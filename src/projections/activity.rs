@@ -34,6 +34,7 @@ pub fn is_action(action: &str) -> bool {
 const USER_ONLY: &[&str] = &[
     "user_registered",
     "user_logged_in",
+    "login_failed",
     "api_key_rotated",
     "password_changed",
 ];

@@ -49,6 +49,10 @@ impl StreamId {
     pub fn webhook_attempts(instance_id: &str) -> Self {
         Self(format!("webhooks-{instance_id}"))
     }
+    /// The refused logins (`login_failed`), of every user and of unknown e-mails.
+    pub fn login_failures() -> Self {
+        Self("logins".into())
+    }
     /// Any other stream name.
     pub fn named(name: impl Into<String>) -> Self {
         Self(name.into())

@@ -10,6 +10,7 @@ mod concurrency;
 mod files;
 mod idempotency;
 mod instances;
+mod logins;
 mod nats;
 mod projections;
 mod rate_limits;

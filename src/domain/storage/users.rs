@@ -261,3 +261,11 @@ impl StateChange for UserChange {
         })
     }
 }
+
+/// The id of the account with this e-mail, if any (no credentials read).
+pub async fn id_by_email(pool: &SqlitePool, email: &str) -> Result<Option<UserId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+}
