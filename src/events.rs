@@ -312,6 +312,15 @@ pub struct LoginFailed {
     pub throttled: bool,
 }
 
+/// An admin set a user's own API rate limit (`None`: back to the default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSet {
+    pub user_id: UserId,
+    /// Requests a minute; absent or null: the gateway's default.
+    pub per_minute: Option<u32>,
+}
+
 /// A user's API key was replaced; the old key stopped working.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -615,6 +624,7 @@ catalog! {
     UserRegistered(UserRegistered) = "user_registered", version 1;
     UserLoggedIn(UserLoggedIn) = "user_logged_in", version 1;
     LoginFailed(LoginFailed) = "login_failed", version 1;
+    RateLimitSet(RateLimitSet) = "rate_limit_set", version 1;
     ApiKeyRotated(ApiKeyRotated) = "api_key_rotated", version 1;
     PasswordChanged(PasswordChanged) = "password_changed", version 1;
     InstanceCreated(InstanceCreated) = "instance_created", version 1;

@@ -68,13 +68,20 @@ impl RateLimits {
         }
     }
 
-    /// Takes one request from `user`'s bucket at `now`; the quota after it
+    /// Gives `user` a full bucket (after an admin changed their limit).
+    pub fn reset(&self, user: &UserId) {
+        self.buckets.lock().expect("rate limits lock").remove(user);
+    }
+
+    /// Takes one request from `user`'s bucket at `now`, under the user's own
+    /// limit if an admin set one (else the default); the quota after it
     /// (with `retry_after_secs` when refused). `None` when limits are off.
-    pub fn take(&self, user: &UserId, now: Instant) -> Option<Quota> {
-        if self.per_min == 0 {
+    pub fn take(&self, user: &UserId, own: Option<u32>, now: Instant) -> Option<Quota> {
+        let per_min = own.unwrap_or(self.per_min);
+        if per_min == 0 {
             return None;
         }
-        let capacity = f64::from(self.per_min);
+        let capacity = f64::from(per_min);
         let per_sec = capacity / 60.0;
         let mut buckets = self.buckets.lock().expect("rate limits lock");
         if buckets.len() > 100_000 {
@@ -96,7 +103,7 @@ impl RateLimits {
         }
         let secs_until = |tokens: f64| (tokens / per_sec).max(0.0).ceil() as u64;
         Some(Quota {
-            limit: self.per_min,
+            limit: per_min,
             remaining: b.tokens.floor() as u32,
             reset_secs: secs_until(capacity - b.tokens),
             retry_after_secs: refused.then(|| secs_until(1.0 - b.tokens).max(1)),
@@ -118,27 +125,63 @@ mod tests {
         let limits = RateLimits::new(60);
         let t0 = Instant::now();
         for n in 0..60 {
-            let q = limits.take(&user(), t0).unwrap();
+            let q = limits.take(&user(), None, t0).unwrap();
             assert_eq!(q.retry_after_secs, None, "request {n}");
             assert_eq!(q.remaining, 59 - n);
         }
-        let refused = limits.take(&user(), t0).unwrap();
+        let refused = limits.take(&user(), None, t0).unwrap();
         assert_eq!(refused.retry_after_secs, Some(1));
         assert_eq!(refused.remaining, 0);
         assert_eq!(refused.reset_secs, 60);
         // One token a second comes back.
-        let later = limits.take(&user(), t0 + Duration::from_secs(1)).unwrap();
+        let later = limits
+            .take(&user(), None, t0 + Duration::from_secs(1))
+            .unwrap();
         assert_eq!(later.retry_after_secs, None);
+    }
+
+    #[test]
+    fn a_users_own_limit_replaces_the_default() {
+        let limits = RateLimits::new(1000);
+        let t0 = Instant::now();
+        let q = limits.take(&user(), Some(2), t0).unwrap();
+        assert_eq!((q.limit, q.remaining), (2, 1));
+        limits.take(&user(), Some(2), t0);
+        assert!(
+            limits
+                .take(&user(), Some(2), t0)
+                .unwrap()
+                .retry_after_secs
+                .is_some()
+        );
     }
 
     #[test]
     fn users_have_their_own_buckets_and_zero_turns_limits_off() {
         let limits = RateLimits::new(1);
         let t0 = Instant::now();
-        assert!(limits.take(&user(), t0).unwrap().retry_after_secs.is_none());
-        assert!(limits.take(&user(), t0).unwrap().retry_after_secs.is_some());
+        assert!(
+            limits
+                .take(&user(), None, t0)
+                .unwrap()
+                .retry_after_secs
+                .is_none()
+        );
+        assert!(
+            limits
+                .take(&user(), None, t0)
+                .unwrap()
+                .retry_after_secs
+                .is_some()
+        );
         let other = UserId::from_stored("u2");
-        assert!(limits.take(&other, t0).unwrap().retry_after_secs.is_none());
-        assert_eq!(RateLimits::new(0).take(&user(), t0), None);
+        assert!(
+            limits
+                .take(&other, None, t0)
+                .unwrap()
+                .retry_after_secs
+                .is_none()
+        );
+        assert_eq!(RateLimits::new(0).take(&user(), None, t0), None);
     }
 }

@@ -215,7 +215,11 @@ impl<'a> ApiExtractor<'a> for Auth {
         if let Some(slot) = req.extensions().get::<CallerSlot>() {
             let _ = slot.0.set((user.id.clone(), user.is_admin));
         }
-        if let Some(quota) = state.rate_limits.take(&user.id, std::time::Instant::now()) {
+        if let Some(quota) =
+            state
+                .rate_limits
+                .take(&user.id, user.rate_limit_per_min, std::time::Instant::now())
+        {
             if let Some(slot) = req.extensions().get::<QuotaSlot>() {
                 let _ = slot.0.set(quota);
             }

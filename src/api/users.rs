@@ -64,6 +64,25 @@ pub struct CreatedUser {
     pub api_key: String,
 }
 
+/// A user's own rate limit to set.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RateLimitRequest {
+    /// Requests a minute (at least 1); null: the gateway's default.
+    pub per_minute: Option<u32>,
+}
+
+/// A user's rate limit.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RateLimitView {
+    pub user_id: String,
+    /// The user's own limit; null: the default applies.
+    pub per_minute: Option<u32>,
+    /// The gateway's default (`WA_RATE_LIMIT_PER_MIN`; 0: no limit).
+    pub default_per_minute: u32,
+}
+
 /// The user list.
 #[derive(Object)]
 pub struct UserList {
@@ -97,6 +116,30 @@ impl UsersApi {
         Ok(Json(CreatedUser {
             user: user.into(),
             api_key,
+        }))
+    }
+
+    /// Set a user's own API rate limit in requests a minute (admins only);
+    /// `perMinute: null` goes back to the gateway's default.
+    #[oai(path = "/api/users/:userId/rate-limit", method = "put")]
+    async fn set_rate_limit(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "userId")] user_id: Path<String>,
+        body: Json<RateLimitRequest>,
+    ) -> ApiResult<Json<RateLimitView>> {
+        let admin = auth.require_admin()?;
+        let id = UserId::parse(&user_id.0)
+            .map_err(|_| ApiError::not_found(format!("User {} not found", user_id.0)))?;
+        let account = users::set_rate_limit(&state.store, &id, body.per_minute, &admin.id).await?;
+        // The cached callers carry the old limit; the new one starts full.
+        state.key_cache.evict_user(&id);
+        state.rate_limits.reset(&id);
+        Ok(Json(RateLimitView {
+            user_id: account.id.into_string(),
+            per_minute: account.rate_limit_per_min,
+            default_per_minute: state.config.rate_limit_per_min,
         }))
     }
 

@@ -119,6 +119,8 @@ pub struct User {
     pub last_name: String,
     pub is_admin: bool,
     pub api_key: String,
+    /// The user's own API rate limit (requests a minute); `None`: the default.
+    pub rate_limit_per_min: Option<u32>,
     pub created_at: i64,
 }
 
@@ -130,6 +132,8 @@ pub struct Account {
     pub first_name: String,
     pub last_name: String,
     pub is_admin: bool,
+    /// The user's own API rate limit (requests a minute); `None`: the default.
+    pub rate_limit_per_min: Option<u32>,
     /// Unix milliseconds.
     pub created_at: i64,
     pub updated_at: i64,

@@ -6,7 +6,9 @@ use sqlx::SqlitePool;
 
 use crate::auth;
 use crate::config::Secret;
-use crate::events::{ApiKeyRotated, Event, PasswordChanged, UserLoggedIn, UserRegistered};
+use crate::events::{
+    ApiKeyRotated, Event, PasswordChanged, RateLimitSet, UserLoggedIn, UserRegistered,
+};
 use crate::store::{Effect, EventStore, Metadata, StreamId};
 
 use super::DomainError;
@@ -50,6 +52,10 @@ pub enum UserCommand {
         current_matches: bool,
         new_hash: Secret,
     },
+    /// An admin's setting of the user's own rate limit.
+    SetRateLimit {
+        per_minute: Option<u32>,
+    },
 }
 
 /// A command with the time it is decided at (Unix milliseconds).
@@ -89,6 +95,9 @@ pub fn decide(state: Option<&Account>, cmd: &UserTimed) -> Result<Vec<Event>, Do
         ]),
         (C::Register { .. }, Some(_)) => Err(DomainError::conflict("The user already exists")),
         (C::LogIn { .. }, None) => Err(DomainError::Unauthorized(LOGIN_REFUSED.into())),
+        (C::SetRateLimit { .. }, None) => {
+            Err(DomainError::NotFound(format!("User {user_id} not found")))
+        }
         (_, None) => Err(DomainError::Unauthorized("Unknown user".into())),
         (C::LogIn { password_matches }, Some(_)) => {
             if *password_matches {
@@ -98,6 +107,24 @@ pub fn decide(state: Option<&Account>, cmd: &UserTimed) -> Result<Vec<Event>, Do
             }
         }
         (C::RotateApiKey { .. }, Some(_)) => Ok(vec![ApiKeyRotated { user_id }.into()]),
+        (
+            C::SetRateLimit {
+                per_minute: Some(0),
+            },
+            Some(_),
+        ) => Err(DomainError::invalid(
+            "perMinute must be at least 1 (null: the default)",
+        )),
+        (C::SetRateLimit { per_minute }, Some(a)) if a.rate_limit_per_min == *per_minute => {
+            Ok(Vec::new())
+        }
+        (C::SetRateLimit { per_minute }, Some(_)) => Ok(vec![
+            RateLimitSet {
+                user_id,
+                per_minute: *per_minute,
+            }
+            .into(),
+        ]),
         (
             C::ChangePassword {
                 current_matches, ..
@@ -122,8 +149,14 @@ pub fn apply(state: Option<Account>, event: &Event, at: i64) -> Option<Account> 
             first_name: e.first_name.clone(),
             last_name: e.last_name.clone(),
             is_admin: e.is_admin,
+            rate_limit_per_min: None,
             created_at: at,
             updated_at: at,
+        }),
+        Event::RateLimitSet(e) => state.map(|a| Account {
+            rate_limit_per_min: e.per_minute,
+            updated_at: at.max(a.updated_at),
+            ..a
         }),
         Event::ApiKeyRotated(_) | Event::PasswordChanged(_) => state.map(|a| Account {
             updated_at: at.max(a.updated_at),
@@ -189,6 +222,7 @@ impl Aggregate for Account {
                 UserChange::SetPasswordHash(after, new_hash.clone(), version)
             }
             UserCommand::LogIn { .. } => UserChange::SetVersion(id.clone(), version),
+            UserCommand::SetRateLimit { .. } => UserChange::SetRateLimit(after, version),
         };
         vec![Box::new(change)]
     }
@@ -259,6 +293,7 @@ pub async fn register(store: &EventStore, new: NewUser, actor: &str) -> Result<U
         last_name: account.last_name,
         is_admin: account.is_admin,
         api_key,
+        rate_limit_per_min: account.rate_limit_per_min,
         created_at: account.created_at,
     })
 }
@@ -301,6 +336,23 @@ pub async fn rotate_api_key(store: &EventStore, id: &UserId) -> Result<String, D
     )
     .await?;
     Ok(key)
+}
+
+/// Sets (or, with `None`, clears) a user's own API rate limit; an admin's act.
+pub async fn set_rate_limit(
+    store: &EventStore,
+    id: &UserId,
+    per_minute: Option<u32>,
+    admin: &UserId,
+) -> Result<Account, DomainError> {
+    run(
+        store,
+        id,
+        UserCommand::SetRateLimit { per_minute },
+        Metadata::actor(admin.as_str()),
+    )
+    .await?
+    .ok_or_else(|| DomainError::NotFound(format!("User {id} not found")))
 }
 
 /// Changes a password after checking the current one.
@@ -431,6 +483,64 @@ mod tests {
                 at: T0,
             },
         )
+    }
+
+    #[test]
+    fn an_admin_sets_and_clears_a_users_rate_limit_and_zero_is_refused() {
+        let given = given_registered();
+        let set = when(
+            Some(&given),
+            UserCommand::SetRateLimit {
+                per_minute: Some(120),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            set,
+            vec![Event::from(RateLimitSet {
+                user_id: id(),
+                per_minute: Some(120)
+            })]
+        );
+        let after = apply(Some(given.clone()), &set[0], T0 + 5).unwrap();
+        assert_eq!(after.rate_limit_per_min, Some(120));
+        assert_eq!(after.updated_at, T0 + 5);
+        // The same value again changes nothing; null goes back to the default.
+        assert!(
+            when(
+                Some(&after),
+                UserCommand::SetRateLimit {
+                    per_minute: Some(120)
+                }
+            )
+            .unwrap()
+            .is_empty()
+        );
+        let cleared = when(Some(&after), UserCommand::SetRateLimit { per_minute: None }).unwrap();
+        assert_eq!(
+            apply(Some(after), &cleared[0], T0 + 6)
+                .unwrap()
+                .rate_limit_per_min,
+            None
+        );
+        assert!(matches!(
+            when(
+                Some(&given),
+                UserCommand::SetRateLimit {
+                    per_minute: Some(0)
+                }
+            ),
+            Err(DomainError::Invalid(_))
+        ));
+        assert!(
+            when(
+                None,
+                UserCommand::SetRateLimit {
+                    per_minute: Some(5)
+                }
+            )
+            .is_err()
+        );
     }
 
     fn given_registered() -> Account {

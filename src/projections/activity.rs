@@ -35,6 +35,7 @@ const USER_ONLY: &[&str] = &[
     "user_registered",
     "user_logged_in",
     "login_failed",
+    "rate_limit_set",
     "api_key_rotated",
     "password_changed",
 ];

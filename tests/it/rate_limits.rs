@@ -1,5 +1,7 @@
 //! Per-user API rate limits (`WA_RATE_LIMIT_PER_MIN`).
 
+use serde_json::json;
+
 use crate::helpers::TestApp;
 
 /// `GET /api/auth/me` with an API key; the status and the rate-limit headers.
@@ -69,4 +71,58 @@ async fn a_user_over_the_limit_gets_429_with_retry_after_and_others_are_not_slow
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
     assert!(health.headers().get("RateLimit-Limit").is_none());
+}
+
+#[tokio::test]
+async fn an_admin_gives_a_user_a_limit_of_their_own_and_takes_it_back() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("ownlimit@test.local").await;
+    let admin = crate::helpers::As::Key(&app.admin.api_key);
+    let path = format!("/api/users/{}/rate-limit", user.id);
+    let set = app
+        .put(&path, admin, json!({"perMinute": 3}))
+        .await
+        .expect(200);
+    assert_eq!(set["perMinute"], 3);
+    assert_eq!(set["defaultPerMinute"], 6000);
+    for n in 0..3u64 {
+        let (status, limit, remaining, _, _) = me(&app, &user.api_key).await;
+        assert_eq!((status, limit, remaining), (200, Some(3), Some(2 - n)));
+    }
+    assert_eq!(me(&app, &user.api_key).await.0, 429);
+
+    // Back to the default: a fresh bucket of the default size.
+    let cleared = app
+        .put(&path, admin, json!({"perMinute": null}))
+        .await
+        .expect(200);
+    assert!(cleared["perMinute"].is_null());
+    let (status, limit, ..) = me(&app, &user.api_key).await;
+    assert_eq!((status, limit), (200, Some(6000)));
+
+    // Only admins, only real users, only a positive limit; the change is an event.
+    app.put(
+        &path,
+        crate::helpers::As::Key(&user.api_key),
+        json!({"perMinute": 9}),
+    )
+    .await
+    .expect_error(403);
+    app.put(&path, admin, json!({"perMinute": 0}))
+        .await
+        .expect_error(400);
+    app.put(
+        "/api/users/00000000-0000-4000-8000-000000000000/rate-limit",
+        admin,
+        json!({"perMinute": 9}),
+    )
+    .await
+    .expect_error(404);
+    let set_events = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "rate_limit_set" && e.stream_id == format!("user-{}", user.id))
+        .count();
+    assert_eq!(set_events, 2);
 }

@@ -10,7 +10,8 @@ use crate::domain::state::{Account, User};
 use crate::ids::UserId;
 use crate::store::StateChange;
 
-const USER_COLUMNS: &str = "id, email, first_name, last_name, is_admin, api_key, created_at";
+const USER_COLUMNS: &str =
+    "id, email, first_name, last_name, is_admin, api_key, rate_limit_per_min, created_at";
 
 fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -20,6 +21,9 @@ fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
         last_name: row.try_get("last_name")?,
         is_admin: row.try_get::<i64, _>("is_admin")? != 0,
         api_key: row.try_get("api_key")?,
+        rate_limit_per_min: row
+            .try_get::<Option<i64>, _>("rate_limit_per_min")?
+            .map(|v| v as u32),
         created_at: row.try_get("created_at")?,
     })
 }
@@ -119,8 +123,8 @@ pub async fn find_versioned(
     id: &UserId,
 ) -> Result<Option<(Account, i64)>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT id, email, first_name, last_name, is_admin, created_at, updated_at, version \
-         FROM users WHERE id = ?",
+        "SELECT id, email, first_name, last_name, is_admin, rate_limit_per_min, created_at, \
+         updated_at, version FROM users WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -133,6 +137,9 @@ pub async fn find_versioned(
                 first_name: r.try_get("first_name")?,
                 last_name: r.try_get("last_name")?,
                 is_admin: r.try_get::<i64, _>("is_admin")? != 0,
+                rate_limit_per_min: r
+                    .try_get::<Option<i64>, _>("rate_limit_per_min")?
+                    .map(|v| v as u32),
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
             },
@@ -237,6 +244,8 @@ pub enum UserChange {
     SetPasswordHash(Account, Secret, i64),
     /// [`set_version`].
     SetVersion(UserId, i64),
+    /// [`set_rate_limit`].
+    SetRateLimit(Account, i64),
 }
 
 impl StateChange for UserChange {
@@ -252,6 +261,7 @@ impl StateChange for UserChange {
                     api_key,
                     version,
                 } => insert_user(conn, &account, &password_hash, &api_key, version).await,
+                UserChange::SetRateLimit(a, v) => set_rate_limit(conn, &a, v).await,
                 UserChange::SetApiKey(a, key, v) => set_api_key(conn, &a, &key, v).await,
                 UserChange::SetPasswordHash(a, hash, v) => {
                     set_password_hash(conn, &a, &hash, v).await
@@ -268,4 +278,22 @@ pub async fn id_by_email(pool: &SqlitePool, email: &str) -> Result<Option<UserId
         .bind(email)
         .fetch_optional(pool)
         .await
+}
+
+/// Stores a user's own rate limit, with the snapshot's version.
+pub async fn set_rate_limit(
+    conn: &mut SqliteConnection,
+    a: &Account,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET rate_limit_per_min = ?, updated_at = ?, version = ? WHERE id = ?",
+    )
+    .bind(a.rate_limit_per_min.map(i64::from))
+    .bind(a.updated_at)
+    .bind(version)
+    .bind(&a.id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
