@@ -13,7 +13,7 @@ use crate::domain::instances::{self, InstanceCommand};
 use crate::domain::send::{self, OutgoingText};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Contact;
-use crate::ids::InstanceId;
+use crate::ids::{InstanceId, MessageId};
 use crate::whatsapp::media::{self, MediaError};
 use crate::whatsapp::supervisor::SendError;
 use crate::whatsapp::{ConnState, Jid, qr};
@@ -225,9 +225,7 @@ impl WhatsAppApi {
         ]);
         let mut ticket = match begin_send(&state, &owned, key, print).await? {
             Begun::Replay(id) => {
-                return Ok(Json(SentMessageId {
-                    id: id.into_string(),
-                }));
+                return Ok(sent(id));
             }
             Begun::Fresh(ticket) => ticket,
         };
@@ -241,9 +239,7 @@ impl WhatsAppApi {
                 ticket.on_record(),
             )
             .await?;
-        Ok(Json(SentMessageId {
-            id: id.into_string(),
-        }))
+        Ok(sent(id))
     }
 
     /// Send media fetched from a URL.
@@ -275,16 +271,12 @@ impl WhatsAppApi {
         ]);
         let mut ticket = match begin_send(&state, &owned, key, print).await? {
             Begun::Replay(id) => {
-                return Ok(Json(SentMessageId {
-                    id: id.into_string(),
-                }));
+                return Ok(sent(id));
             }
             Begun::Fresh(ticket) => ticket,
         };
         // Refuse early (before downloading) when the session cannot send.
-        if !state.sessions.wait_ready(owned.id()).await {
-            return Err(SendError::NotConnected(owned.id().clone()).into());
-        }
+        ensure_ready(&state, &owned).await?;
         let cfg = &state.config;
         let media = media::fetch(
             &state.media_client,
@@ -299,9 +291,7 @@ impl WhatsAppApi {
             .sessions
             .send_media(owned.id(), &to, media, owned.meta(), ticket.on_record())
             .await?;
-        Ok(Json(SentMessageId {
-            id: id.into_string(),
-        }))
+        Ok(sent(id))
     }
 
     /// Send an uploaded file (multipart: `phone`, `caption`, `file`).
@@ -341,15 +331,11 @@ impl WhatsAppApi {
         ]);
         let mut ticket = match begin_send(&state, &owned, key, print).await? {
             Begun::Replay(id) => {
-                return Ok(Json(SentMessageId {
-                    id: id.into_string(),
-                }));
+                return Ok(sent(id));
             }
             Begun::Fresh(ticket) => ticket,
         };
-        if !state.sessions.wait_ready(owned.id()).await {
-            return Err(SendError::NotConnected(owned.id().clone()).into());
-        }
+        ensure_ready(&state, &owned).await?;
         let media = media::from_upload(
             data.into(),
             content_type.as_deref(),
@@ -360,9 +346,7 @@ impl WhatsAppApi {
             .sessions
             .send_media(owned.id(), &to, media, owned.meta(), ticket.on_record())
             .await?;
-        Ok(Json(SentMessageId {
-            id: id.into_string(),
-        }))
+        Ok(sent(id))
     }
 
     /// The account's contacts and groups (needs a connected instance).
@@ -482,4 +466,21 @@ async fn begin_send(
         fingerprint,
     )
     .await?)
+}
+
+/// The answer of a send: its message id.
+fn sent(id: MessageId) -> Json<SentMessageId> {
+    Json(SentMessageId {
+        id: id.into_string(),
+    })
+}
+
+/// Refuses (409) a send to an instance that is not connected, after waiting
+/// up to `WA_SEND_WAIT_MS` for one that is connecting.
+async fn ensure_ready(state: &AppState, owned: &OwnedInstance) -> ApiResult<()> {
+    if state.sessions.wait_ready(owned.id()).await {
+        Ok(())
+    } else {
+        Err(SendError::NotConnected(owned.id().clone()).into())
+    }
 }
