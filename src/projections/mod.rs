@@ -66,12 +66,15 @@ pub struct Projectors {
     /// that its page cache and prepared statements stay warm; after a failed
     /// batch it goes back to the pool and the next batch takes one afresh.
     conn: tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
+    /// Runs `views.db`'s WAL checkpoints in the background.
+    checkpointer: crate::store::Checkpointer,
 }
 
 impl Projectors {
     /// The projections of `views`.
     pub fn new(views: SqlitePool) -> Self {
         Self {
+            checkpointer: crate::store::Checkpointer::new(views.clone()),
             views,
             conn: tokio::sync::Mutex::new(None),
         }
@@ -108,8 +111,9 @@ impl Consumer for Projectors {
             ),
         };
         let result = apply_all(conn, events).await;
-        if result.is_err() {
-            *slot = None;
+        match &result {
+            Ok(()) => self.checkpointer.committed(),
+            Err(_) => *slot = None,
         }
         result
     }

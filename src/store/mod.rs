@@ -1,6 +1,7 @@
 //! The event store: an append-only SQLite log with optimistic concurrency,
 //! group-committed appends, reads by global position and live subscriptions.
 
+pub mod direct;
 mod writer;
 
 use std::collections::VecDeque;
@@ -509,20 +510,88 @@ impl Tail {
 }
 
 /// Opens (or creates) a SQLite database file tuned for the gateway: WAL,
-/// `synchronous=NORMAL`, a busy timeout, foreign keys off.
+/// `synchronous=NORMAL`, a busy timeout, foreign keys off. Its connections
+/// checkpoint the WAL themselves only as a backstop ([`BACKSTOP_CHECKPOINT_PAGES`]):
+/// the database's committer runs the regular checkpoints in the background
+/// through a [`Checkpointer`].
 pub async fn open_sqlite(path: &Path, max_connections: u32) -> anyhow::Result<SqlitePool> {
     let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-16000");
+        .pragma("cache_size", "-16000")
+        .pragma("wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES.to_string());
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .connect_with(opts)
         .await?;
     Ok(pool)
+}
+
+/// WAL pages after which a committing connection checkpoints by itself: a
+/// backstop for when no [`Checkpointer`] ran (tools, a stalled committer).
+pub const BACKSTOP_CHECKPOINT_PAGES: u64 = 50_000;
+
+/// How often a busy database's WAL is copied back into it.
+const CHECKPOINT_PERIOD: Duration = Duration::from_millis(250);
+
+/// Copies a database's WAL back into it on a background task, at most once
+/// every [`CHECKPOINT_PERIOD`] and only after commits, instead of inside the
+/// commit that crossed SQLite's 1,000-page mark. A page changed by many
+/// commits (the right edge of an index, an instance's leaf) is then copied
+/// once a period rather than once every few commits, and no commit waits
+/// for a checkpoint. The checkpoint is `PASSIVE`: it never blocks a writer.
+#[derive(Clone)]
+pub struct Checkpointer {
+    inner: Arc<CheckpointerInner>,
+}
+
+struct CheckpointerInner {
+    pool: SqlitePool,
+    /// When the last checkpoint was started.
+    last: Mutex<std::time::Instant>,
+    /// Whether a checkpoint is running now.
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl Checkpointer {
+    /// The checkpointer of `pool`'s database.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self {
+            inner: Arc::new(CheckpointerInner {
+                pool,
+                last: Mutex::new(std::time::Instant::now()),
+                running: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Tells it a transaction committed: starts a background checkpoint when
+    /// the period is up and none is running.
+    pub fn committed(&self) {
+        {
+            let mut last = self.inner.last.lock().expect("checkpointer lock");
+            if last.elapsed() < CHECKPOINT_PERIOD {
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
+        if self.inner.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&inner.pool)
+                .await
+            {
+                tracing::debug!(error = %e, "background checkpoint failed");
+            }
+            inner.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, \
@@ -545,8 +614,10 @@ impl EventStore {
         let (tx, rx) = mpsc::channel(4096);
         let tail = Arc::new(Mutex::new(Tail::default()));
         let counters = Arc::new(Counters::default());
+        let direct = direct::DirectConnection::open(path, "event-writer")?;
         tokio::spawn(writer::run(
             pool.clone(),
+            direct,
             rx,
             writer::Publish {
                 head: head_tx,

@@ -11,6 +11,7 @@ use sqlx::query_builder::Separated;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, watch};
 
+use super::direct::DirectConnection;
 use super::{AppendJob, Appended, EventData, ExpectedVersion, RecordedEvent, StoreError, Tail};
 
 /// Where the writer announces what it committed: the in-memory tail first,
@@ -119,6 +120,7 @@ struct Row {
 
 pub(super) async fn run(
     pool: SqlitePool,
+    direct: DirectConnection,
     mut rx: mpsc::Receiver<AppendJob>,
     publish: Publish,
     mut head: i64,
@@ -134,6 +136,7 @@ pub(super) async fn run(
     // statements stay warm (a pooled connection would be another one each
     // batch, re-reading every page the previous one changed).
     let mut held: Option<PoolConnection<Sqlite>> = None;
+    let checkpointer = super::Checkpointer::new(pool.clone());
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
         let conn = match &mut held {
             Some(conn) => conn,
@@ -148,8 +151,7 @@ pub(super) async fn run(
         };
         let committed = match mode {
             WriterMode::GroupCommit => {
-                match commit_single_statement(conn, &mut jobs, &mut versions, head, &publish).await
-                {
+                match commit_direct(&direct, &mut jobs, &mut versions, head, &publish).await {
                     Ok(Some(new_head)) => Ok(new_head),
                     Ok(None) => commit_batch(conn, &mut jobs, &mut versions, head, &publish).await,
                     Err(e) => Err(e),
@@ -160,7 +162,10 @@ pub(super) async fn run(
             }
         };
         match committed {
-            Ok(new_head) => head = new_head,
+            Ok(new_head) => {
+                head = new_head;
+                checkpointer.committed();
+            }
             Err(e) => {
                 tracing::error!(error = %e, "event store batch failed; resynchronising");
                 versions.clear();
@@ -181,39 +186,45 @@ pub(super) async fn run(
     tracing::debug!("event store writer stopped");
 }
 
-/// The common case in one round trip: a batch without state effects, on
-/// streams whose versions are known, fitting one multi-row INSERT, is
-/// written by that single statement (atomic on its own), guarded by the
+/// One row of the log, as the direct connection's INSERT binds it.
+const INSERT_EVENT: &str = "INSERT INTO events (position, event_id, stream_id, version, \
+     event_type, schema_version, user_id, instance_id, data, metadata, recorded_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// Where an event of a batch goes: its position, version and id.
+struct Planned {
+    position: i64,
+    version: i64,
+    event_id: String,
+    job: usize,
+    event: usize,
+}
+
+/// The common case in one thread hop: a batch without state effects, on
+/// streams whose versions are known, is written on the writer's own
+/// connection ([`DirectConnection`]) in one transaction, guarded by the
 /// head: when another process appended since (the CLI), it writes nothing
 /// and `None` sends the batch the long way ([`commit_batch`]). `None` also
 /// when the batch does not qualify; nothing of the jobs is consumed then.
-async fn commit_single_statement(
-    conn: &mut SqliteConnection,
+async fn commit_direct(
+    direct: &DirectConnection,
     jobs: &mut Vec<AppendJob>,
     versions: &mut HashMap<String, i64>,
     head: i64,
     publish: &Publish,
 ) -> Result<Option<i64>, StoreError> {
-    let rows: usize = jobs.iter().map(|j| j.prepared.events.len()).sum();
-    let qualifies = rows <= ROWS_PER_INSERT
-        && jobs.iter().all(|j| {
-            j.append.effects.is_empty() && versions.contains_key(j.append.stream.as_str())
-        });
+    let qualifies = jobs
+        .iter()
+        .all(|j| j.append.effects.is_empty() && versions.contains_key(j.append.stream.as_str()));
     if !qualifies {
         return Ok(None);
     }
+    let rows: usize = jobs.iter().map(|j| j.prepared.events.len()).sum();
     let now = Utc::now().timestamp_millis();
     // Plan: version checks against the cache; positions and versions per event.
-    struct Planned {
-        position: i64,
-        version: i64,
-        event_id: String,
-        job: usize,
-        event: usize,
-    }
     let mut planned: Vec<Planned> = Vec::with_capacity(rows);
     let mut outcomes: Vec<Result<Appended, StoreError>> = Vec::with_capacity(jobs.len());
-    let mut touched: HashMap<&str, i64> = HashMap::new();
+    let mut touched: HashMap<String, i64> = HashMap::new();
     let mut next_position = head + 1;
     for (j, job) in jobs.iter().enumerate() {
         let stream = job.append.stream.as_str();
@@ -246,7 +257,7 @@ async fn commit_single_statement(
             });
             next_position += 1;
         }
-        touched.insert(stream, version);
+        touched.insert(stream.to_owned(), version);
         outcomes.push(Ok(Appended {
             first_position,
             last_position: next_position - 1,
@@ -255,42 +266,32 @@ async fn commit_single_statement(
         }));
     }
     if !planned.is_empty() {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("{INSERT_EVENTS} SELECT * FROM ("));
-        qb.push_values(&planned, |mut b, p| {
-            let job = &jobs[p.job];
-            let e = &job.prepared.events[p.event];
-            Columns {
-                position: p.position,
-                event_id: &p.event_id,
-                stream_id: job.append.stream.as_str(),
-                version: p.version,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                user_id: job.append.user_id.as_deref(),
-                instance_id: job.append.instance_id.as_deref(),
-                data: e.data.as_ref().map_or("{}", EventData::text),
-                metadata: &job.prepared.metadata,
-                recorded_at: now,
+        let batch = std::mem::take(jobs);
+        let ran = direct
+            .run(move |conn| {
+                let written = insert_planned(conn, &batch, &planned, head, now);
+                (batch, planned, written)
+            })
+            .await;
+        let written = match ran {
+            Ok((batch, back, written)) => {
+                *jobs = batch;
+                planned = back;
+                written
             }
-            .bind(&mut b);
-        });
-        qb.push(") WHERE (SELECT COALESCE(MAX(position), 0) FROM events) = ")
-            .push_bind(head);
-        let written = match qb.build().execute(&mut *conn).await {
-            Ok(r) => r.rows_affected(),
-            Err(e) => return Err(fail_all(jobs, e)),
+            // The thread is gone with the jobs: their callers see the append fail.
+            Err(e) => return Err(StoreError::Db(sqlx::Error::Protocol(e.to_string()))),
         };
-        if written == 0 {
-            // Another process appended: its events may touch our streams.
-            versions.clear();
-            return Ok(None);
+        match written {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another process appended: its events may touch our streams.
+                versions.clear();
+                return Ok(None);
+            }
+            Err(e) => return Err(fail_all(jobs, sqlx::Error::Protocol(e.to_string()))),
         }
     }
-    let touched: Vec<(String, i64)> = touched
-        .into_iter()
-        .map(|(s, v)| (s.to_owned(), v))
-        .collect();
     versions.extend(touched);
     let new_head = next_position - 1;
     let recorded_at = super::ms_to_time(now);
@@ -318,6 +319,47 @@ async fn commit_single_statement(
     }
     publish.committed(committed, new_head, jobs, outcomes);
     Ok(Some(new_head))
+}
+
+/// On the writer's connection: writes the planned events in one
+/// transaction when the log's head is still `head`; `Ok(false)` (nothing
+/// written) when another process appended meanwhile.
+fn insert_planned(
+    conn: &mut rusqlite::Connection,
+    jobs: &[AppendJob],
+    planned: &[Planned],
+    head: i64,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let db_head: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
+        .query_row([], |r| r.get(0))?;
+    if db_head != head {
+        return Ok(false);
+    }
+    {
+        let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+        for p in planned {
+            let job = &jobs[p.job];
+            let e = &job.prepared.events[p.event];
+            insert.execute(rusqlite::params![
+                p.position,
+                p.event_id,
+                job.append.stream.as_str(),
+                p.version,
+                e.event_type,
+                e.schema_version,
+                job.append.user_id.as_deref(),
+                job.append.instance_id.as_deref(),
+                e.data.as_ref().map_or("{}", EventData::text),
+                &*job.prepared.metadata,
+                now,
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(true)
 }
 
 /// Commits one batch, publishes the new head, then replies to every job

@@ -165,6 +165,7 @@ impl Consumer for Intake {
             save_checkpoint(&mut tx, NAME, last).await?;
         }
         tx.commit().await?;
+        self.shared.checkpointer.committed();
         for (instance_id, reset) in touched {
             self.shared.wake(&instance_id, reset);
         }

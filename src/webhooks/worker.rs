@@ -268,6 +268,8 @@ pub(crate) struct Shared {
     /// Serialises the dispatcher's own write transactions (intake,
     /// recorder, cancellations): no SQLite busy waits between them.
     pub write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Runs `webhooks.db`'s WAL checkpoints in the background.
+    pub checkpointer: crate::store::Checkpointer,
     lanes: Mutex<HashMap<String, Arc<LaneSignal>>>,
     running: Mutex<Option<Running>>,
 }
@@ -282,6 +284,7 @@ impl Shared {
         deliver_from: i64,
     ) -> Self {
         Self {
+            checkpointer: crate::store::Checkpointer::new(db.clone()),
             db,
             store,
             client,

@@ -233,7 +233,12 @@ pub async fn run() -> anyhow::Result<()> {
         "  GET /healthz:               {health:>8.0} req/s   {:>7.1} us CPU a request",
         micros_per(health_cpu)
     );
-    for spread in [1, 100] {
+    // `WA_BENCH_SPREADS=100` runs one spread alone (profiling one phase).
+    let spreads: Vec<usize> = std::env::var("WA_BENCH_SPREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 100]);
+    for spread in spreads {
         let urls: Vec<String> = ids
             .iter()
             .take(spread)
