@@ -35,7 +35,7 @@ pub struct App {
 async fn build_consumers(state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
     let mut consumers: Vec<Arc<dyn Consumer>> = Vec::new();
     crate::projections::ensure_schemas(&state.views).await?;
-    consumers.extend(crate::projections::consumers(&state.views));
+    consumers.extend(crate::projections::consumers(&state.views)?);
     consumers.extend([state.webhooks.intake()]);
     Ok(consumers)
 }

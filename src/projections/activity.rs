@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::Projection;
 use crate::events::Event;
-use crate::store::{EventData, RecordedEvent, SharedEvent};
+use crate::store::{EventData, SharedEvent};
 
 /// The projection's name.
 pub const NAME: &str = "activity";
@@ -79,36 +79,30 @@ impl Projection for Activity {
     const DROP: &'static str = include_str!("../../projections/activity/drop.sql");
     const TABLES: &'static [&'static str] = &["activity_log"];
 
-    async fn apply_events(
-        conn: &mut SqliteConnection,
-        events: &[SharedEvent],
-    ) -> anyhow::Result<()> {
-        let entries: Vec<(&RecordedEvent, &str)> = events
-            .iter()
-            .filter(|e| !EXCLUDED.contains(&e.event_type.as_str()))
-            .filter_map(|e| e.instance_id.as_deref().map(|i| (&**e, i)))
-            .collect();
-        // Multi-row inserts: 6 parameters a row, well under SQLite's limit.
-        for chunk in entries.chunks(INSERT_ROWS) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO activity_log (position, id, instance_id, action, details, created_at) ",
-            );
-            insert.push_values(chunk, |mut row, (e, instance_id)| {
-                row.push_bind(e.position)
-                    .push_bind(e.event_id.as_str())
-                    .push_bind(*instance_id)
-                    .push_bind(e.event_type.as_str())
-                    .push_bind(details(&e.data))
-                    .push_bind(e.recorded_ms());
-            });
-            insert.build().execute(&mut *conn).await?;
+    fn apply_events(conn: &rusqlite::Connection, events: &[SharedEvent]) -> anyhow::Result<()> {
+        let mut insert = conn.prepare_cached(
+            "INSERT OR IGNORE INTO activity_log (position, id, instance_id, action, details, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for e in events {
+            if EXCLUDED.contains(&e.event_type.as_str()) {
+                continue;
+            }
+            let Some(instance_id) = e.instance_id.as_deref() else {
+                continue;
+            };
+            insert.execute(rusqlite::params![
+                e.position,
+                e.event_id,
+                instance_id,
+                e.event_type,
+                details(&e.data),
+                e.recorded_ms(),
+            ])?;
         }
         Ok(())
     }
 }
-
-/// Rows per INSERT statement.
-const INSERT_ROWS: usize = 200;
 
 /// What a page of the log is asked for.
 #[derive(Debug, Clone, Default)]

@@ -7,9 +7,9 @@
 //! for a message sent outside the gateway. An instance's history is deleted
 //! with the instance.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::Projection;
 use crate::events::{Event, MessageReceived, MessageSent, MessageStatus};
@@ -38,9 +38,6 @@ pub fn status_rank(status: &str) -> i64 {
 /// The status of a message when it is first recorded.
 const SENT_STATUS: &str = "sent";
 const RECEIVED_STATUS: &str = "received";
-
-/// Rows per multi-row INSERT (12 parameters a row).
-const INSERT_ROWS: usize = 200;
 
 /// Identifies a message within its instance.
 type MessageKey = (String, String, bool);
@@ -78,10 +75,10 @@ impl NewRow {
     }
 }
 
-/// A batch in progress: new messages are buffered and written with
-/// multi-row inserts; statuses of buffered messages are applied in memory;
+/// A batch in progress: new messages are buffered and written when the
+/// batch is flushed; statuses of buffered messages are applied in memory;
 /// statuses of other messages are gathered (the highest per message) and
-/// written with one UPDATE per chunk when the batch is flushed.
+/// written after the new rows.
 #[derive(Default)]
 struct BatchState {
     pending: Vec<NewRow>,
@@ -89,26 +86,19 @@ struct BatchState {
     raises: HashMap<MessageKey, (String, i64)>,
 }
 
-/// Rows per multi-row status UPDATE or lookup (5 parameters a row).
-const RAISE_ROWS: usize = 200;
-
 impl BatchState {
     /// Buffers a message (once). A status gathered earlier in the batch for
     /// the same message is for the stored row only, as it would have been in
     /// an earlier batch: what is gathered is written first, so a batch's
     /// boundaries never change the outcome (rare: a duplicated event, or a
     /// message sent outside the gateway).
-    async fn add_message(
-        &mut self,
-        conn: &mut SqliteConnection,
-        row: NewRow,
-    ) -> anyhow::Result<()> {
+    fn add_message(&mut self, conn: &rusqlite::Connection, row: NewRow) -> anyhow::Result<()> {
         let key = row.key();
         if self.index.contains_key(&key) {
             return Ok(());
         }
         if self.raises.contains_key(&key) {
-            self.flush(conn).await?;
+            self.flush(conn)?;
         }
         self.index.insert(key, self.pending.len());
         self.pending.push(row);
@@ -141,29 +131,11 @@ impl BatchState {
         }
     }
 
-    /// Raises the stored messages' statuses gathered in this batch, one
-    /// UPDATE per chunk; a status of a message not in the history changes nothing.
-    async fn write_raises(&mut self, conn: &mut SqliteConnection) -> anyhow::Result<()> {
-        let raises: Vec<(MessageKey, (String, i64))> = self.raises.drain().collect();
-        for chunk in raises.chunks(RAISE_ROWS) {
-            let mut update = QueryBuilder::<Sqlite>::new(
-                "UPDATE messages SET status = v.column4, status_rank = v.column5 FROM (",
-            );
-            update.push_values(
-                chunk,
-                |mut b, ((instance, message, from_me), (status, rank))| {
-                    b.push_bind(instance.as_str())
-                        .push_bind(message.as_str())
-                        .push_bind(*from_me)
-                        .push_bind(status.as_str())
-                        .push_bind(*rank);
-                },
-            );
-            update.push(
-                ") AS v WHERE messages.instance_id = v.column1 AND messages.message_id = v.column2 \
-                 AND messages.from_me = v.column3 AND messages.status_rank < v.column5",
-            );
-            update.build().execute(&mut *conn).await?;
+    /// Raises the stored messages' statuses gathered in this batch; a
+    /// status of a message not in the history changes nothing.
+    fn write_raises(&mut self, conn: &rusqlite::Connection) -> anyhow::Result<()> {
+        for ((instance, message, from_me), (status, rank)) in self.raises.drain() {
+            raise_stored(conn, &instance, &message, from_me, &status, rank)?;
         }
         Ok(())
     }
@@ -171,95 +143,77 @@ impl BatchState {
     /// Writes the buffered messages and adds them to the per-chat totals.
     /// A message already stored (a duplicate event) keeps its row; a higher
     /// status gathered for it is applied to that row.
-    async fn flush(&mut self, conn: &mut SqliteConnection) -> anyhow::Result<()> {
+    fn flush(&mut self, conn: &rusqlite::Connection) -> anyhow::Result<()> {
         let mut chat_counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        for chunk in self.pending.chunks(INSERT_ROWS) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO messages (position, id, instance_id, remote_jid, from_me, message_type, \
-                 content, message_id, has_media, status, status_rank, created_at) ",
-            );
-            insert.push_values(chunk, |mut b, r| {
-                b.push_bind(r.position)
-                    .push_bind(r.id.as_str())
-                    .push_bind(r.instance_id.as_str())
-                    .push_bind(r.remote_jid.as_str())
-                    .push_bind(r.from_me)
-                    .push_bind(r.message_type.as_str())
-                    .push_bind(r.content.as_str())
-                    .push_bind(r.message_id.as_str())
-                    .push_bind(r.has_media)
-                    .push_bind(r.status.as_str())
-                    .push_bind(r.rank)
-                    .push_bind(r.created_at);
-            });
-            insert.push(" RETURNING position");
-            let inserted: HashSet<i64> = insert
-                .build_query_scalar::<i64>()
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .collect();
-            for r in chunk {
-                if inserted.contains(&r.position) {
-                    *chat_counts
-                        .entry((r.instance_id.as_str(), r.remote_jid.as_str()))
-                        .or_default() += 1;
-                } else {
-                    raise_stored(
-                        conn,
-                        &r.instance_id,
-                        &r.message_id,
-                        r.from_me,
-                        &r.status,
-                        r.rank,
-                    )
-                    .await?;
-                }
+        let mut insert = conn.prepare_cached(
+            "INSERT OR IGNORE INTO messages (position, id, instance_id, remote_jid, from_me, message_type, \
+             content, message_id, has_media, status, status_rank, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for r in &self.pending {
+            let inserted = insert.execute(rusqlite::params![
+                r.position,
+                r.id,
+                r.instance_id,
+                r.remote_jid,
+                r.from_me,
+                r.message_type,
+                r.content,
+                r.message_id,
+                r.has_media,
+                r.status,
+                r.rank,
+                r.created_at,
+            ])?;
+            if inserted > 0 {
+                *chat_counts
+                    .entry((r.instance_id.as_str(), r.remote_jid.as_str()))
+                    .or_default() += 1;
+            } else {
+                raise_stored(
+                    conn,
+                    &r.instance_id,
+                    &r.message_id,
+                    r.from_me,
+                    &r.status,
+                    r.rank,
+                )?;
             }
         }
-        let chat_counts: Vec<((&str, &str), i64)> = chat_counts.into_iter().collect();
-        for chunk in chat_counts.chunks(INSERT_ROWS) {
-            let mut upsert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO message_chats (instance_id, remote_jid, total) ",
-            );
-            upsert.push_values(chunk, |mut b, ((instance_id, remote_jid), added)| {
-                b.push_bind(*instance_id)
-                    .push_bind(*remote_jid)
-                    .push_bind(*added);
-            });
-            upsert.push(
-                " ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + excluded.total",
-            );
-            upsert.build().execute(&mut *conn).await?;
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO message_chats (instance_id, remote_jid, total) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (instance_id, remote_jid) DO UPDATE SET total = total + excluded.total",
+        )?;
+        for ((instance_id, remote_jid), added) in chat_counts {
+            upsert.execute(rusqlite::params![instance_id, remote_jid, added])?;
         }
         self.pending.clear();
         self.index.clear();
-        self.write_raises(conn).await
+        self.write_raises(conn)
     }
 }
 
 /// Raises a stored message's status; whether it changed.
-async fn raise_stored(
-    conn: &mut SqliteConnection,
+fn raise_stored(
+    conn: &rusqlite::Connection,
     instance_id: &str,
     message_id: &str,
     from_me: bool,
     status: &str,
     rank: i64,
 ) -> anyhow::Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE messages SET status = ?, status_rank = ? \
-         WHERE instance_id = ? AND message_id = ? AND from_me = ? AND status_rank < ?",
-    )
-    .bind(status)
-    .bind(rank)
-    .bind(instance_id)
-    .bind(message_id)
-    .bind(from_me)
-    .bind(rank)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    let changed = conn
+        .prepare_cached(
+            "UPDATE messages SET status = ?1, status_rank = ?2 \
+             WHERE instance_id = ?3 AND message_id = ?4 AND from_me = ?5 AND status_rank < ?2",
+        )?
+        .execute(rusqlite::params![
+            status,
+            rank,
+            instance_id,
+            message_id,
+            from_me
+        ])?;
     Ok(changed > 0)
 }
 
@@ -323,15 +277,12 @@ impl NewRow {
     }
 }
 
-async fn delete_instance(conn: &mut SqliteConnection, instance_id: &str) -> anyhow::Result<()> {
+fn delete_instance(conn: &rusqlite::Connection, instance_id: &str) -> anyhow::Result<()> {
     for sql in [
-        "DELETE FROM messages WHERE instance_id = ?",
-        "DELETE FROM message_chats WHERE instance_id = ?",
+        "DELETE FROM messages WHERE instance_id = ?1",
+        "DELETE FROM message_chats WHERE instance_id = ?1",
     ] {
-        sqlx::query(sql)
-            .bind(instance_id)
-            .execute(&mut *conn)
-            .await?;
+        conn.prepare_cached(sql)?.execute([instance_id])?;
     }
     Ok(())
 }
@@ -342,27 +293,24 @@ impl Projection for Messages {
     const DROP: &'static str = include_str!("../../projections/messages/drop.sql");
     const TABLES: &'static [&'static str] = &["messages", "message_chats"];
 
-    async fn apply_events(
-        conn: &mut SqliteConnection,
-        events: &[SharedEvent],
-    ) -> anyhow::Result<()> {
+    fn apply_events(conn: &rusqlite::Connection, events: &[SharedEvent]) -> anyhow::Result<()> {
         let mut batch = BatchState::default();
         for e in events {
             match &e.event {
-                Some(Event::MessageSent(m)) => batch.add_message(conn, NewRow::sent(e, m)).await?,
+                Some(Event::MessageSent(m)) => batch.add_message(conn, NewRow::sent(e, m))?,
                 Some(Event::MessageReceived(m)) => {
-                    batch.add_message(conn, NewRow::received(e, m)).await?
+                    batch.add_message(conn, NewRow::received(e, m))?
                 }
                 Some(Event::MessageStatus(s)) => batch.apply_status(s),
                 Some(Event::InstanceDeleted(d)) => {
                     // What the batch gathered so far lands before the rows go.
-                    batch.flush(conn).await?;
-                    delete_instance(conn, d.instance_id.as_str()).await?;
+                    batch.flush(conn)?;
+                    delete_instance(conn, d.instance_id.as_str())?;
                 }
                 _ => {}
             }
         }
-        batch.flush(conn).await
+        batch.flush(conn)
     }
 }
 

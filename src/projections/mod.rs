@@ -15,15 +15,14 @@ pub mod activity;
 pub mod messages;
 pub mod stats;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 
-use crate::backbone::{Consumer, load_checkpoint, save_checkpoint};
+use crate::backbone::{Consumer, load_checkpoint};
+use crate::store::direct::DirectConnection;
 use crate::store::{EventStore, RecordedEvent, SharedEvent};
 
 /// The names of every projection (checkpoint keys, `projections rebuild <name>`).
@@ -44,11 +43,8 @@ pub trait Projection: Send + Sync + 'static {
     const TABLES: &'static [&'static str];
 
     /// Applies events (already past the checkpoint, in log order) inside the
-    /// caller's transaction.
-    fn apply_events(
-        conn: &mut SqliteConnection,
-        events: &[SharedEvent],
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// caller's transaction, on the projections' own connection.
+    fn apply_events(conn: &rusqlite::Connection, events: &[SharedEvent]) -> anyhow::Result<()>;
 }
 
 /// The name of the one consumer that runs every projection (its durable
@@ -58,27 +54,35 @@ pub const CONSUMER: &str = "projections";
 /// Every projection as one [`Consumer`] of the backbone: a batch goes into
 /// all of them in one `BEGIN IMMEDIATE` transaction of `views.db`, each
 /// behind its own checkpoint (so a rebuild of one, which moves only its
-/// checkpoint, stays exact). One transaction a batch instead of one per
-/// projection, and no SQLite busy waits between projectors.
+/// checkpoint, stays exact). The batch runs on the projections' own
+/// connection thread ([`DirectConnection`]): cached statements, one thread
+/// hop a batch.
 pub struct Projectors {
     views: SqlitePool,
-    /// The connection batches are written through, kept between batches so
-    /// that its page cache and prepared statements stay warm; after a failed
-    /// batch it goes back to the pool and the next batch takes one afresh.
-    conn: tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
+    /// The connection batches are written through (its page cache and
+    /// prepared statements stay warm between batches).
+    conn: DirectConnection,
     /// Runs `views.db`'s WAL checkpoints in the background.
     checkpointer: crate::store::Checkpointer,
 }
 
 impl Projectors {
-    /// The projections of `views`.
-    pub fn new(views: SqlitePool) -> Self {
-        Self {
+    /// The projections of `views`, written through a connection of their own.
+    pub fn new(views: SqlitePool) -> anyhow::Result<Self> {
+        let conn = open_direct(&views, "projections")?;
+        Ok(Self {
             checkpointer: crate::store::Checkpointer::new(views.clone()),
             views,
-            conn: tokio::sync::Mutex::new(None),
-        }
+            conn,
+        })
     }
+}
+
+/// A connection of its own (on its own thread) to the database of `pool`.
+pub fn open_direct(pool: &SqlitePool, thread: &str) -> anyhow::Result<DirectConnection> {
+    let options = pool.connect_options();
+    DirectConnection::open(options.get_filename(), thread)
+        .with_context(|| format!("Failed to open {}", options.get_filename().display()))
 }
 
 #[async_trait]
@@ -100,75 +104,85 @@ impl Consumer for Projectors {
         if events.is_empty() {
             return Ok(());
         }
-        let mut slot = self.conn.lock().await;
-        let conn = match &mut *slot {
-            Some(conn) => conn,
-            None => slot.insert(
-                self.views
-                    .acquire()
-                    .await
-                    .context("Failed to get a projection connection")?,
-            ),
-        };
-        let result = apply_all(conn, events).await;
-        match &result {
-            Ok(()) => self.checkpointer.committed(),
-            Err(_) => *slot = None,
-        }
-        result
+        let events = events.to_vec();
+        self.conn
+            .run(move |conn| apply_all(conn, &events))
+            .await??;
+        self.checkpointer.committed();
+        Ok(())
     }
 }
 
 /// Applies one batch to every projection in one transaction.
-async fn apply_all(conn: &mut SqliteConnection, events: &[SharedEvent]) -> anyhow::Result<()> {
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
-        .await
+fn apply_all(conn: &mut rusqlite::Connection, events: &[SharedEvent]) -> anyhow::Result<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .context("Failed to begin a projection transaction")?;
-    apply_in::<activity::Activity>(&mut tx, events).await?;
-    apply_in::<messages::Messages>(&mut tx, events).await?;
-    apply_in::<stats::Stats>(&mut tx, events).await?;
-    tx.commit()
-        .await
-        .context("Failed to commit a projection batch")?;
+    apply_in::<activity::Activity>(&tx, events)?;
+    apply_in::<messages::Messages>(&tx, events)?;
+    apply_in::<stats::Stats>(&tx, events)?;
+    tx.commit().context("Failed to commit a projection batch")?;
     Ok(())
 }
 
 /// Applies one batch to one projection in its own `BEGIN IMMEDIATE`
 /// transaction (tools and tests; the gateway runs [`Projectors`]).
 pub async fn apply_batch<P: Projection>(
-    conn: &mut SqliteConnection,
+    conn: &DirectConnection,
     events: &[SharedEvent],
 ) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .context("Failed to begin a projection transaction")?;
-    apply_in::<P>(&mut tx, events).await?;
-    tx.commit()
-        .await
-        .context("Failed to commit a projection batch")?;
-    Ok(())
+    let events = events.to_vec();
+    conn.run(move |conn| {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .context("Failed to begin a projection transaction")?;
+        apply_in::<P>(&tx, &events)?;
+        tx.commit().context("Failed to commit a projection batch")
+    })
+    .await?
 }
 
 /// Inside the caller's transaction: skips what `P`'s checkpoint covers, then
 /// writes `P`'s changes and its new checkpoint.
-async fn apply_in<P: Projection>(
-    conn: &mut SqliteConnection,
+fn apply_in<P: Projection>(
+    conn: &rusqlite::Connection,
     events: &[SharedEvent],
 ) -> anyhow::Result<()> {
-    let checkpoint = load_checkpoint(&mut *conn, P::NAME).await?;
+    let checkpoint = load_checkpoint_on(conn, P::NAME)?;
     let fresh = unapplied(events, checkpoint)?;
     let Some(last) = fresh.last() else {
         return Ok(());
     };
     P::apply_events(conn, fresh)
-        .await
         .with_context(|| format!("Failed to apply events to the {} projection", P::NAME))?;
-    save_checkpoint(&mut *conn, P::NAME, last.position).await?;
+    save_checkpoint_on(conn, P::NAME, last.position)?;
+    Ok(())
+}
+
+/// A projection's checkpoint, read on the projections' connection (0 when none).
+fn load_checkpoint_on(conn: &rusqlite::Connection, name: &str) -> anyhow::Result<i64> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached("SELECT position FROM consumer_checkpoints WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Stores a projection's checkpoint inside the caller's transaction.
+fn save_checkpoint_on(
+    conn: &rusqlite::Connection,
+    name: &str,
+    position: i64,
+) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO consumer_checkpoints (name, position) VALUES (?1, ?2) \
+         ON CONFLICT(name) DO UPDATE SET position = excluded.position",
+    )?
+    .execute(rusqlite::params![name, position])?;
     Ok(())
 }
 
@@ -199,8 +213,8 @@ pub async fn ensure_schemas(views: &SqlitePool) -> anyhow::Result<()> {
 }
 
 /// The projections, as one consumer of the backbone.
-pub fn consumers(views: &SqlitePool) -> Vec<Arc<dyn Consumer>> {
-    vec![Arc::new(Projectors::new(views.clone()))]
+pub fn consumers(views: &SqlitePool) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
+    Ok(vec![Arc::new(Projectors::new(views.clone())?)])
 }
 
 /// The tables of the projection `name`, if there is one.
@@ -242,19 +256,49 @@ pub async fn rebuild(
     Ok(())
 }
 
+/// Rebuilds one projection in one transaction on a connection of its own.
 async fn rebuild_one<P: Projection>(views: &SqlitePool, store: &EventStore) -> anyhow::Result<()> {
-    let mut tx = views
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .context("Failed to begin the rebuild transaction")?;
-    sqlx::raw_sql(P::DROP)
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("Failed to drop the {} tables", P::NAME))?;
-    sqlx::raw_sql(P::SCHEMA)
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("Failed to create the {} tables", P::NAME))?;
+    let conn = open_direct(views, "projection-rebuild")?;
+    conn.run(|conn| {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .context("Failed to begin the rebuild transaction")?;
+        conn.execute_batch(P::DROP)
+            .with_context(|| format!("Failed to drop the {} tables", P::NAME))?;
+        conn.execute_batch(P::SCHEMA)
+            .with_context(|| format!("Failed to create the {} tables", P::NAME))
+    })
+    .await??;
+    let replayed = replay_into::<P>(&conn, store).await;
+    let finished = match replayed {
+        Ok(position) => {
+            conn.run(move |conn| {
+                save_checkpoint_on(conn, P::NAME, position)?;
+                conn.execute_batch("COMMIT")
+                    .with_context(|| format!("Failed to commit the rebuild of {}", P::NAME))?;
+                Ok::<_, anyhow::Error>(position)
+            })
+            .await?
+        }
+        Err(e) => Err(e),
+    };
+    match finished {
+        Ok(position) => {
+            tracing::info!(projection = P::NAME, position, "projection rebuilt");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.run(|conn| conn.execute_batch("ROLLBACK")).await;
+            Err(e)
+        }
+    }
+}
+
+/// Replays the whole log into `P` inside the rebuild's open transaction;
+/// returns the last position replayed.
+async fn replay_into<P: Projection>(
+    conn: &DirectConnection,
+    store: &EventStore,
+) -> anyhow::Result<i64> {
     let mut position = 0;
     loop {
         let events: Vec<SharedEvent> = store
@@ -266,16 +310,13 @@ async fn rebuild_one<P: Projection>(views: &SqlitePool, store: &EventStore) -> a
             .collect();
         let Some(last) = events.last() else { break };
         position = last.position;
-        P::apply_events(&mut tx, &events)
-            .await
-            .with_context(|| format!("Failed to replay events into {}", P::NAME))?;
+        conn.run(move |conn| {
+            P::apply_events(conn, &events)
+                .with_context(|| format!("Failed to replay events into {}", P::NAME))
+        })
+        .await??;
     }
-    save_checkpoint(&mut tx, P::NAME, position).await?;
-    tx.commit()
-        .await
-        .with_context(|| format!("Failed to commit the rebuild of {}", P::NAME))?;
-    tracing::info!(projection = P::NAME, position, "projection rebuilt");
-    Ok(())
+    Ok(position)
 }
 
 /// The UTC day (`YYYY-MM-DD`) an event was recorded on.

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use super::{Projection, day_of};
 use crate::events::Event;
@@ -125,62 +125,47 @@ impl Projection for Stats {
     const DROP: &'static str = include_str!("../../projections/stats/drop.sql");
     const TABLES: &'static [&'static str] = &["usage_daily", "usage_user_days"];
 
-    async fn apply_events(
-        conn: &mut SqliteConnection,
-        events: &[SharedEvent],
-    ) -> anyhow::Result<()> {
+    fn apply_events(conn: &rusqlite::Connection, events: &[SharedEvent]) -> anyhow::Result<()> {
         let mut batch = Batch::default();
         for e in events {
             batch.add(e);
         }
-        // Multi-row upserts: one statement per chunk, whatever the number of
-        // instances in the batch (10 parameters a row).
-        let counters: Vec<(&Key, &Usage)> = batch.counters.iter().collect();
-        for chunk in counters.chunks(UPSERT_ROWS) {
-            let mut upsert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO usage_daily (instance_id, user_id, day, messages_sent, messages_received, \
-                 media_sent, media_received, media_bytes, api_calls, webhook_sent) ",
-            );
-            upsert.push_values(chunk, |mut b, ((instance, user, day), u)| {
-                b.push_bind(instance.as_str())
-                    .push_bind(user.as_str())
-                    .push_bind(day.as_str())
-                    .push_bind(u.messages_sent)
-                    .push_bind(u.messages_received)
-                    .push_bind(u.media_sent)
-                    .push_bind(u.media_received)
-                    .push_bind(u.media_bytes)
-                    .push_bind(u.api_calls)
-                    .push_bind(u.webhook_sent);
-            });
-            upsert.push(
-                " ON CONFLICT (instance_id, day, user_id) DO UPDATE SET \
-                 messages_sent = messages_sent + excluded.messages_sent, \
-                 messages_received = messages_received + excluded.messages_received, \
-                 media_sent = media_sent + excluded.media_sent, \
-                 media_received = media_received + excluded.media_received, \
-                 media_bytes = media_bytes + excluded.media_bytes, \
-                 api_calls = api_calls + excluded.api_calls, \
-                 webhook_sent = webhook_sent + excluded.webhook_sent",
-            );
-            upsert.build().execute(&mut *conn).await?;
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO usage_daily (instance_id, user_id, day, messages_sent, messages_received, \
+             media_sent, media_received, media_bytes, api_calls, webhook_sent) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (instance_id, day, user_id) DO UPDATE SET \
+             messages_sent = messages_sent + excluded.messages_sent, \
+             messages_received = messages_received + excluded.messages_received, \
+             media_sent = media_sent + excluded.media_sent, \
+             media_received = media_received + excluded.media_received, \
+             media_bytes = media_bytes + excluded.media_bytes, \
+             api_calls = api_calls + excluded.api_calls, \
+             webhook_sent = webhook_sent + excluded.webhook_sent",
+        )?;
+        for ((instance, user, day), u) in &batch.counters {
+            upsert.execute(rusqlite::params![
+                instance,
+                user,
+                day,
+                u.messages_sent,
+                u.messages_received,
+                u.media_sent,
+                u.media_received,
+                u.media_bytes,
+                u.api_calls,
+                u.webhook_sent,
+            ])?;
         }
-        let user_days: Vec<&(String, String)> = batch.user_days.iter().collect();
-        for chunk in user_days.chunks(UPSERT_ROWS) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO usage_user_days (user_id, day) ",
-            );
-            insert.push_values(chunk, |mut b, (user, day)| {
-                b.push_bind(user.as_str()).push_bind(day.as_str());
-            });
-            insert.build().execute(&mut *conn).await?;
+        let mut insert = conn.prepare_cached(
+            "INSERT OR IGNORE INTO usage_user_days (user_id, day) VALUES (?1, ?2)",
+        )?;
+        for (user, day) in &batch.user_days {
+            insert.execute(rusqlite::params![user, day])?;
         }
         Ok(())
     }
 }
-
-/// Rows per multi-row upsert (at most 10 parameters a row).
-const UPSERT_ROWS: usize = 200;
 
 const SUMS: &str = "COALESCE(SUM(messages_sent), 0), COALESCE(SUM(messages_received), 0), \
     COALESCE(SUM(media_sent), 0), COALESCE(SUM(media_received), 0), COALESCE(SUM(media_bytes), 0), \

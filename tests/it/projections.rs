@@ -1125,9 +1125,9 @@ async fn message_statuses_across_batch_boundaries_end_at_the_highest() {
             event(status("B", "delivered")),
         ],
     ];
-    let mut conn = views.acquire().await.unwrap();
+    let conn = projections::open_direct(&views, "test-views").unwrap();
     for batch in &batches {
-        projections::apply_batch::<Messages>(&mut conn, batch)
+        projections::apply_batch::<Messages>(&conn, batch)
             .await
             .unwrap();
     }

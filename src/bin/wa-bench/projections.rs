@@ -136,7 +136,7 @@ async fn apply_all<P: Projection>(store: &EventStore, views: &SqlitePool) -> any
     let start = Instant::now();
     let mut position = 0;
     let mut applied = 0;
-    let mut conn = views.acquire().await?;
+    let conn = projections::open_direct(views, "bench-views")?;
     loop {
         let events: Vec<_> = store
             .read_from(position, READ_BATCH)
@@ -147,7 +147,7 @@ async fn apply_all<P: Projection>(store: &EventStore, views: &SqlitePool) -> any
         let Some(last) = events.last() else { break };
         position = last.position;
         applied += events.len();
-        projections::apply_batch::<P>(&mut conn, &events).await?;
+        projections::apply_batch::<P>(&conn, &events).await?;
     }
     Ok(applied as f64 / start.elapsed().as_secs_f64())
 }
