@@ -535,7 +535,7 @@ pub async fn open_sqlite(path: &Path, max_connections: u32) -> anyhow::Result<Sq
 pub const BACKSTOP_CHECKPOINT_PAGES: u64 = 50_000;
 
 /// How often a busy database's WAL is copied back into it.
-const CHECKPOINT_PERIOD: Duration = Duration::from_millis(250);
+const CHECKPOINT_PERIOD: Duration = Duration::from_millis(1000);
 
 /// Copies a database's WAL back into it on a background task, at most once
 /// every [`CHECKPOINT_PERIOD`] and only after commits, instead of inside the
