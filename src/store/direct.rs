@@ -45,7 +45,13 @@ impl DirectConnection {
             .spawn(move || {
                 let mut conn = conn;
                 while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+                    // A batch that panics fails alone (its caller sees the
+                    // reply dropped; an open transaction rolls back as it
+                    // unwinds); the connection serves the next one.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+                    if ran.is_err() {
+                        tracing::error!(thread = %std::thread::current().name().unwrap_or("?"), "a database batch panicked");
+                    }
                 }
             })?;
         Ok(Self { jobs })
@@ -66,5 +72,41 @@ impl DirectConnection {
             .map_err(|_| anyhow::anyhow!("the database thread has stopped"))?;
         rx.await
             .map_err(|_| anyhow::anyhow!("the database thread dropped a batch"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_that_panics_fails_alone_and_the_connection_serves_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let pool = crate::store::open_sqlite(&path, 1).await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let conn = DirectConnection::open(&path, "test-direct").unwrap();
+
+        let panicked = conn
+            .run(|conn| {
+                let tx = conn.transaction().unwrap();
+                tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+                panic!("a bug in a batch")
+            })
+            .await;
+        assert!(panicked.is_err(), "the caller learns that its batch failed");
+
+        conn.run(|conn| conn.execute("INSERT INTO t VALUES (2)", []))
+            .await
+            .unwrap()
+            .unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t ORDER BY n")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![2], "the panicked batch left nothing behind");
     }
 }
