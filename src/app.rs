@@ -106,7 +106,9 @@ impl App {
             },
             shutdown.child_token(),
         );
-        sessions.start_all(&instances::list_all(store.pool()).await?);
+        let all = instances::list_all(store.pool()).await?;
+        sessions.close_cut_sessions(&all).await?;
+        sessions.start_all(&all);
         let views = open_sqlite(&config.data_dir.join("views.db"), 8)
             .await
             .context("Failed to open the read-model database")?;
@@ -135,7 +137,7 @@ impl App {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no address")?;
-        let api_calls = crate::api::calls::Recorder::spawn(store.clone(), sessions.clone());
+        let api_calls = crate::api::calls::Recorder::new(store.clone(), sessions.clone());
         let rate_limits = Arc::new(crate::api::rate_limit::RateLimits::new(
             config.rate_limit_per_min,
         ));
@@ -197,9 +199,12 @@ impl App {
             .into_iter()
             .map(|c| state.backbone.spawn_consumer(c, shutdown.child_token()))
             .collect();
+        // The relay has its own token: it outlives the rest so that it can
+        // publish what the shutdown itself appends (see `drain_relay`).
+        let relay_stop = CancellationToken::new();
         let relay_task = match &state.backbone {
             Backbone::Nats(nats, store) => Some(tokio::spawn(
-                crate::relay::Relay::new(store.clone(), nats.clone()).run(shutdown.child_token()),
+                crate::relay::Relay::new(store.clone(), nats.clone()).run(relay_stop.clone()),
             )),
             Backbone::Embedded(_) => None,
         };
@@ -212,16 +217,17 @@ impl App {
         );
         let result = server.await.context("the HTTP server failed");
         shutdown.cancel();
-        // Calls answered before the stop are recorded before it completes.
-        state.api_calls.flush().await;
         state.sessions.shutdown().await;
         for task in consumer_tasks {
             let _ = task.await;
         }
-        if let Some(task) = relay_task {
+        let _ = webhook_task.await;
+        // Nothing appends any more: the relay publishes up to the head, then stops.
+        if let (Backbone::Nats(nats, store), Some(task)) = (&state.backbone, relay_task) {
+            crate::relay::drain(nats, store, crate::relay::DRAIN_TIMEOUT).await;
+            relay_stop.cancel();
             let _ = task.await;
         }
-        let _ = webhook_task.await;
         tracing::info!("gateway stopped");
         result
     }

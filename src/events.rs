@@ -155,6 +155,9 @@ pub enum ReasonCode {
     ClientOutdated,
     /// WhatsApp refused the connection.
     ConnectFailure,
+    /// The gateway process ended without closing the session (a crash,
+    /// `kill -9`); recorded when it starts again, before it reconnects.
+    ProcessRestart,
 }
 
 impl ReasonCode {
@@ -172,6 +175,7 @@ impl ReasonCode {
         Self::TemporaryBan,
         Self::ClientOutdated,
         Self::ConnectFailure,
+        Self::ProcessRestart,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -188,6 +192,7 @@ impl ReasonCode {
             Self::TemporaryBan => "temporary_ban",
             Self::ClientOutdated => "client_outdated",
             Self::ConnectFailure => "connect_failure",
+            Self::ProcessRestart => "process_restart",
         }
     }
 }
@@ -403,7 +408,7 @@ pub struct ConnectionOpened {
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionClosed {
     pub instance_id: InstanceId,
-    /// Why: `shutdown`, `connection_lost`, `logout`, `qr_timeout`, `crash_loop`, `replaced`, ...
+    /// Why: `shutdown`, `connection_lost`, `logout`, `qr_timeout`, `crash_loop`, `replaced`, `process_restart`, ...
     pub reason: SessionReason,
     pub will_reconnect: bool,
 }

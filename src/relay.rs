@@ -194,6 +194,40 @@ impl Relay {
     }
 }
 
+/// How long a stopping gateway waits for the relay to publish the events
+/// appended before (and during) the stop, e.g. the shutdown's
+/// `connection_closed`. Past it (NATS down or slow) the gateway stops anyway;
+/// the rest is published at the next start.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits (up to `within`) until JetStream has acknowledged every event in
+/// the log now; returns whether it did. Called at shutdown, once nothing
+/// appends any more, while the relay still runs.
+pub async fn drain(nats: &NatsBackbone, store: &EventStore, within: Duration) -> bool {
+    let head = store.head();
+    let mut published = nats.published();
+    let drained = tokio::time::timeout(within, published.wait_for(|p| *p >= head))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    match drained {
+        true => {
+            tracing::info!(
+                position = head,
+                "NATS relay drained: every event is on the stream"
+            );
+            true
+        }
+        false => {
+            tracing::warn!(
+                head,
+                published = *published.borrow(),
+                "NATS relay not drained within {within:?}; the rest is published at the next start"
+            );
+            false
+        }
+    }
+}
+
 /// The relay's checkpoint in `gateway_state` (0 when none).
 pub async fn load_checkpoint(pool: &SqlitePool) -> anyhow::Result<i64> {
     let value: Option<String> = sqlx::query_scalar("SELECT value FROM gateway_state WHERE key = ?")

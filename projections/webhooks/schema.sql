@@ -54,3 +54,12 @@ CREATE TABLE IF NOT EXISTS webhook_state (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+
+-- Attempts that may have left: a row is written (group-committed) before the
+-- request goes out and removed with the attempt's result. A row found at
+-- start-up is an attempt the previous run started and never recorded (a
+-- crash, or a stop mid-request): it is counted as a failed attempt.
+CREATE TABLE IF NOT EXISTS webhook_in_flight (
+    delivery_id TEXT PRIMARY KEY,
+    started_at  INTEGER NOT NULL                  -- unix ms
+);

@@ -111,60 +111,30 @@ pub fn instance_in_path(template: &str, path: &str) -> Option<String> {
     (!segment.is_empty()).then(|| segment.to_string())
 }
 
-/// Records API calls off the request path: the answer does not wait for the
-/// `api_called` append. Calls are appended concurrently (so the store
-/// group-commits them); [`Recorder::flush`] waits until every call handed in
-/// before it is in the log.
+/// Records API calls on the request path: the answer leaves only once its
+/// `api_called` is committed, so a crash (`kill -9`) never loses the record
+/// of a request that was answered. Concurrent requests' records go through
+/// the store's writer together (group commit): one transaction for many.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: tokio::sync::mpsc::UnboundedSender<Recorded>,
-}
-
-enum Recorded {
-    Call(ServedCall),
-    Flush(tokio::sync::oneshot::Sender<()>),
+    store: EventStore,
+    sessions: Sessions,
 }
 
 impl Recorder {
-    /// Starts the recorder task; it ends when every sender is gone.
-    pub fn spawn(store: EventStore, sessions: Sessions) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Recorded>();
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(256);
-            while rx.recv_many(&mut batch, 256).await > 0 {
-                let mut flushes = Vec::new();
-                let mut appends = Vec::new();
-                for item in batch.drain(..) {
-                    match item {
-                        Recorded::Call(call) => appends.push(record(&store, &sessions, call)),
-                        Recorded::Flush(done) => flushes.push(done),
-                    }
-                }
-                futures::future::join_all(appends).await;
-                for done in flushes {
-                    let _ = done.send(());
-                }
-            }
-        });
-        Self { tx }
+    /// A recorder appending to `store`.
+    pub fn new(store: EventStore, sessions: Sessions) -> Self {
+        Self { store, sessions }
     }
 
-    /// Hands a served call to the recorder.
-    pub fn record(&self, call: ServedCall) {
-        let _ = self.tx.send(Recorded::Call(call));
-    }
-
-    /// Waits until every call handed in so far is appended.
-    pub async fn flush(&self) {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        if self.tx.send(Recorded::Flush(done)).is_ok() {
-            let _ = wait.await;
-        }
+    /// Appends the call's `api_called`; returns once it is committed (or failed, logged).
+    pub async fn record(&self, call: ServedCall) {
+        record(&self.store, &self.sessions, call).await;
     }
 }
 
-/// Appends the `api_called` event of a served request. Failures are logged:
-/// the client already has its answer.
+/// Appends the `api_called` event of a served request. Failures are logged,
+/// not answered: the request itself was served.
 pub async fn record(store: &EventStore, sessions: &Sessions, call: ServedCall) {
     let (route, instance_id) = match &call.pattern {
         Some(p) => {

@@ -155,7 +155,8 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
                 duration: started.elapsed(),
                 request_id: request_id.clone(),
             };
-            recorder.record(call);
+            // Before the answer leaves: an answered request is always in the log.
+            recorder.record(call).await;
         }
         if let Some(q) = quota.0.get() {
             rate_limit_headers(&mut resp, q);

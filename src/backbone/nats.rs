@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{self, Stream};
+use async_nats::jetstream::stream::{self, ConsumerErrorKind, Stream};
 use async_nats::jetstream::{self, AckKind};
 use async_nats::{ConnectOptions, HeaderMap};
 use futures::StreamExt;
@@ -433,10 +434,16 @@ pub async fn run_consumer(
     }
 }
 
-/// Binds (or creates) the durable consumer so that it delivers every event
-/// after `checkpoint`. An existing durable consumer is kept unless it has
-/// already acknowledged events past the checkpoint (the read model was reset):
-/// then it is recreated from the checkpoint.
+/// (Re)creates the durable consumer so that it delivers every event after
+/// `checkpoint`, the consumer's own (committed with its read model), at once.
+///
+/// An existing durable consumer is always deleted first: the messages the
+/// previous process (or a previous run in this one) pulled and never acked
+/// would otherwise come back only when their `ack_wait` expires (30 s), and
+/// every later message would wait behind them. The checkpoint, not the
+/// durable's ack floor, says where the consumer is, so nothing is skipped
+/// (the start is the first sequence past it) and nothing is applied twice
+/// (the consumer skips what is at or below it).
 async fn bind_durable(
     nats: &NatsBackbone,
     stream: &mut Stream,
@@ -452,26 +459,22 @@ async fn bind_durable(
         }
     };
     let config = nats.consumer_config(name, policy);
-    let existing = stream
-        .get_or_create_consumer(name, config.clone())
-        .await
-        .with_context(|| format!("Failed to create the durable consumer {name}"))?;
-    let info = existing.cached_info();
-    // `start` is the first sequence past the checkpoint: an ack floor at or
-    // beyond it means events the consumer has not applied were acknowledged.
-    let keep = info.ack_floor.stream_sequence < start
-        && info.config.filter_subject == config.filter_subject
-        && info.config.ack_wait == config.ack_wait;
-    if keep {
-        return Ok(existing);
+    match stream.delete_consumer(name).await {
+        Ok(_) => {
+            tracing::debug!(consumer = name, checkpoint, "replaced the durable consumer")
+        }
+        Err(e)
+            if matches!(e.kind(), ConsumerErrorKind::JetStream(j)
+                if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("Failed to replace the durable consumer {name}"));
+        }
     }
-    tracing::warn!(
-        consumer = name,
-        checkpoint,
-        "the durable consumer is ahead of the consumer's checkpoint (or differs from nats/consumer.json); recreating it"
-    );
-    stream.delete_consumer(name).await?;
-    Ok(stream.create_consumer(config).await?)
+    stream
+        .create_consumer(config)
+        .await
+        .with_context(|| format!("Failed to create the durable consumer {name}"))
 }
 
 /// Applies events the stream no longer holds (aged out by the stream's

@@ -390,11 +390,58 @@ pub struct AttemptRecord {
     pub updated_at: i64,
 }
 
-/// Records an attempt's result, unless the delivery stopped being pending meanwhile.
+/// Marks attempts as started (before their requests go out).
+pub async fn mark_in_flight(
+    conn: &mut SqliteConnection,
+    ids: &[String],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    for id in ids {
+        sqlx::query(
+            "INSERT OR REPLACE INTO webhook_in_flight (delivery_id, started_at) VALUES (?, ?)",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The deliveries whose attempt was started and never recorded, with when it started.
+pub async fn interrupted(pool: &SqlitePool) -> Result<Vec<(Delivery, i64)>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {}, f.started_at FROM webhook_in_flight f \
+         JOIN webhook_deliveries d ON d.id = f.delivery_id ORDER BY d.seq",
+        COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((row_to_delivery(r)?, r.try_get("started_at")?)))
+        .collect()
+}
+
+/// Forgets an in-flight mark without recording an attempt.
+pub async fn clear_in_flight(conn: &mut SqliteConnection, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM webhook_in_flight WHERE delivery_id = ?")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records an attempt's result, unless the delivery stopped being pending
+/// meanwhile, and clears its in-flight mark.
 pub async fn record_attempt(
     conn: &mut SqliteConnection,
     a: &AttemptRecord,
 ) -> Result<(), sqlx::Error> {
+    clear_in_flight(&mut *conn, &a.id).await?;
     sqlx::query(
         "UPDATE webhook_deliveries SET status = ?, attempts = ?, last_status_code = ?, last_error = ?, \
          next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'",

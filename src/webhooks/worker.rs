@@ -249,12 +249,19 @@ struct LaneSignal {
     reset: AtomicBool,
 }
 
+/// An attempt about to start, on its way to the in-flight marker task.
+type Mark = (String, oneshot::Sender<()>);
+
 /// What exists while the dispatcher runs.
 struct Running {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     recorder: mpsc::Sender<Outcome>,
+    marks: mpsc::Sender<Mark>,
 }
+
+/// The error of an attempt that the previous run started and never recorded.
+pub const INTERRUPTED: &str = "interrupted: the gateway stopped during the attempt";
 
 /// State shared by the intake, the API, the lanes and the recorder.
 pub(crate) struct Shared {
@@ -317,6 +324,7 @@ impl Shared {
                 signal.clone(),
                 r.shutdown.clone(),
                 r.recorder.clone(),
+                r.marks.clone(),
             ));
             signal
         });
@@ -327,9 +335,11 @@ impl Shared {
         lane.notify.notify_one();
     }
 
-    /// Runs the dispatcher until `shutdown`: resumes every pending delivery,
-    /// then serves wake-ups. In-flight attempts are abandoned on shutdown
-    /// (they stay pending and are sent again after the next start).
+    /// Runs the dispatcher until `shutdown`: counts the attempts the
+    /// previous run left in flight, resumes every pending delivery, then
+    /// serves wake-ups. In-flight attempts are abandoned on shutdown (they
+    /// stay pending, are counted as failed attempts at the next start and
+    /// sent again).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (tx, rx) = mpsc::channel(4096);
         let recorder = tokio::spawn(run_recorder(
@@ -338,11 +348,19 @@ impl Shared {
             self.store.clone(),
             rx,
         ));
+        let (marks, marks_rx) = mpsc::channel(4096);
+        let marker = tokio::spawn(run_marker(
+            self.db.clone(),
+            self.write_lock.clone(),
+            marks_rx,
+        ));
+        self.count_interrupted(&tx).await;
         let tracker = TaskTracker::new();
         *self.running.lock().expect("running lock") = Some(Running {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             recorder: tx,
+            marks,
         });
         let mut failures = 0u32;
         loop {
@@ -370,6 +388,82 @@ impl Shared {
         self.lanes.lock().expect("lanes lock").clear();
         drop(running);
         let _ = recorder.await;
+        let _ = marker.await;
+    }
+
+    /// Records every attempt the previous run started and never recorded
+    /// as a failed attempt ([`INTERRUPTED`]): the receiver may have seen it.
+    /// The delivery is then retried by its own rules.
+    async fn count_interrupted(&self, recorder: &mpsc::Sender<Outcome>) {
+        let cut = match deliveries::interrupted(&self.db).await {
+            Ok(cut) => cut,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: failed to read interrupted attempts");
+                return;
+            }
+        };
+        if !cut.is_empty() {
+            tracing::warn!(
+                attempts = cut.len(),
+                "webhooks: counting the attempts the previous run left in flight"
+            );
+        }
+        for (d, _started_at) in cut {
+            if d.status != PENDING {
+                let _guard = self.write_lock.lock().await;
+                if let Ok(mut conn) = self.db.acquire().await {
+                    let _ = deliveries::clear_in_flight(&mut conn, &d.id).await;
+                }
+                continue;
+            }
+            let result = AttemptResult {
+                status: None,
+                retry_after_ms: None,
+                error: Some(INTERRUPTED.into()),
+                permanent: false,
+                duration_ms: 0.0,
+            };
+            let attempts = d.attempts + 1;
+            let decision = decide(&d, attempts, &result, now_ms(), rand::rng().random::<f64>());
+            let (ack, done) = oneshot::channel();
+            if recorder
+                .send(outcome(&d, attempts, &result, &decision, ack))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let _ = done.await;
+        }
+    }
+}
+
+/// Group-commits in-flight marks: one transaction for the attempts about
+/// to start, answered once committed (a failure is logged; the attempt
+/// goes out unmarked).
+async fn run_marker(
+    db: SqlitePool,
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    mut rx: mpsc::Receiver<Mark>,
+) {
+    let mut batch: Vec<Mark> = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let committed = {
+            let _guard = write_lock.lock().await;
+            async {
+                let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+                deliveries::mark_in_flight(&mut tx, &ids, now_ms()).await?;
+                tx.commit().await
+            }
+            .await
+        };
+        if let Err(e) = committed {
+            tracing::warn!(error = %e, "webhooks: failed to mark attempts in flight");
+        }
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -404,6 +498,7 @@ async fn run_lane(
     signal: Arc<LaneSignal>,
     shutdown: CancellationToken,
     recorder: mpsc::Sender<Outcome>,
+    marks: mpsc::Sender<Mark>,
 ) {
     let mut cursor = 0i64;
     let mut acks: Vec<oneshot::Receiver<()>> = Vec::new();
@@ -453,6 +548,13 @@ async fn run_lane(
                         Err(_) => return,
                     },
                 };
+                // Marked (committed) before the request can leave: a crash
+                // from here on still counts this attempt at the next start.
+                let (marked, wait) = oneshot::channel();
+                if marks.send((d.id.clone(), marked)).await.is_err() {
+                    return;
+                }
+                let _ = wait.await;
                 let result = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     r = async {

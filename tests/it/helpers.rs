@@ -435,8 +435,6 @@ impl TestApp {
     /// log itself: the writer answers an append before it publishes the new
     /// head, so `store.head()` can trail a request that has just returned.
     pub async fn wait_for_projections(&self) {
-        // API calls are recorded off the request path: let them land first.
-        self.state.api_calls.flush().await;
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(self.state.store.pool())
             .await

@@ -7,6 +7,7 @@ mod nats_server;
 mod auth;
 mod backbone;
 mod concurrency;
+mod durability;
 mod files;
 mod idempotency;
 mod instances;

@@ -183,6 +183,42 @@ impl Sessions {
         }
     }
 
+    /// Closes, in the log, the sessions a crash cut: an instance whose last
+    /// connection event is `connection_opened` (the process ended without
+    /// its `connection_closed`) gets `connection_closed` with reason
+    /// `process_restart` (will reconnect), so the log never shows two opens
+    /// in a row. Call before [`Sessions::start_all`]; returns how many.
+    pub async fn close_cut_sessions(&self, instances: &[Instance]) -> anyhow::Result<usize> {
+        let mut closed = 0;
+        for i in instances {
+            if !last_connection_event_is_open(&self.inner.store, &i.id).await? {
+                continue;
+            }
+            let event = crate::events::ConnectionClosed {
+                instance_id: i.id.clone(),
+                reason: crate::events::ReasonCode::ProcessRestart.into(),
+                will_reconnect: true,
+            };
+            self.inner
+                .store
+                .append(
+                    crate::store::Append::fact(crate::store::StreamId::session(i.id.as_str()))
+                        .scope(Some(i.user_id.as_str()), Some(i.id.as_str()))
+                        .metadata(Metadata::actor("engine"))
+                        .event(event),
+                )
+                .await?;
+            closed += 1;
+        }
+        if closed > 0 {
+            tracing::warn!(
+                sessions = closed,
+                "the previous run ended without closing its sessions; recorded connection_closed (process_restart)"
+            );
+        }
+        Ok(closed)
+    }
+
     /// Starts the supervisor of a new instance.
     pub fn instance_created(&self, instance: &Instance) {
         let (tx, rx) = mpsc::channel(16);
@@ -399,4 +435,34 @@ impl Sessions {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
+}
+
+/// Whether the last of an instance's `connection_opened`,
+/// `connection_closed` and `logged_out` is `connection_opened`. Looks in the
+/// session stream and in the instance stream (where logs from before the
+/// session streams hold them), newest first along each stream's index.
+async fn last_connection_event_is_open(
+    store: &EventStore,
+    instance_id: &InstanceId,
+) -> Result<bool, sqlx::Error> {
+    let mut last: Option<(i64, String)> = None;
+    for stream in [
+        crate::store::StreamId::session(instance_id.as_str()),
+        crate::store::StreamId::instance(instance_id.as_str()),
+    ] {
+        let found: Option<(i64, String)> = sqlx::query_as(
+            "SELECT position, event_type FROM events WHERE stream_id = ? \
+             AND event_type IN ('connection_opened', 'connection_closed', 'logged_out') \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(stream.as_str())
+        .fetch_optional(store.pool())
+        .await?;
+        if let Some(f) = found
+            && last.as_ref().is_none_or(|l| f.0 > l.0)
+        {
+            last = Some(f);
+        }
+    }
+    Ok(last.is_some_and(|(_, t)| t == "connection_opened"))
 }
