@@ -14,7 +14,8 @@ use crate::ids::{InstanceId, Jid, MessageId, UserId};
 
 /// How far a message got: `sent` (the server acknowledged it), `delivered`
 /// (it reached the recipient's device), `read`, `played` (a voice or video
-/// message). Ordered: a later state never goes back to an earlier one.
+/// message), or `failed` (the server refused it or never acknowledged it;
+/// final). Ordered: a later state never goes back to an earlier one.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -24,6 +25,7 @@ pub enum DeliveryStatus {
     Delivered,
     Read,
     Played,
+    Failed,
 }
 
 impl DeliveryStatus {
@@ -34,6 +36,7 @@ impl DeliveryStatus {
             Self::Delivered => "delivered",
             Self::Read => "read",
             Self::Played => "played",
+            Self::Failed => "failed",
         }
     }
     /// Parses a stored status name.
@@ -43,6 +46,7 @@ impl DeliveryStatus {
             "delivered" => Some(Self::Delivered),
             "read" => Some(Self::Read),
             "played" => Some(Self::Played),
+            "failed" => Some(Self::Failed),
             _ => None,
         }
     }
@@ -467,7 +471,8 @@ pub struct MessageReceived {
     pub media: Option<MediaInfo>,
 }
 
-/// A message's delivery state advanced: `sent`, `delivered`, `read` or `played`.
+/// A message's delivery state advanced: `sent`, `delivered`, `read` or
+/// `played`, or it `failed` (then with a reason).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageStatus {
@@ -477,6 +482,10 @@ pub struct MessageStatus {
     /// The remote party's JID.
     pub from: Jid,
     pub from_me: bool,
+    /// Why it failed (`failed` only): `nack_<code>` (the server refused
+    /// it), `no_server_ack` (not acknowledged in time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One address-book entry or group.

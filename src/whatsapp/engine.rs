@@ -67,6 +67,13 @@ pub enum EngineEvent {
         /// The remote party.
         chat: Jid,
     },
+    /// A message we sent will not be delivered: the server refused it, or
+    /// never acknowledged it. `reason`: `nack_<code>`, `no_server_ack`.
+    SendFailed {
+        message_id: MessageId,
+        chat: Jid,
+        reason: String,
+    },
     /// Contacts learned or changed.
     Contacts(Vec<Contact>),
 }
