@@ -458,6 +458,10 @@ pub struct MessageReceived {
     pub message_id: MessageId,
     /// Sender JID (phone-number JID where known).
     pub from: Jid,
+    /// The sender's LID (`…@lid`) when WhatsApp addressed them by it; `from`
+    /// is then their phone-number JID where the mapping is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_lid: Option<Jid>,
     /// Chat JID (the group for group messages, else the sender).
     pub chat: Jid,
     pub body: String,

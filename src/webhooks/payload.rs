@@ -30,6 +30,9 @@ struct ReceivedData<'a> {
     timestamp: i64,
     has_media: bool,
     push_name: Option<&'a str>,
+    /// The sender's LID, only when the message came from one (beyond the seed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_lid: Option<&'a Jid>,
 }
 
 /// The seed's `message_sent` data.
@@ -119,6 +122,7 @@ pub fn render(
                 instance_id: &e.instance_id,
                 message_id: &e.message_id,
                 from: &e.from,
+                from_lid: e.from_lid.as_ref(),
                 body: &e.body,
                 message_type: &e.message_type,
                 timestamp: e.timestamp,
@@ -235,6 +239,7 @@ mod tests {
             instance_id: "i".into(),
             message_id: "m".into(),
             from: "79001234567@s.whatsapp.net".into(),
+            from_lid: None,
             chat: "79001234567@s.whatsapp.net".into(),
             body: "hi".into(),
             message_type: "conversation".into(),

@@ -465,5 +465,20 @@ async fn texts_go_both_ways_through_the_real_client_with_real_signal_sessions() 
             && h.json["data"]["status"] == "sent"),
         "a failed send is never reported sent"
     );
+
+    // A contact WhatsApp addresses by its LID: reported by phone number,
+    // with the LID beside it, in the same chat as its phone number.
+    let lida = fake.add_contact("79005550505", "Lida", Some("100000000000505"));
+    let in4 = fake
+        .send_text_from(&lida, PHONE, "from a lid")
+        .await
+        .expect("send");
+    let d = hook(&r, "message_received", |d| d["messageId"] == in4.as_str()).await;
+    assert_eq!(d["from"], "79005550505@s.whatsapp.net", "{d}");
+    assert_eq!(d["fromLid"], "100000000000505@lid", "{d}");
+    let rows = history(&app, &key, &id, "79005550505").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["messageId"], in4.as_str());
+    assert_eq!(rows[0]["remoteJid"], "79005550505@s.whatsapp.net");
     fake.assert_clean();
 }

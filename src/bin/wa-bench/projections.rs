@@ -91,6 +91,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
                 instance_id: inst.as_str().into(),
                 message_id: message_id.into(),
                 from: to.as_str().into(),
+                from_lid: None,
                 chat: to.into(),
                 body: format!("message {n}"),
                 message_type: "conversation".into(),

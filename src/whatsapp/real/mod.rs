@@ -562,7 +562,7 @@ impl Driver {
             Event::Messages(batch) => {
                 for m in batch.messages.iter() {
                     if let Some(msg) = self.incoming(&m.message, &m.info).await {
-                        self.emit(EngineEvent::Message(msg)).await;
+                        self.emit(EngineEvent::Message(Box::new(msg))).await;
                     }
                 }
             }
@@ -726,9 +726,15 @@ impl Driver {
             }])
             .await;
         }
+        let from_lid = info
+            .source
+            .sender
+            .is_lid()
+            .then(|| Jid::from_raw(info.source.sender.to_non_ad_string()));
         Some(IncomingMessage {
             message_id: MessageId::from_stored(info.id.clone()),
             from,
+            from_lid,
             chat,
             body,
             message_type,

@@ -245,7 +245,7 @@ impl State {
             }
             EngineEvent::Closed { reason, terminal } => self.closed(reason, terminal, ctx, step),
             EngineEvent::LoggedOut { reason } => self.logged_out(reason, step),
-            EngineEvent::Message(m) => step.events.push(self.message_received(m).into()),
+            EngineEvent::Message(m) => step.events.push(self.message_received(*m).into()),
             EngineEvent::Receipt {
                 message_ids,
                 receipt,
@@ -476,6 +476,7 @@ impl State {
             instance_id: self.instance_id.clone(),
             message_id: m.message_id,
             from: m.from,
+            from_lid: m.from_lid,
             chat: m.chat,
             body: m.body,
             message_type: m.message_type,
@@ -1377,9 +1378,10 @@ mod tests {
     #[test]
     fn an_incoming_message_passes_through_with_its_media() {
         let mut g = Given::a_connected_session();
-        let step = g.engine(EngineEvent::Message(IncomingMessage {
+        let step = g.engine(EngineEvent::Message(Box::new(IncomingMessage {
             message_id: mid("in-1"),
             from: chat(),
+            from_lid: None,
             chat: chat(),
             body: "look".into(),
             message_type: "image".into(),
@@ -1391,7 +1393,7 @@ mod tests {
                 file_name: None,
                 size: 1234,
             }),
-        }));
+        })));
         assert_eq!(
             step.events,
             vec![
@@ -1399,6 +1401,7 @@ mod tests {
                     instance_id: instance(),
                     message_id: mid("in-1"),
                     from: chat(),
+                    from_lid: None,
                     chat: chat(),
                     body: "look".into(),
                     message_type: "image".into(),
@@ -1422,16 +1425,17 @@ mod tests {
     #[test]
     fn a_text_message_says_it_has_no_media() {
         let mut g = Given::a_connected_session();
-        let step = g.engine(EngineEvent::Message(IncomingMessage {
+        let step = g.engine(EngineEvent::Message(Box::new(IncomingMessage {
             message_id: mid("in-2"),
             from: chat(),
+            from_lid: None,
             chat: chat(),
             body: "hi".into(),
             message_type: "conversation".into(),
             timestamp: 1,
             push_name: None,
             media: None,
-        }));
+        })));
         let Event::MessageReceived(m) = &step.events[0] else {
             panic!("{:?}", step.events)
         };
