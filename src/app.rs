@@ -57,6 +57,7 @@ fn make_engine(config: &Config) -> anyhow::Result<(Arc<dyn Engine>, Option<SimEn
                 url: config.whatsapp_url.clone(),
                 version: config.whatsapp_version,
                 transport: config.whatsapp_transport.clone(),
+                ack_timeout: config.send_ack_timeout,
             })?;
             Ok((Arc::new(engine), None))
         }

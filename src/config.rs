@@ -115,6 +115,9 @@ pub struct Config {
     pub reconnect_base: Duration,
     /// `WA_SEND_WAIT_MS`: how long a send waits for a connecting instance before answering 409.
     pub send_wait: Duration,
+    /// `WA_SEND_ACK_TIMEOUT_MS`: how long a sent message may wait for WhatsApp's
+    /// server ack before its status becomes `failed` (`no_server_ack`).
+    pub send_ack_timeout: Duration,
 }
 
 impl Config {
@@ -151,6 +154,7 @@ impl Config {
             whatsapp_transport: None,
             reconnect_base: Duration::from_secs(1),
             send_wait: Duration::from_secs(3),
+            send_ack_timeout: Duration::from_secs(60),
         }
     }
 
@@ -285,6 +289,10 @@ impl Config {
         }
         if let Some(v) = get("WA_SEND_WAIT_MS") {
             c.send_wait = Duration::from_millis(v.parse().context("WA_SEND_WAIT_MS")?);
+        }
+        if let Some(v) = get("WA_SEND_ACK_TIMEOUT_MS") {
+            c.send_ack_timeout =
+                Duration::from_millis(v.parse().context("WA_SEND_ACK_TIMEOUT_MS")?);
         }
         if let Some(v) = get("WA_RECONNECT_BASE_MS") {
             c.reconnect_base = Duration::from_millis(v.parse().context("WA_RECONNECT_BASE_MS")?);

@@ -14,7 +14,8 @@ use crate::ids::{InstanceId, Jid, MessageId, UserId};
 
 /// How far a message got: `sent` (the server acknowledged it), `delivered`
 /// (it reached the recipient's device), `read`, `played` (a voice or video
-/// message). Ordered: a later state never goes back to an earlier one.
+/// message), or `failed` (the server refused it or never acknowledged it;
+/// final). Ordered: a later state never goes back to an earlier one.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -24,6 +25,7 @@ pub enum DeliveryStatus {
     Delivered,
     Read,
     Played,
+    Failed,
 }
 
 impl DeliveryStatus {
@@ -34,6 +36,7 @@ impl DeliveryStatus {
             Self::Delivered => "delivered",
             Self::Read => "read",
             Self::Played => "played",
+            Self::Failed => "failed",
         }
     }
     /// Parses a stored status name.
@@ -43,6 +46,7 @@ impl DeliveryStatus {
             "delivered" => Some(Self::Delivered),
             "read" => Some(Self::Read),
             "played" => Some(Self::Played),
+            "failed" => Some(Self::Failed),
             _ => None,
         }
     }
@@ -459,6 +463,10 @@ pub struct MessageReceived {
     pub message_id: MessageId,
     /// Sender JID (phone-number JID where known).
     pub from: Jid,
+    /// The sender's LID (`…@lid`) when WhatsApp addressed them by it; `from`
+    /// is then their phone-number JID where the mapping is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_lid: Option<Jid>,
     /// Chat JID (the group for group messages, else the sender).
     pub chat: Jid,
     pub body: String,
@@ -472,7 +480,8 @@ pub struct MessageReceived {
     pub media: Option<MediaInfo>,
 }
 
-/// A message's delivery state advanced: `sent`, `delivered`, `read` or `played`.
+/// A message's delivery state advanced: `sent`, `delivered`, `read` or
+/// `played`, or it `failed` (then with a reason).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageStatus {
@@ -482,6 +491,10 @@ pub struct MessageStatus {
     /// The remote party's JID.
     pub from: Jid,
     pub from_me: bool,
+    /// Why it failed (`failed` only): `nack_<code>` (the server refused
+    /// it), `no_server_ack` (not acknowledged in time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One address-book entry or group.

@@ -31,6 +31,8 @@ pub fn status_rank(status: &str) -> i64 {
         "delivered" => 2,
         "read" => 3,
         "played" => 4,
+        // Final: a late receipt does not undo it.
+        "failed" => 5,
         _ => -1,
     }
 }

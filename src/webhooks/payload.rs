@@ -30,6 +30,9 @@ struct ReceivedData<'a> {
     timestamp: i64,
     has_media: bool,
     push_name: Option<&'a str>,
+    /// The sender's LID, only when the message came from one (beyond the seed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_lid: Option<&'a Jid>,
 }
 
 /// The seed's `message_sent` data.
@@ -55,6 +58,9 @@ struct StatusData<'a> {
     status: DeliveryStatus,
     from: &'a Jid,
     from_me: bool,
+    /// Only on `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 /// The seed's `connection_opened` data.
@@ -116,6 +122,7 @@ pub fn render(
                 instance_id: &e.instance_id,
                 message_id: &e.message_id,
                 from: &e.from,
+                from_lid: e.from_lid.as_ref(),
                 body: &e.body,
                 message_type: &e.message_type,
                 timestamp: e.timestamp,
@@ -139,7 +146,9 @@ pub fn render(
         ),
         Event::MessageStatus(e) => {
             let wanted = match e.status {
-                DeliveryStatus::Sent | DeliveryStatus::Delivered => filters.notify_delivery,
+                DeliveryStatus::Sent | DeliveryStatus::Delivered | DeliveryStatus::Failed => {
+                    filters.notify_delivery
+                }
                 DeliveryStatus::Read | DeliveryStatus::Played => filters.notify_read,
             };
             if !wanted {
@@ -153,6 +162,7 @@ pub fn render(
                     status: e.status,
                     from: &e.from,
                     from_me: e.from_me,
+                    reason: e.reason.as_deref(),
                 },
                 at,
             )
@@ -218,6 +228,7 @@ mod tests {
             status: DeliveryStatus::parse(s).expect("a status"),
             from: "1@s.whatsapp.net".into(),
             from_me: true,
+            reason: None,
         }
         .into()
     }
@@ -228,6 +239,7 @@ mod tests {
             instance_id: "i".into(),
             message_id: "m".into(),
             from: "79001234567@s.whatsapp.net".into(),
+            from_lid: None,
             chat: "79001234567@s.whatsapp.net".into(),
             body: "hi".into(),
             message_type: "conversation".into(),
@@ -267,9 +279,26 @@ mod tests {
             ("delivered", true, false),
             ("read", false, true),
             ("played", false, true),
+            ("failed", true, false),
         ] {
             assert_eq!(render(&status(s), delivery_only, at).is_some(), d, "{s}");
             assert_eq!(render(&status(s), read_only, at).is_some(), r, "{s}");
         }
+    }
+
+    #[test]
+    fn a_failed_status_carries_its_reason_and_others_have_no_reason_field() {
+        let at = Utc::now();
+        let mut e = status("failed");
+        if let Event::MessageStatus(m) = &mut e {
+            m.reason = Some("no_server_ack".into());
+        }
+        let (_, body) = render(&e, ALL, at).expect("rendered");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["data"]["status"], "failed");
+        assert_eq!(v["data"]["reason"], "no_server_ack");
+        let (_, body) = render(&status("read"), ALL, at).expect("rendered");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["data"].get("reason").is_none(), "{v}");
     }
 }

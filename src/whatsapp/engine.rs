@@ -31,6 +31,8 @@ pub struct IncomingMessage {
     pub message_id: MessageId,
     /// Sender (phone-number JID where known).
     pub from: Jid,
+    /// The sender's LID, when the message came from one.
+    pub from_lid: Option<Jid>,
     /// The chat (group or sender).
     pub chat: Jid,
     pub body: String,
@@ -58,7 +60,7 @@ pub enum EngineEvent {
     /// The device was unlinked (by the phone or by us).
     LoggedOut { reason: SessionReason },
     /// A message arrived.
-    Message(IncomingMessage),
+    Message(Box<IncomingMessage>),
     /// A delivery state of messages we sent (or, for `from_me = false`, of
     /// messages we received, reported by our other devices).
     Receipt {
@@ -66,6 +68,13 @@ pub enum EngineEvent {
         receipt: Receipt,
         /// The remote party.
         chat: Jid,
+    },
+    /// A message we sent will not be delivered: the server refused it, or
+    /// never acknowledged it. `reason`: `nack_<code>`, `no_server_ack`.
+    SendFailed {
+        message_id: MessageId,
+        chat: Jid,
+        reason: String,
     },
     /// Contacts learned or changed.
     Contacts(Vec<Contact>),

@@ -223,6 +223,7 @@ impl SimEngine {
         let msg = IncomingMessage {
             message_id: MessageId::from_stored(message_id.clone()),
             from: from.clone(),
+            from_lid: None,
             chat: from.clone(),
             body: body.to_string(),
             message_type: "conversation".into(),
@@ -232,7 +233,7 @@ impl SimEngine {
         };
         let events = session.events.clone();
         tokio::spawn(async move {
-            let _ = events.send(EngineEvent::Message(msg)).await;
+            let _ = events.send(EngineEvent::Message(Box::new(msg))).await;
         });
         Ok(message_id)
     }
@@ -346,6 +347,7 @@ impl SimSession {
         let incoming = IncomingMessage {
             message_id: MessageId::from_stored(message_id),
             from: Jid::from_phone(&my_phone),
+            from_lid: None,
             chat: Jid::from_phone(&my_phone),
             body: body.to_string(),
             message_type: message_type.to_string(),
@@ -364,7 +366,10 @@ impl SimSession {
             };
             let _ = events.send(receipt(Receipt::Sent)).await;
             if let Some(r) = &recipient {
-                let _ = r.events.send(EngineEvent::Message(incoming)).await;
+                let _ = r
+                    .events
+                    .send(EngineEvent::Message(Box::new(incoming)))
+                    .await;
             }
             for r in [Receipt::Delivered, Receipt::Read] {
                 if !delay.is_zero() {

@@ -39,6 +39,8 @@ async fn gateway_on(fake: &FakeWa) -> TestApp {
         c.whatsapp_transport = Some(TransportHook(factory));
         // Pinned: no version fetch from the network.
         c.whatsapp_version = Some((2, 3000, 1_023_456_789));
+        // Short, so a send the fake never acks fails within the test.
+        c.send_ack_timeout = Duration::from_secs(3);
     })
     .await
 }
@@ -188,6 +190,7 @@ async fn the_real_client_pairs_by_qr_reconnects_resumes_after_a_restart_and_logs
     let again = nth_event(&app, &id, "qr_received", qr_codes + 1).await;
     assert_ne!(again.data["qrCode"], code, "a fresh identity, a fresh QR");
     assert_eq!(status(&app, &key, &id).await["status"], "qr");
+    fake.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -218,6 +221,7 @@ async fn a_device_unlinked_at_the_phone_is_logged_out_and_its_store_deleted() {
     assert_eq!(status(&app, &key, &id).await["status"], "logged_out");
     assert_eq!(store_files(&app, &id), Vec::<std::path::PathBuf>::new());
     assert!(app.instance_events(&id, "connection_opened").await.len() == 1);
+    fake.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,4 +272,213 @@ async fn an_unreachable_whatsapp_keeps_the_instance_connecting_and_the_api_respo
         .await
         .expect(200);
     assert_eq!(store_files(&app, &id), Vec::<std::path::PathBuf>::new());
+}
+
+const CONTACT: &str = "79005550202";
+
+/// Waits for a webhook of `event` whose data satisfies `pred`, up to `LONG_WAIT`.
+async fn hook(r: &crate::receiver::Receiver, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(
+        LONG_WAIT,
+        r.wait_until(|h| h.event() == event && pred(&h.json["data"])),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no {event} webhook within {LONG_WAIT:?}"))
+    .json["data"]
+        .clone()
+}
+
+async fn history(app: &TestApp, key: &str, id: &str, chat: &str) -> Vec<Value> {
+    app.wait_for_projections().await;
+    app.get(
+        &format!("/api/instances/{id}/chats/{chat}/messages"),
+        As::Key(key),
+    )
+    .await
+    .expect(200)["messages"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn texts_go_both_ways_through_the_real_client_with_real_signal_sessions() {
+    let fake = FakeWa::new();
+    let contact = fake.add_contact(CONTACT, "Olga", None);
+    let app = gateway_on(&fake).await;
+    let key = app.admin.api_key.clone();
+    let r = crate::receiver::Receiver::start().await;
+    let id = app
+        .create_instance(
+            &app.admin,
+            json!({"name": "talk", "webhookUrl": r.url(), "webhookEnabled": true,
+                   "notifyDelivery": true, "notifyRead": true}),
+        )
+        .await;
+    let qr = nth_event(&app, &id, "qr_received", 1).await;
+    fake.scan(qr.data["qrCode"].as_str().unwrap(), PHONE)
+        .await
+        .expect("scan");
+    nth_event(&app, &id, "connection_opened", 1).await;
+
+    // Out: the contact decrypts exactly the text; sent → delivered → read.
+    let sent = app
+        .post(
+            &format!("/api/whatsapp/{id}/send"),
+            As::Key(&key),
+            json!({"phone": CONTACT, "message": "Привет, Olga"}),
+        )
+        .await
+        .expect(200);
+    let mid = sent["id"].as_str().unwrap().to_string();
+    let got = tokio::time::timeout(LONG_WAIT, contact.nth_message(1))
+        .await
+        .expect("the contact got the message");
+    assert_eq!(got.id, mid);
+    assert_eq!(got.from, PHONE);
+    assert_eq!(got.enc, "pkmsg", "the first message starts the session");
+    assert_eq!(got.message.conversation.as_deref(), Some("Привет, Olga"));
+    hook(&r, "message_status", |d| {
+        d["messageId"] == mid.as_str() && d["status"] == "sent"
+    })
+    .await;
+    fake.receipt_from(&contact, PHONE, &[&mid], None).unwrap();
+    hook(&r, "message_status", |d| {
+        d["messageId"] == mid.as_str() && d["status"] == "delivered"
+    })
+    .await;
+    fake.receipt_from(&contact, PHONE, &[&mid], Some("read"))
+        .unwrap();
+    hook(&r, "message_status", |d| {
+        d["messageId"] == mid.as_str() && d["status"] == "read"
+    })
+    .await;
+    let rows = history(&app, &key, &id, CONTACT).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["messageId"], mid.as_str());
+    assert_eq!(rows[0]["status"], "read");
+    assert_eq!(rows[0]["content"], "Привет, Olga");
+
+    // In: pkmsg first, then msg; each a webhook and a history row, counted.
+    fake.wait_prekeys(PHONE).await;
+    let in1 = fake
+        .send_text_from(&contact, PHONE, "first answer")
+        .await
+        .expect("send");
+    let d = hook(&r, "message_received", |d| d["messageId"] == in1.as_str()).await;
+    assert_eq!(d["from"], format!("{CONTACT}@s.whatsapp.net"));
+    assert_eq!(d["body"], "first answer");
+    assert_eq!(d["pushName"], "Olga");
+    let in2 = fake
+        .send_text_from(&contact, PHONE, "second answer")
+        .await
+        .expect("send");
+    hook(&r, "message_received", |d| {
+        d["messageId"] == in2.as_str() && d["body"] == "second answer"
+    })
+    .await;
+    let kind = tokio::time::timeout(LONG_WAIT, contact.receipt_for(&in2))
+        .await
+        .expect("the client acknowledged receipt");
+    assert!(
+        ["delivery", "inactive"].contains(&kind.as_str()),
+        "a delivery receipt: {kind}"
+    );
+    let rows = history(&app, &key, &id, CONTACT).await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0]["messageId"], in2.as_str());
+    assert_eq!(rows[0]["fromMe"], false);
+    assert_eq!(rows[1]["messageId"], in1.as_str());
+    app.wait_for_projections().await;
+    let stats = app
+        .get(&format!("/api/stats/instances/{id}"), As::Key(&key))
+        .await
+        .expect(200);
+    assert_eq!(stats["usage"]["messagesSent"], 1, "{stats}");
+    assert_eq!(stats["usage"]["messagesReceived"], 2, "{stats}");
+
+    // A gateway restart: the sessions persist, both ways.
+    let app = app.restart().await;
+    nth_event(&app, &id, "connection_opened", 2).await;
+    let again = app
+        .post(
+            &format!("/api/whatsapp/{id}/send"),
+            As::Key(&key),
+            json!({"phone": CONTACT, "message": "after the restart"}),
+        )
+        .await
+        .expect(200);
+    let got = tokio::time::timeout(LONG_WAIT, contact.nth_message(2))
+        .await
+        .expect("the contact got the message after the restart");
+    assert_eq!(got.id, again["id"].as_str().unwrap());
+    assert_eq!(
+        got.enc, "msg",
+        "the existing session, no new prekey message"
+    );
+    assert_eq!(
+        got.message.conversation.as_deref(),
+        Some("after the restart")
+    );
+    let in3 = fake
+        .send_text_from(&contact, PHONE, "still here")
+        .await
+        .expect("send");
+    hook(&r, "message_received", |d| {
+        d["messageId"] == in3.as_str() && d["body"] == "still here"
+    })
+    .await;
+
+    // Honest failures: a send the server refuses, and one it never acks.
+    let refusing = fake.add_contact("79005550303", "Refused", None);
+    refusing.set_ack(crate::fake_wa::network::AckMode::Nack(479));
+    let silent = fake.add_contact("79005550404", "Lost", None);
+    silent.set_ack(crate::fake_wa::network::AckMode::Silent);
+    let mut failed = Vec::new();
+    for (to, reason) in [
+        ("79005550303", "nack_479"),
+        ("79005550404", "no_server_ack"),
+    ] {
+        let mid = app
+            .post(
+                &format!("/api/whatsapp/{id}/send"),
+                As::Key(&key),
+                json!({"phone": to, "message": "will fail"}),
+            )
+            .await
+            .expect(200)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let d = hook(&r, "message_status", |d| {
+            d["messageId"] == mid.as_str() && d["status"] == "failed"
+        })
+        .await;
+        assert_eq!(d["reason"], reason, "{d}");
+        let rows = history(&app, &key, &id, to).await;
+        assert_eq!(rows[0]["status"], "failed", "{rows:?}");
+        failed.push(mid);
+    }
+    assert!(
+        !r.hits_of("message_status").iter().any(|h| failed
+            .contains(&h.json["data"]["messageId"].as_str().unwrap().to_string())
+            && h.json["data"]["status"] == "sent"),
+        "a failed send is never reported sent"
+    );
+
+    // A contact WhatsApp addresses by its LID: reported by phone number,
+    // with the LID beside it, in the same chat as its phone number.
+    let lida = fake.add_contact("79005550505", "Lida", Some("100000000000505"));
+    let in4 = fake
+        .send_text_from(&lida, PHONE, "from a lid")
+        .await
+        .expect("send");
+    let d = hook(&r, "message_received", |d| d["messageId"] == in4.as_str()).await;
+    assert_eq!(d["from"], "79005550505@s.whatsapp.net", "{d}");
+    assert_eq!(d["fromLid"], "100000000000505@lid", "{d}");
+    let rows = history(&app, &key, &id, "79005550505").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["messageId"], in4.as_str());
+    assert_eq!(rows[0]["remoteJid"], "79005550505@s.whatsapp.net");
+    fake.assert_clean();
 }

@@ -67,6 +67,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
                     status: DeliveryStatus::Delivered,
                     from: to.into(),
                     from_me: true,
+                    reason: None,
                 }
                 .into(),
             );
@@ -90,6 +91,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
                 instance_id: inst.as_str().into(),
                 message_id: message_id.into(),
                 from: to.as_str().into(),
+                from_lid: None,
                 chat: to.into(),
                 body: format!("message {n}"),
                 message_type: "conversation".into(),

@@ -22,6 +22,7 @@
 //!   `WA_WHATSAPP_VERSION`, else one fetch per day shared by all instances,
 //!   falling back to the last known version and then to the crate's own.
 
+mod acks;
 mod contacts;
 pub mod map;
 
@@ -50,6 +51,7 @@ use whatsapp_rust::{SendOptions, UploadOptions};
 use crate::events::{Contact, ReasonCode, SessionReason};
 use crate::ids::{InstanceId, MessageId};
 
+use self::acks::{Acks, Settled};
 use self::contacts::{ContactBook, Learned};
 use super::Jid;
 use super::engine::{
@@ -79,6 +81,9 @@ pub struct RealConfig {
     pub version: Option<(u32, u32, u32)>,
     /// A transport given from code (tests); `None` = websocket to `url`.
     pub transport: Option<TransportHook>,
+    /// How long a sent message may wait for the server's ack before it is
+    /// reported `failed` (`no_server_ack`).
+    pub ack_timeout: Duration,
 }
 
 /// How long a resolved web-client version is trusted.
@@ -275,7 +280,9 @@ impl Engine for RealEngine {
         let handle = bot.spawn();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
+        let acks = Arc::new(Acks::new(self.shared.config.ack_timeout));
         let driver = Driver {
+            acks: acks.clone(),
             instance_id: instance_id.to_string(),
             client: client.clone(),
             sink: events,
@@ -285,6 +292,7 @@ impl Engine for RealEngine {
         };
         let task = tokio::spawn(driver.run(rx, handle));
         Ok(Arc::new(RealSession {
+            acks,
             instance_id: instance_id.to_string(),
             client,
             book,
@@ -396,12 +404,20 @@ struct Driver {
     book: Arc<ContactBook>,
     stopping: Arc<AtomicBool>,
     stop: CancellationToken,
+    acks: Arc<Acks>,
 }
 
 impl Driver {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Arc<Event>>, handle: BotHandle) {
         let mut handle = std::pin::pin!(handle);
         loop {
+            let due = self.acks.next_due();
+            let timer = async move {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
@@ -423,6 +439,19 @@ impl Driver {
                     self.emit(EngineEvent::Closed { reason: ReasonCode::ClientStopped.into(), terminal: false }).await;
                     return;
                 }
+                _ = timer => {
+                    for (id, chat) in self.acks.overdue(Instant::now()) {
+                        tracing::warn!(instance = %self.instance_id, message = %id, "no server ack in time; the send failed");
+                        self.emit(EngineEvent::SendFailed {
+                            message_id: MessageId::from_stored(id),
+                            chat,
+                            reason: "no_server_ack".into(),
+                        })
+                        .await;
+                    }
+                }
+                // A send started waiting: re-arm the timer.
+                _ = self.acks.changed.notified() => {}
             }
         }
     }
@@ -533,23 +562,40 @@ impl Driver {
             Event::Messages(batch) => {
                 for m in batch.messages.iter() {
                     if let Some(msg) = self.incoming(&m.message, &m.info).await {
-                        self.emit(EngineEvent::Message(msg)).await;
+                        self.emit(EngineEvent::Message(Box::new(msg))).await;
                     }
                 }
             }
-            Event::ServerAck(ack)
-                if ack.error.is_none() && ack.class.as_deref() == Some("message") =>
-            {
+            Event::ServerAck(ack) if ack.class.as_deref() == Some("message") => {
                 let chat = match &ack.from {
                     Some(j) => self.phone_jid(j).await,
                     None => Jid::from_raw(""),
                 };
-                self.emit(EngineEvent::Receipt {
-                    message_ids: vec![MessageId::from_stored(ack.id.clone())],
-                    receipt: Receipt::Sent,
-                    chat,
-                })
-                .await;
+                let settled = self.acks.settle(&ack.id);
+                if settled == Settled::AlreadyFailed {
+                    tracing::info!(instance = %id, message = %ack.id, "a late server ack for a send reported failed");
+                    return;
+                }
+                let message_id = MessageId::from_stored(ack.id.clone());
+                match &ack.error {
+                    Some(code) => {
+                        self.acks.mark_failed(&ack.id);
+                        self.emit(EngineEvent::SendFailed {
+                            message_id,
+                            chat,
+                            reason: format!("nack_{code}"),
+                        })
+                        .await;
+                    }
+                    None => {
+                        self.emit(EngineEvent::Receipt {
+                            message_ids: vec![message_id],
+                            receipt: Receipt::Sent,
+                            chat,
+                        })
+                        .await;
+                    }
+                }
             }
             Event::Receipt(r) => {
                 use whatsapp_rust::wacore::types::presence::ReceiptType;
@@ -560,6 +606,10 @@ impl Driver {
                     _ => return,
                 };
                 let chat = self.phone_jid(&r.source.chat).await;
+                for m in &r.message_ids {
+                    // It arrived: no longer waiting for the server's word.
+                    self.acks.settle(m);
+                }
                 self.emit(EngineEvent::Receipt {
                     message_ids: r
                         .message_ids
@@ -676,9 +726,15 @@ impl Driver {
             }])
             .await;
         }
+        let from_lid = info
+            .source
+            .sender
+            .is_lid()
+            .then(|| Jid::from_raw(info.source.sender.to_non_ad_string()));
         Some(IncomingMessage {
             message_id: MessageId::from_stored(info.id.clone()),
             from,
+            from_lid,
             chat,
             body,
             message_type,
@@ -691,6 +747,7 @@ impl Driver {
 
 /// One running session of one instance.
 struct RealSession {
+    acks: Arc<Acks>,
     instance_id: String,
     client: Arc<Client>,
     book: Arc<ContactBook>,
@@ -714,14 +771,20 @@ impl RealSession {
         message: wa::Message,
     ) -> anyhow::Result<()> {
         let jid = self.to_wa(to)?;
-        self.client
+        // Waiting before the write: the ack may come back before the call returns.
+        self.acks.expect(message_id.as_str(), to, Instant::now());
+        let sent = self
+            .client
             .send_message_with_options(
                 jid,
                 message,
                 SendOptions::default().with_message_id(message_id.as_str()),
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .await;
+        if let Err(e) = sent {
+            self.acks.forget(message_id.as_str());
+            anyhow::bail!("{e}");
+        }
         Ok(())
     }
 }

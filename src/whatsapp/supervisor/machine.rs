@@ -135,6 +135,8 @@ pub struct State {
     held: HashMap<MessageId, Held>,
     /// Released messages in release order, for the next flush.
     released: Vec<MessageId>,
+    /// Why a message failed, until its `failed` status is emitted.
+    failures_of: HashMap<MessageId, String>,
 }
 
 impl State {
@@ -154,6 +156,7 @@ impl State {
             engine_running: false,
             held: HashMap::new(),
             released: Vec::new(),
+            failures_of: HashMap::new(),
         }
     }
 
@@ -242,7 +245,7 @@ impl State {
             }
             EngineEvent::Closed { reason, terminal } => self.closed(reason, terminal, ctx, step),
             EngineEvent::LoggedOut { reason } => self.logged_out(reason, step),
-            EngineEvent::Message(m) => step.events.push(self.message_received(m).into()),
+            EngineEvent::Message(m) => step.events.push(self.message_received(*m).into()),
             EngineEvent::Receipt {
                 message_ids,
                 receipt,
@@ -251,6 +254,14 @@ impl State {
                 for id in message_ids {
                     self.receipt(id, receipt, &chat, step);
                 }
+            }
+            EngineEvent::SendFailed {
+                message_id,
+                chat,
+                reason,
+            } => {
+                self.failures_of.insert(message_id.clone(), reason);
+                self.receipt(message_id, Receipt::Failed, &chat, step);
             }
             EngineEvent::Contacts(contacts) => step.events.push(
                 ContactsUpdated {
@@ -443,13 +454,18 @@ impl State {
     }
 
     /// A `message_status` event for one of our messages.
-    fn status_event(&self, message_id: &MessageId, receipt: Receipt, chat: Jid) -> Event {
+    fn status_event(&mut self, message_id: &MessageId, receipt: Receipt, chat: Jid) -> Event {
+        let reason = match receipt {
+            Receipt::Failed => self.failures_of.remove(message_id),
+            _ => None,
+        };
         MessageStatus {
             instance_id: self.instance_id.clone(),
             message_id: message_id.clone(),
             status: receipt,
             from: chat,
             from_me: true,
+            reason,
         }
         .into()
     }
@@ -460,6 +476,7 @@ impl State {
             instance_id: self.instance_id.clone(),
             message_id: m.message_id,
             from: m.from,
+            from_lid: m.from_lid,
             chat: m.chat,
             body: m.body,
             message_type: m.message_type,
@@ -643,6 +660,7 @@ mod tests {
             status: r,
             from: chat(),
             from_me: true,
+            reason: None,
         }
         .into()
     }
@@ -1183,6 +1201,34 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_send_is_held_like_a_receipt_and_carries_its_reason() {
+        let mut g = Given::a_connected_session();
+        g.when(Input::SendBegun(mid("m1")));
+        let failed = EngineEvent::SendFailed {
+            message_id: mid("m1"),
+            chat: chat(),
+            reason: "nack_479".into(),
+        };
+        assert_eq!(g.engine(failed), Step::default());
+        g.when(Input::SendRecorded(mid("m1")));
+        let step = g.when(Input::FlushReleased);
+        let mut expected = MessageStatus {
+            instance_id: instance(),
+            message_id: mid("m1"),
+            status: Receipt::Failed,
+            from: chat(),
+            from_me: true,
+            reason: Some("nack_479".into()),
+        };
+        assert_eq!(step.events, vec![expected.clone().into()]);
+        // Another status of the same message carries no reason.
+        let step = g.engine(receipt(&["m1"], Receipt::Delivered));
+        expected.status = Receipt::Delivered;
+        expected.reason = None;
+        assert_eq!(step.events, vec![expected.into()]);
+    }
+
+    #[test]
     fn a_recorded_send_with_held_receipts_wakes_the_supervisor() {
         let mut g = Given::a_connected_session();
         g.when(Input::SendBegun(mid("m1")));
@@ -1332,9 +1378,10 @@ mod tests {
     #[test]
     fn an_incoming_message_passes_through_with_its_media() {
         let mut g = Given::a_connected_session();
-        let step = g.engine(EngineEvent::Message(IncomingMessage {
+        let step = g.engine(EngineEvent::Message(Box::new(IncomingMessage {
             message_id: mid("in-1"),
             from: chat(),
+            from_lid: None,
             chat: chat(),
             body: "look".into(),
             message_type: "image".into(),
@@ -1346,7 +1393,7 @@ mod tests {
                 file_name: None,
                 size: 1234,
             }),
-        }));
+        })));
         assert_eq!(
             step.events,
             vec![
@@ -1354,6 +1401,7 @@ mod tests {
                     instance_id: instance(),
                     message_id: mid("in-1"),
                     from: chat(),
+                    from_lid: None,
                     chat: chat(),
                     body: "look".into(),
                     message_type: "image".into(),
@@ -1377,16 +1425,17 @@ mod tests {
     #[test]
     fn a_text_message_says_it_has_no_media() {
         let mut g = Given::a_connected_session();
-        let step = g.engine(EngineEvent::Message(IncomingMessage {
+        let step = g.engine(EngineEvent::Message(Box::new(IncomingMessage {
             message_id: mid("in-2"),
             from: chat(),
+            from_lid: None,
             chat: chat(),
             body: "hi".into(),
             message_type: "conversation".into(),
             timestamp: 1,
             push_name: None,
             media: None,
-        }));
+        })));
         let Event::MessageReceived(m) = &step.events[0] else {
             panic!("{:?}", step.events)
         };

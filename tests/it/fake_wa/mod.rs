@@ -10,10 +10,16 @@
 //! so the client must be built with `danger-skip-cert-chain-verify`, which
 //! only the test profile enables (`[dev-dependencies]`).
 //!
-//! Messages (Signal sessions) are not simulated.
+//! Messages go through [`network`]: fake contacts whose devices do real
+//! Signal work ([`signal`]), the key directory, usync, routing with the
+//! server's acks and receipts. Whatever the fake does not understand or
+//! does not answer is recorded ([`FakeWa::problems`]): the client logs and
+//! skips most mistakes, so a test asserts the record is empty.
 #![allow(dead_code)]
 
+pub mod network;
 pub mod phone;
+pub mod signal;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -79,6 +85,12 @@ struct Inner {
     next_device: AtomicU32,
     counters: Counters,
     changed: Notify,
+    /// Contacts by phone.
+    contacts: Mutex<HashMap<String, Arc<network::Contact>>>,
+    /// The prekeys each account's device uploaded, by phone.
+    keys: Mutex<HashMap<String, network::AccountKeys>>,
+    /// Unknown stanzas, unanswered IQs, nacks, retry receipts, ...
+    problems: Mutex<Vec<String>>,
 }
 
 /// The fake server; cheap to clone.
@@ -107,6 +119,9 @@ impl FakeWa {
                 next_device: AtomicU32::new(1),
                 counters: Counters::default(),
                 changed: Notify::new(),
+                contacts: Mutex::new(HashMap::new()),
+                keys: Mutex::new(HashMap::new()),
+                problems: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -546,6 +561,14 @@ fn children(node: &Node) -> &[Node] {
     }
 }
 
+/// A stanza in short, for the problem record: its tag, attributes and
+/// children's tags (not its bytes).
+fn show(node: &Node) -> String {
+    let attrs: Vec<String> = node.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let kids: Vec<String> = children(node).iter().map(show).collect();
+    format!("<{} {}>[{}]", node.tag, attrs.join(" "), kids.join(", "))
+}
+
 fn iq_result(id: &str) -> Node {
     NodeBuilder::new("iq")
         .attrs([
@@ -670,7 +693,7 @@ async fn run_conn(
                 frames.feed(&data);
                 while let Some(f) = frames.next()? {
                     let node = secure.open(f)?;
-                    for reply in respond(server, conn, &node) {
+                    for reply in respond(server, conn, &node).await {
                         send(&mut secure, &reply)?;
                     }
                     if node.tag == "iq" && attr(&node, "type").as_deref() == Some("result")
@@ -687,13 +710,32 @@ async fn run_conn(
 }
 
 /// The server's answers to one client stanza.
-fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
-    if node.tag != "iq" {
-        return Vec::new();
+async fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
+    match node.tag.as_ref() {
+        "iq" => {}
+        "message" => return network::client_message(server, conn, node).await,
+        "receipt" => {
+            network::client_receipt(server, node);
+            return Vec::new();
+        }
+        // The client's acks of what we pushed, its presence and chat states.
+        "ack" | "presence" | "chatstate" => return Vec::new(),
+        // The client's session marker (for the server's analytics).
+        "ib" if children(node).iter().all(|c| c.tag == "unified_session") => return Vec::new(),
+        _ => {
+            server.problem(format!("a stanza the fake does not know: {}", show(node)));
+            return Vec::new();
+        }
     }
     let id = attr(node, "id").unwrap_or_default();
     let kind = attr(node, "type").unwrap_or_default();
     if kind != "get" && kind != "set" {
+        if kind == "error" {
+            server.problem(format!(
+                "the client answered an IQ with an error: {}",
+                show(node)
+            ));
+        }
         return Vec::new();
     }
     let xmlns = attr(node, "xmlns").unwrap_or_default();
@@ -759,6 +801,18 @@ fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
                     .build()])
                 .build(),
         ],
-        _ => vec![iq_result(&id)],
+        "encrypt" => network::encrypt_iq(server, conn, node).await,
+        "usync" => network::usync_iq(server, conn, node),
+        _ => {
+            if !ANSWERED_EMPTY.contains(&xmlns.as_str()) {
+                server.problem(format!("an IQ the fake does not answer: {}", show(node)));
+            }
+            vec![iq_result(&id)]
+        }
     }
 }
+
+/// IQs for which an empty result is the fake's real answer: pings, and
+/// settings and lists it keeps none of (server props, the block list,
+/// privacy settings and the privacy tokens the client issues to contacts).
+const ANSWERED_EMPTY: &[&str] = &["w:p", "abt", "blocklist", "privacy"];
