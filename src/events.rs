@@ -10,11 +10,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::pacing::SendPolicy;
 use crate::ids::{InstanceId, Jid, MessageId, UserId};
 
 /// How far a message got: `sent` (the server acknowledged it), `delivered`
 /// (it reached the recipient's device), `read`, `played` (a voice or video
-/// message). Ordered: a later state never goes back to an earlier one.
+/// message); `failed`: a queued message that never went out (cancelled,
+/// logged out, instance deleted). Ordered: a later state never goes back to
+/// an earlier one.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -24,6 +27,7 @@ pub enum DeliveryStatus {
     Delivered,
     Read,
     Played,
+    Failed,
 }
 
 impl DeliveryStatus {
@@ -34,6 +38,7 @@ impl DeliveryStatus {
             Self::Delivered => "delivered",
             Self::Read => "read",
             Self::Played => "played",
+            Self::Failed => "failed",
         }
     }
     /// Parses a stored status name.
@@ -43,7 +48,30 @@ impl DeliveryStatus {
             "delivered" => Some(Self::Delivered),
             "read" => Some(Self::Read),
             "played" => Some(Self::Played),
+            "failed" => Some(Self::Failed),
             _ => None,
+        }
+    }
+}
+
+/// Why a queued message failed without going out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailReason {
+    /// Cancelled through `DELETE /api/instances/{id}/queue/{messageId}`.
+    Cancelled,
+    /// The instance was logged out.
+    LoggedOut,
+    /// The instance was deleted.
+    InstanceDeleted,
+}
+
+impl FailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::LoggedOut => "logged_out",
+            Self::InstanceDeleted => "instance_deleted",
         }
     }
 }
@@ -344,6 +372,9 @@ pub struct InstanceCreated {
     pub name: String,
     pub description: Option<String>,
     pub webhook: WebhookConfig,
+    /// How sends are paced (absent in events of older versions: off).
+    #[serde(default)]
+    pub send_policy: SendPolicy,
 }
 
 /// An instance's name, description or webhook settings changed; carries the new whole state.
@@ -355,6 +386,9 @@ pub struct InstanceUpdated {
     pub name: String,
     pub description: Option<String>,
     pub webhook: WebhookConfig,
+    /// How sends are paced (absent in events of older versions: off).
+    #[serde(default)]
+    pub send_policy: SendPolicy,
     /// Whether the webhook secret was set, changed or cleared by this update.
     pub secret_changed: bool,
 }
@@ -477,6 +511,30 @@ pub struct MessageStatus {
     /// The remote party's JID.
     pub from: Jid,
     pub from_me: bool,
+    /// Why it failed (`failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailReason>,
+}
+
+/// A send was held back by the instance's send policy: it waits in the
+/// outbound queue and goes out, in order, when pacing allows. Its message id
+/// is fixed now, so a resend after a crash is the same message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageQueued {
+    pub instance_id: InstanceId,
+    pub message_id: MessageId,
+    /// Recipient JID.
+    pub to: Jid,
+    /// Text, or the media caption.
+    pub body: String,
+    /// `text`, `image`, `video`, `audio` or `document`.
+    #[serde(rename = "type")]
+    pub message_type: SentKind,
+    /// Unix seconds.
+    pub timestamp: i64,
+    pub has_media: bool,
+    pub media: Option<MediaInfo>,
 }
 
 /// One address-book entry or group.
@@ -639,6 +697,7 @@ catalog! {
     MessageSent(MessageSent) = "message_sent", version 1;
     MessageReceived(MessageReceived) = "message_received", version 1;
     MessageStatus(MessageStatus) = "message_status", version 1;
+    MessageQueued(MessageQueued) = "message_queued", version 1;
     ContactsUpdated(ContactsUpdated) = "contacts_updated", version 1;
     ApiCalled(ApiCalled) = "api_called", version 1;
     WebhookDelivered(WebhookDelivered) = "webhook_delivered", version 1;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::api_time;
-use crate::events::{DeliveryStatus, Event, SentKind, SessionReason};
+use crate::events::{DeliveryStatus, Event, FailReason, SentKind, SessionReason};
 use crate::ids::{InstanceId, Jid, MessageId};
 
 /// The notify flags and the switch a delivery decision needs.
@@ -55,6 +55,8 @@ struct StatusData<'a> {
     status: DeliveryStatus,
     from: &'a Jid,
     from_me: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<FailReason>,
 }
 
 /// The seed's `connection_opened` data.
@@ -141,6 +143,8 @@ pub fn render(
             let wanted = match e.status {
                 DeliveryStatus::Sent | DeliveryStatus::Delivered => filters.notify_delivery,
                 DeliveryStatus::Read | DeliveryStatus::Played => filters.notify_read,
+                // A queued message that never went out: news for whoever follows sends.
+                DeliveryStatus::Failed => filters.notify_sent,
             };
             if !wanted {
                 return None;
@@ -153,6 +157,7 @@ pub fn render(
                     status: e.status,
                     from: &e.from,
                     from_me: e.from_me,
+                    reason: e.reason,
                 },
                 at,
             )
@@ -218,6 +223,7 @@ mod tests {
             status: DeliveryStatus::parse(s).expect("a status"),
             from: "1@s.whatsapp.net".into(),
             from_me: true,
+            reason: None,
         }
         .into()
     }

@@ -67,6 +67,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
                     status: DeliveryStatus::Delivered,
                     from: to.into(),
                     from_me: true,
+                    reason: None,
                 }
                 .into(),
             );

@@ -450,6 +450,7 @@ impl State {
             status: receipt,
             from: chat,
             from_me: true,
+            reason: None,
         }
         .into()
     }
@@ -643,6 +644,7 @@ mod tests {
             status: r,
             from: chat(),
             from_me: true,
+            reason: None,
         }
         .into()
     }
