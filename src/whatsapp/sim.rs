@@ -686,7 +686,11 @@ mod tests {
                 a.send_text(m, &to, "once").await.unwrap();
                 // Every send is acknowledged, a resend too.
                 loop {
-                    if let Some(EngineEvent::Receipt { receipt, message_ids, .. }) = rx_a.recv().await
+                    if let Some(EngineEvent::Receipt {
+                        receipt,
+                        message_ids,
+                        ..
+                    }) = rx_a.recv().await
                         && receipt == Receipt::Sent
                         && message_ids[0] == *m
                     {
@@ -705,7 +709,10 @@ mod tests {
             }
             a.stop().await;
         }
-        assert_eq!(received, ["3EB0AAAAAAAAAAAAAAAAAAAA", "3EB0PROBE0", "3EB0PROBE1"]);
+        assert_eq!(
+            received,
+            ["3EB0AAAAAAAAAAAAAAAAAAAA", "3EB0PROBE0", "3EB0PROBE1"]
+        );
     }
 
     #[test]

@@ -482,6 +482,7 @@ async fn case_status_order(app: &TestApp) {
         status: wa_gateway::events::DeliveryStatus::parse(s).expect("a status"),
         from: chat.into(),
         from_me: true,
+        reason: None,
     };
     let scripts: Vec<Vec<wa_gateway::events::Event>> = vec![
         // a read logged before the message changes nothing (the supervisor
@@ -1100,6 +1101,7 @@ async fn message_statuses_across_batch_boundaries_end_at_the_highest() {
             status: wa_gateway::events::DeliveryStatus::parse(s).expect("a status"),
             from: chat.into(),
             from_me: true,
+            reason: None,
         }
         .into()
     };
