@@ -138,18 +138,6 @@ impl<'a> Outgoing<'a> {
     }
 }
 
-/// The owner of an instance: its session's, or the instance row's once the session is gone.
-async fn messages_owner(sessions: &Sessions, instance_id: &InstanceId) -> Option<UserId> {
-    if let Some(owner) = sessions.owner(instance_id) {
-        return Some(owner);
-    }
-    crate::domain::instances::find(sessions.inner.store.pool(), instance_id)
-        .await
-        .ok()
-        .flatten()
-        .map(|i| i.user_id)
-}
-
 /// Why a send was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -592,6 +580,8 @@ impl Sessions {
         meta: Metadata,
     ) -> Result<(), SendError> {
         let ids: Vec<MessageId> = messages.iter().map(|m| m.message_id.clone()).collect();
+        // The owner as the queue recorded it (the instance may be gone already).
+        let user = messages.first().map(|m| m.user_id.clone());
         let events = messages
             .into_iter()
             .map(|m| {
@@ -606,7 +596,6 @@ impl Sessions {
                 .into()
             })
             .collect();
-        let user = messages_owner(self, instance_id).await;
         let mut append = Append::fact(StreamId::session(instance_id.as_str()))
             .scope(
                 user.as_ref().map(UserId::as_str),
