@@ -10,12 +10,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::pacing::SendPolicy;
 use crate::ids::{InstanceId, Jid, MessageId, UserId};
 
 /// How far a message got: `sent` (the server acknowledged it), `delivered`
 /// (it reached the recipient's device), `read`, `played` (a voice or video
-/// message), or `failed` (the server refused it or never acknowledged it;
-/// final). Ordered: a later state never goes back to an earlier one.
+/// message), or `failed`: the server refused it or never acknowledged it,
+/// or a queued message never went out (cancelled, logged out, instance
+/// deleted); final. Ordered: a later state never goes back to an earlier one.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -48,6 +50,28 @@ impl DeliveryStatus {
             "played" => Some(Self::Played),
             "failed" => Some(Self::Failed),
             _ => None,
+        }
+    }
+}
+
+/// Why a queued message failed without going out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailReason {
+    /// Cancelled through `DELETE /api/instances/{id}/queue/{messageId}`.
+    Cancelled,
+    /// The instance was logged out.
+    LoggedOut,
+    /// The instance was deleted.
+    InstanceDeleted,
+}
+
+impl FailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::LoggedOut => "logged_out",
+            Self::InstanceDeleted => "instance_deleted",
         }
     }
 }
@@ -353,6 +377,9 @@ pub struct InstanceCreated {
     pub name: String,
     pub description: Option<String>,
     pub webhook: WebhookConfig,
+    /// How sends are paced (absent in events of older versions: off).
+    #[serde(default)]
+    pub send_policy: SendPolicy,
 }
 
 /// An instance's name, description or webhook settings changed; carries the new whole state.
@@ -364,6 +391,9 @@ pub struct InstanceUpdated {
     pub name: String,
     pub description: Option<String>,
     pub webhook: WebhookConfig,
+    /// How sends are paced (absent in events of older versions: off).
+    #[serde(default)]
+    pub send_policy: SendPolicy,
     /// Whether the webhook secret was set, changed or cleared by this update.
     pub secret_changed: bool,
 }
@@ -492,9 +522,31 @@ pub struct MessageStatus {
     pub from: Jid,
     pub from_me: bool,
     /// Why it failed (`failed` only): `nack_<code>` (the server refused
-    /// it), `no_server_ack` (not acknowledged in time).
+    /// it), `no_server_ack` (not acknowledged in time), `cancelled`,
+    /// `logged_out` or `instance_deleted` (a queued message that never went out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A send was held back by the instance's send policy: it waits in the
+/// outbound queue and goes out, in order, when pacing allows. Its message id
+/// is fixed now, so a resend after a crash is the same message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageQueued {
+    pub instance_id: InstanceId,
+    pub message_id: MessageId,
+    /// Recipient JID.
+    pub to: Jid,
+    /// Text, or the media caption.
+    pub body: String,
+    /// `text`, `image`, `video`, `audio` or `document`.
+    #[serde(rename = "type")]
+    pub message_type: SentKind,
+    /// Unix seconds.
+    pub timestamp: i64,
+    pub has_media: bool,
+    pub media: Option<MediaInfo>,
 }
 
 /// One address-book entry or group.
@@ -657,6 +709,7 @@ catalog! {
     MessageSent(MessageSent) = "message_sent", version 1;
     MessageReceived(MessageReceived) = "message_received", version 1;
     MessageStatus(MessageStatus) = "message_status", version 1;
+    MessageQueued(MessageQueued) = "message_queued", version 1;
     ContactsUpdated(ContactsUpdated) = "contacts_updated", version 1;
     ApiCalled(ApiCalled) = "api_called", version 1;
     WebhookDelivered(WebhookDelivered) = "webhook_delivered", version 1;

@@ -20,12 +20,14 @@
 //! - [`events`]: the event catalog (the public contract; JSON Schemas in `schemas/`).
 //! - [`store`]: the append-only log: optimistic concurrency, group commit, subscriptions.
 //! - [`domain`]: the aggregates (users, instances): pure `decide`/`apply`, appended with the
-//!   exact stream version decided on; their tables in `domain::storage`; sends in `domain::send`.
+//!   exact stream version decided on; their tables in `domain::storage`; sends in `domain::send`;
+//!   an instance's send policy and the pure pacer in `domain::pacing`.
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
 //! - [`projections`]: read models (activity log, message history, usage statistics), applied
 //!   in one transaction per batch, each behind its own checkpoint, rebuildable.
-//! - [`whatsapp`]: the engine interface, per-instance supervisors, the simulated network.
+//! - [`whatsapp`]: the engine interface, per-instance supervisors (each with an outbound
+//!   queue worker that sends paced messages in order), the simulated network.
 //! - [`backbone`]: the consumer interface; embedded (tail the log) or NATS
 //!   JetStream (durable pull consumers; subjects, headers and envelope in `nats/`).
 //! - [`relay`]: the outbox relay, log → JetStream, each event once and in order.

@@ -11,8 +11,10 @@ use crate::domain::api_time_ms;
 use crate::domain::instances::{
     self, Change, Instance, InstanceChanges, InstanceCommand, NewInstance, WebhookSettings,
 };
+use crate::domain::pacing::{PolicyChanges, SendPolicy};
 use crate::domain::types::{InstanceName, OutboundUrl, parse_description};
 use crate::error::{ApiError, ApiResult};
+use crate::events::FailReason;
 use crate::ids::InstanceId;
 
 use super::security::{Auth, Tag, owned_instance};
@@ -44,6 +46,86 @@ pub struct CreateInstanceRequest {
     pub retry_interval: Option<u64>,
     /// HMAC key for `X-Webhook-Signature` and `webhook-signature`.
     pub webhook_secret: Option<Text>,
+    /// Send pacing; off unless given. `{"enabled": true}` switches on the
+    /// cautious defaults (see the README's "Safe sending").
+    pub send_policy: Option<SendPolicyInput>,
+}
+
+/// A send policy in a create or update: only the fields given change (on
+/// create, the rest are the documented defaults).
+#[derive(Object, Default)]
+#[oai(rename_all = "camelCase")]
+pub struct SendPolicyInput {
+    /// Pace sends through the outbound queue (default false).
+    pub enabled: Option<bool>,
+    /// Messages a minute, 1 to 60 (default 6).
+    pub per_minute: Option<u32>,
+    /// Messages in any 24 hours, 1 to 100,000 (default 500).
+    pub per_day: Option<u32>,
+    /// Shortest pause between two messages, ms (default 4,000).
+    pub delay_min_ms: Option<u64>,
+    /// Longest pause between two messages, ms, at most 3,600,000 (default 12,000).
+    pub delay_max_ms: Option<u64>,
+    /// Show "typing…" before each text (default true).
+    pub typing: Option<bool>,
+    /// Typing time per character, ms, at most 1,000 (default 40).
+    pub typing_ms_per_char: Option<u64>,
+    /// Longest typing time, ms, at most 60,000 (default 6,000).
+    pub typing_max_ms: Option<u64>,
+    /// Days of warm-up after pairing, 0 to 90 (default 7).
+    pub warmup_days: Option<u32>,
+    /// Daily cap on the first day after pairing, rising linearly to `perDay` (default 40).
+    pub warmup_first_day: Option<u32>,
+}
+
+impl From<SendPolicyInput> for PolicyChanges {
+    fn from(p: SendPolicyInput) -> Self {
+        Self {
+            enabled: p.enabled,
+            per_minute: p.per_minute,
+            per_day: p.per_day,
+            delay_min_ms: p.delay_min_ms,
+            delay_max_ms: p.delay_max_ms,
+            typing: p.typing,
+            typing_ms_per_char: p.typing_ms_per_char,
+            typing_max_ms: p.typing_max_ms,
+            warmup_days: p.warmup_days,
+            warmup_first_day: p.warmup_first_day,
+        }
+    }
+}
+
+/// An instance's send policy as read back.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SendPolicyView {
+    pub enabled: bool,
+    pub per_minute: u32,
+    pub per_day: u32,
+    pub delay_min_ms: u64,
+    pub delay_max_ms: u64,
+    pub typing: bool,
+    pub typing_ms_per_char: u64,
+    pub typing_max_ms: u64,
+    pub warmup_days: u32,
+    pub warmup_first_day: u32,
+}
+
+impl From<SendPolicy> for SendPolicyView {
+    fn from(p: SendPolicy) -> Self {
+        Self {
+            enabled: p.enabled,
+            per_minute: p.per_minute,
+            per_day: p.per_day,
+            delay_min_ms: p.delay_min_ms,
+            delay_max_ms: p.delay_max_ms,
+            typing: p.typing,
+            typing_ms_per_char: p.typing_ms_per_char,
+            typing_max_ms: p.typing_max_ms,
+            warmup_days: p.warmup_days,
+            warmup_first_day: p.warmup_first_day,
+        }
+    }
 }
 
 /// Nested webhook settings of an update.
@@ -69,6 +151,8 @@ pub struct UpdateInstanceRequest {
     pub webhook_url: MaybeUndefined<Text>,
     pub webhook_enabled: Option<bool>,
     pub webhook_settings: Option<WebhookSettingsUpdate>,
+    /// Send pacing: only the fields given change.
+    pub send_policy: Option<SendPolicyInput>,
 }
 
 /// The created instance.
@@ -144,6 +228,7 @@ pub struct InstanceDetail {
     pub created_at: String,
     pub updated_at: String,
     pub webhook_settings: WebhookSettingsView,
+    pub send_policy: SendPolicyView,
     pub connection_status: ConnectionStatus,
 }
 
@@ -242,6 +327,7 @@ impl CreateInstanceRequest {
                 .map(parse_secret)
                 .transpose()?
                 .flatten(),
+            send_policy: self.send_policy.map(Into::into).unwrap_or_default(),
         })
     }
 }
@@ -275,6 +361,7 @@ impl UpdateInstanceRequest {
             description,
             webhook_url,
             enabled: self.webhook_enabled,
+            send_policy: self.send_policy.map(Into::into),
             ..InstanceChanges::default()
         };
         if let Some(ws) = self.webhook_settings {
@@ -369,6 +456,7 @@ impl InstancesApi {
         )
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Instance {} not found", owned.id())))?;
+        state.sessions.policy_changed(&i);
         Ok(Json(UpdatedInstance::from(i)))
     }
 
@@ -387,6 +475,10 @@ impl InstancesApi {
         )
         .await?;
         state.sessions.instance_deleted(owned.id()).await;
+        state
+            .sessions
+            .fail_queued(owned.id(), FailReason::InstanceDeleted, owned.meta())
+            .await?;
         Ok(Json(SuccessMessage {
             success: true,
             message: format!("Instance {} deleted successfully", owned.id()),
@@ -454,6 +546,7 @@ impl InstanceDetail {
                 max_retries: i.webhook.max_retries,
                 retry_interval: i.webhook.retry_interval,
             },
+            send_policy: i.send_policy.into(),
             id: i.id.into_string(),
             name: i.name,
             description: i.description,

@@ -2,7 +2,7 @@
 //! endpoints under `/api/instances/{instanceId}/…` (reconnect, logout, QR).
 
 use poem::web::Data;
-use poem_openapi::param::{Header, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi};
@@ -10,12 +10,12 @@ use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi};
 use crate::api::AppState;
 use crate::domain::idempotency::{self, Begun, IdempotencyKey, fingerprint};
 use crate::domain::instances::{self, InstanceCommand};
-use crate::domain::send::{self, OutgoingText};
+use crate::domain::send::{self, OnRecord, OutgoingText};
 use crate::error::{ApiError, ApiResult};
-use crate::events::Contact;
+use crate::events::{Contact, FailReason};
 use crate::ids::{InstanceId, MessageId};
 use crate::whatsapp::media::{self, MediaError};
-use crate::whatsapp::supervisor::SendError;
+use crate::whatsapp::supervisor::{Outgoing, SendError};
 use crate::whatsapp::{ConnState, Jid, qr};
 
 use super::instances::{ConnectionStatus, SuccessMessage};
@@ -115,6 +115,34 @@ impl From<Contact> for ContactView {
             is_group: c.is_group,
         }
     }
+}
+
+/// The outbound queue of an instance.
+#[derive(Object)]
+pub struct QueueList {
+    pub messages: Vec<QueuedView>,
+}
+
+/// A queued message.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct QueuedView {
+    /// 1 for the next to go out.
+    pub position: u32,
+    /// The WhatsApp message id it will be sent under.
+    pub id: String,
+    /// Recipient JID.
+    pub to: String,
+    /// `text`, `image`, `video`, `audio` or `document`.
+    #[oai(rename = "type")]
+    pub message_type: String,
+    /// The text, or the media caption.
+    pub body: String,
+    pub has_media: bool,
+    /// Media size in bytes.
+    pub media_size: Option<u64>,
+    pub file_name: Option<String>,
+    pub queued_at: String,
 }
 
 /// `{ "success": true }`.
@@ -229,16 +257,14 @@ impl WhatsAppApi {
             }
             Begun::Fresh(ticket) => ticket,
         };
-        let id = state
-            .sessions
-            .send_text(
-                owned.id(),
-                &text.to,
-                &text.text,
-                owned.meta(),
-                ticket.on_record(),
-            )
-            .await?;
+        let id = dispatch(
+            &state,
+            &owned,
+            &text.to,
+            Outgoing::Text(&text.text),
+            ticket.on_record(),
+        )
+        .await?;
         Ok(sent(id))
     }
 
@@ -287,10 +313,14 @@ impl WhatsAppApi {
             file_name,
         )
         .await?;
-        let id = state
-            .sessions
-            .send_media(owned.id(), &to, media, owned.meta(), ticket.on_record())
-            .await?;
+        let id = dispatch(
+            &state,
+            &owned,
+            &to,
+            Outgoing::Media(&media),
+            ticket.on_record(),
+        )
+        .await?;
         Ok(sent(id))
     }
 
@@ -342,10 +372,14 @@ impl WhatsAppApi {
             file_name.as_deref(),
             caption,
         );
-        let id = state
-            .sessions
-            .send_media(owned.id(), &to, media, owned.meta(), ticket.on_record())
-            .await?;
+        let id = dispatch(
+            &state,
+            &owned,
+            &to,
+            Outgoing::Media(&media),
+            ticket.on_record(),
+        )
+        .await?;
         Ok(sent(id))
     }
 
@@ -388,6 +422,10 @@ async fn logout(state: &AppState, owned: &OwnedInstance) -> ApiResult<()> {
             "The instance's session is not running",
         ));
     }
+    state
+        .sessions
+        .fail_queued(owned.id(), FailReason::LoggedOut, owned.meta())
+        .await?;
     Ok(())
 }
 
@@ -434,6 +472,61 @@ impl InstanceSessionApi {
         }))
     }
 
+    /// The outbound queue: messages held back by the send policy, in the order they will go out.
+    #[oai(path = "/api/instances/:instanceId/queue", method = "get")]
+    async fn queue(
+        &self,
+        state: Data<&AppState>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
+    ) -> ApiResult<Json<QueueList>> {
+        let queued = state.sessions.queued(owned.id()).await?;
+        Ok(Json(QueueList {
+            messages: queued
+                .into_iter()
+                .enumerate()
+                .map(|(n, (m, size))| QueuedView {
+                    position: n as u32 + 1,
+                    id: m.message_id.into_string(),
+                    to: m.to.to_string(),
+                    message_type: m.kind.as_str().to_string(),
+                    body: m.body,
+                    has_media: size.is_some(),
+                    media_size: size,
+                    file_name: m.file_name,
+                    queued_at: crate::domain::api_time_ms(m.queued_at),
+                })
+                .collect(),
+        }))
+    }
+
+    /// Cancel a queued message: it is not sent, and its status becomes
+    /// `failed` (reason `cancelled`). 404 when it is not (or no longer) queued.
+    #[oai(
+        path = "/api/instances/:instanceId/queue/:messageId",
+        method = "delete"
+    )]
+    async fn cancel_queued(
+        &self,
+        state: Data<&AppState>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
+        #[oai(name = "messageId")] message_id: Path<String>,
+    ) -> ApiResult<Json<SuccessMessage>> {
+        let id = MessageId::from_stored(message_id.0);
+        if !state
+            .sessions
+            .cancel_queued(owned.id(), &id, owned.meta())
+            .await?
+        {
+            return Err(ApiError::not_found(format!(
+                "Message {id} is not in the queue (already sent, failed or cancelled)"
+            )));
+        }
+        Ok(Json(SuccessMessage {
+            success: true,
+            message: format!("Message {id} cancelled"),
+        }))
+    }
+
     /// The QR code to pair the instance (`?format=svg` or `png` for an image).
     #[oai(path = "/api/instances/:instanceId/qr", method = "get")]
     async fn qr(
@@ -466,6 +559,35 @@ async fn begin_send(
         fingerprint,
     )
     .await?)
+}
+
+/// Sends at once, or, when the instance's send policy is on, queues the
+/// message behind it (answered at once with the id it will be sent under).
+async fn dispatch(
+    state: &AppState,
+    owned: &OwnedInstance,
+    to: &Jid,
+    out: Outgoing<'_>,
+    on_record: Option<OnRecord>,
+) -> Result<MessageId, SendError> {
+    let sessions = &state.sessions;
+    if sessions.paced(owned.id()) {
+        return sessions
+            .enqueue(owned.id(), to, out, owned.meta(), on_record)
+            .await;
+    }
+    match out {
+        Outgoing::Text(text) => {
+            sessions
+                .send_text(owned.id(), to, text, owned.meta(), on_record)
+                .await
+        }
+        Outgoing::Media(media) => {
+            sessions
+                .send_media(owned.id(), to, media.clone(), owned.meta(), on_record)
+                .await
+        }
+    }
 }
 
 /// The answer of a send: its message id.

@@ -14,6 +14,7 @@ use crate::store::{Effect, Metadata, StreamId};
 
 use super::DomainError;
 use super::aggregate::{self, Aggregate, Versioned};
+use super::pacing::{PolicyChanges, SendPolicy};
 use super::storage::instances::{self as table, InstanceChange};
 use crate::ids::{InstanceId, UserId};
 
@@ -55,6 +56,8 @@ pub struct NewInstance {
     /// The settings without the secret; `has_secret` is derived from `secret`.
     pub webhook: WebhookSettings,
     pub secret: Option<Secret>,
+    /// The send policy's fields given (the rest: [`SendPolicy::default`]).
+    pub send_policy: PolicyChanges,
 }
 
 /// A partial update: only what is given changes, on whatever the state is
@@ -73,6 +76,8 @@ pub struct InstanceChanges {
     pub max_retries: Option<u32>,
     pub retry_interval: Option<u64>,
     pub secret: Change<Secret>,
+    /// The send policy's fields to change.
+    pub send_policy: Option<PolicyChanges>,
 }
 
 /// What can be asked of an instance.
@@ -148,6 +153,8 @@ fn decide_create(new: &NewInstance) -> Result<Vec<Event>, DomainError> {
     };
     webhook.validate()?;
     check_secret(new.secret.as_ref())?;
+    let send_policy = new.send_policy.apply_to(&SendPolicy::default());
+    send_policy.validate()?;
     Ok(vec![
         InstanceCreated {
             instance_id: new.id.clone(),
@@ -155,6 +162,7 @@ fn decide_create(new: &NewInstance) -> Result<Vec<Event>, DomainError> {
             name: new.name.clone(),
             description: new.description.clone(),
             webhook: webhook.public(),
+            send_policy,
         }
         .into(),
     ])
@@ -192,6 +200,11 @@ fn decide_update(i: &Instance, c: &InstanceChanges) -> Result<Vec<Event>, Domain
         Change::Clear => std::mem::replace(&mut w.has_secret, false),
     };
     w.validate()?;
+    let send_policy = match &c.send_policy {
+        Some(changes) => changes.apply_to(&i.send_policy),
+        None => i.send_policy.clone(),
+    };
+    send_policy.validate()?;
     Ok(vec![
         InstanceUpdated {
             instance_id: i.id.clone(),
@@ -199,6 +212,7 @@ fn decide_update(i: &Instance, c: &InstanceChanges) -> Result<Vec<Event>, Domain
             name: c.name.clone().unwrap_or_else(|| i.name.clone()),
             description: c.description.apply_to(i.description.clone()),
             webhook: w.public(),
+            send_policy,
             secret_changed,
         }
         .into(),
@@ -214,6 +228,7 @@ pub fn apply(state: Option<Instance>, event: &Event, at: i64) -> Option<Instance
             name: e.name.clone(),
             description: e.description.clone(),
             webhook: WebhookSettings::from_public(&e.webhook),
+            send_policy: e.send_policy.clone(),
             created_at: at,
             updated_at: at,
         }),
@@ -221,6 +236,7 @@ pub fn apply(state: Option<Instance>, event: &Event, at: i64) -> Option<Instance
             name: e.name.clone(),
             description: e.description.clone(),
             webhook: WebhookSettings::from_public(&e.webhook),
+            send_policy: e.send_policy.clone(),
             updated_at: at.max(i.updated_at),
             ..i
         }),
@@ -331,6 +347,7 @@ mod tests {
                         ..WebhookSettings::default()
                     },
                     secret: Some(Secret::new("s3cret")),
+                    send_policy: PolicyChanges::default(),
                 }),
                 at: T0,
             },
@@ -379,6 +396,7 @@ mod tests {
                 description: None,
                 webhook: WebhookSettings::default(),
                 secret: Some(Secret::new("never-in-the-log")),
+                send_policy: PolicyChanges::default(),
             }),
         )
         .unwrap();
@@ -401,6 +419,7 @@ mod tests {
                     ..WebhookSettings::default()
                 },
                 secret: None,
+                send_policy: PolicyChanges::default(),
             }),
         )
         .unwrap_err();
@@ -543,5 +562,109 @@ mod tests {
             assert_eq!(events[0].event_type(), ty);
             assert_eq!(then_state(&i, &events).unwrap().webhook, i.webhook);
         }
+    }
+
+    #[test]
+    fn a_new_instance_sends_unpaced_unless_asked() {
+        let i = given_created();
+        assert_eq!(i.send_policy, SendPolicy::default());
+        assert!(!i.send_policy.enabled);
+    }
+
+    #[test]
+    fn one_flag_switches_on_the_cautious_send_policy() {
+        let i = given_created();
+        let events = when(
+            Some(&i),
+            InstanceCommand::Update(InstanceChanges {
+                send_policy: Some(PolicyChanges {
+                    enabled: Some(true),
+                    ..PolicyChanges::default()
+                }),
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        let Event::InstanceUpdated(e) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(e.send_policy, SendPolicy::cautious());
+        let after = then_state(&i, &events).unwrap();
+        assert_eq!(after.send_policy, SendPolicy::cautious());
+        assert_eq!(after.webhook, i.webhook);
+    }
+
+    #[test]
+    fn a_policy_update_keeps_the_fields_it_does_not_name() {
+        let i = given_created();
+        let on = then_state(
+            &i,
+            &when(
+                Some(&i),
+                InstanceCommand::Update(InstanceChanges {
+                    send_policy: Some(PolicyChanges {
+                        enabled: Some(true),
+                        per_minute: Some(2),
+                        ..PolicyChanges::default()
+                    }),
+                    ..InstanceChanges::default()
+                }),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let events = when(
+            Some(&on),
+            InstanceCommand::Update(InstanceChanges {
+                send_policy: Some(PolicyChanges {
+                    delay_min_ms: Some(10),
+                    delay_max_ms: Some(20),
+                    ..PolicyChanges::default()
+                }),
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        let after = then_state(&on, &events).unwrap();
+        assert!(after.send_policy.enabled);
+        assert_eq!(after.send_policy.per_minute, 2);
+        assert_eq!(
+            (
+                after.send_policy.delay_min_ms,
+                after.send_policy.delay_max_ms
+            ),
+            (10, 20)
+        );
+        // A rename leaves the policy as it is.
+        let renamed = when(
+            Some(&after),
+            InstanceCommand::Update(InstanceChanges {
+                name: Some("x".into()),
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            then_state(&after, &renamed).unwrap().send_policy,
+            after.send_policy
+        );
+    }
+
+    #[test]
+    fn a_policy_out_of_bounds_is_refused_and_records_nothing() {
+        let i = given_created();
+        let err = when(
+            Some(&i),
+            InstanceCommand::Update(InstanceChanges {
+                send_policy: Some(PolicyChanges {
+                    delay_min_ms: Some(9_000),
+                    delay_max_ms: Some(1_000),
+                    ..PolicyChanges::default()
+                }),
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap_err();
+        assert!(matches!(err, DomainError::Invalid(_)), "{err:?}");
     }
 }

@@ -10,6 +10,7 @@
 //! - [`users`], [`instances`]: the aggregates and their commands.
 //! - [`idempotency`]: sends made at most once per `Idempotency-Key`.
 //! - [`logins`]: logins throttled after repeated failures, each failure recorded.
+//! - [`pacing`]: an instance's send policy and the pure pacer of its outbound queue.
 //! - [`state`]: the aggregates' states (shared by the decisions and the tables).
 //! - [`storage`]: their tables, one module per table, with named changes.
 
@@ -17,6 +18,7 @@ pub mod aggregate;
 pub mod idempotency;
 pub mod instances;
 pub mod logins;
+pub mod pacing;
 pub mod send;
 pub mod state;
 pub mod storage;

@@ -2,7 +2,7 @@
 //! `message_sent` fact built once the engine has taken it. Both pure; the
 //! engine call in between is the supervisor's.
 
-use crate::events::{MediaInfo, MediaKind, MessageSent, SentKind};
+use crate::events::{MediaInfo, MediaKind, MessageQueued, MessageSent, SentKind};
 use crate::ids::{InstanceId, Jid, MessageId};
 
 use super::DomainError;
@@ -96,6 +96,27 @@ pub fn message_sent(
         timestamp,
         has_media: media.is_some(),
         media,
+    }
+}
+
+/// The `message_queued` fact of a message held back by pacing at `timestamp` (Unix seconds).
+pub fn message_queued(
+    instance_id: &InstanceId,
+    message_id: &MessageId,
+    to: &Jid,
+    sent: Sent<'_>,
+    timestamp: i64,
+) -> MessageQueued {
+    let s = message_sent(instance_id, message_id, to, sent, timestamp);
+    MessageQueued {
+        instance_id: s.instance_id,
+        message_id: s.message_id,
+        to: s.to,
+        body: s.body,
+        message_type: s.message_type,
+        timestamp: s.timestamp,
+        has_media: s.has_media,
+        media: s.media,
     }
 }
 

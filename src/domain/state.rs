@@ -5,6 +5,7 @@ use crate::events::WebhookConfig;
 use crate::ids::{InstanceId, UserId};
 
 use super::DomainError;
+use super::pacing::SendPolicy;
 
 /// Bounds of `maxRetries`.
 pub const MAX_RETRIES_RANGE: std::ops::RangeInclusive<u32> = 0..=20;
@@ -105,6 +106,8 @@ pub struct Instance {
     pub name: String,
     pub description: Option<String>,
     pub webhook: WebhookSettings,
+    /// How its sends are paced (off by default).
+    pub send_policy: SendPolicy,
     /// Unix milliseconds.
     pub created_at: i64,
     pub updated_at: i64,

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::Projection;
-use crate::events::{Event, MessageReceived, MessageSent, MessageStatus};
+use crate::events::{Event, MessageQueued, MessageReceived, MessageSent, MessageStatus};
 use crate::store::{RecordedEvent, SharedEvent};
 
 /// The projection's name.
@@ -27,6 +27,7 @@ pub fn status_rank(status: &str) -> i64 {
     match status {
         "received" => 0,
         "pending" => 0,
+        "queued" => 0,
         "sent" => 1,
         "delivered" => 2,
         "read" => 3,
@@ -39,6 +40,7 @@ pub fn status_rank(status: &str) -> i64 {
 
 /// The status of a message when it is first recorded.
 const SENT_STATUS: &str = "sent";
+const QUEUED_STATUS: &str = "queued";
 const RECEIVED_STATUS: &str = "received";
 
 /// Identifies a message within its instance.
@@ -96,7 +98,9 @@ impl BatchState {
     /// message sent outside the gateway).
     fn add_message(&mut self, conn: &rusqlite::Connection, row: NewRow) -> anyhow::Result<()> {
         let key = row.key();
-        if self.index.contains_key(&key) {
+        if let Some(&i) = self.index.get(&key) {
+            // Queued, then sent in the same batch: the row moves up to `sent`.
+            self.pending[i].raise(&row.status, row.rank);
             return Ok(());
         }
         if self.raises.contains_key(&key) {
@@ -233,6 +237,22 @@ impl NewRow {
         )
     }
 
+    fn queued(e: &RecordedEvent, m: &MessageQueued) -> Self {
+        let mut row = Self::new(
+            e,
+            m.instance_id.to_string(),
+            m.to.to_string(),
+            true,
+            m.message_type.as_str().to_string(),
+            m.body.clone(),
+            m.message_id.to_string(),
+            m.has_media,
+        );
+        row.status = QUEUED_STATUS.to_string();
+        row.rank = status_rank(QUEUED_STATUS);
+        row
+    }
+
     fn received(e: &RecordedEvent, m: &MessageReceived) -> Self {
         Self::new(
             e,
@@ -300,6 +320,7 @@ impl Projection for Messages {
         for e in events {
             match &e.event {
                 Some(Event::MessageSent(m)) => batch.add_message(conn, NewRow::sent(e, m))?,
+                Some(Event::MessageQueued(m)) => batch.add_message(conn, NewRow::queued(e, m))?,
                 Some(Event::MessageReceived(m)) => {
                     batch.add_message(conn, NewRow::received(e, m))?
                 }

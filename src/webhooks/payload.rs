@@ -150,6 +150,8 @@ pub fn render(
                     filters.notify_delivery
                 }
                 DeliveryStatus::Read | DeliveryStatus::Played => filters.notify_read,
+                // A queued message that never went out: news for whoever follows sends.
+                DeliveryStatus::Failed => filters.notify_sent,
             };
             if !wanted {
                 return None;

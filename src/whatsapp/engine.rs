@@ -129,4 +129,10 @@ pub trait EngineSession: Send + Sync + 'static {
     ) -> anyhow::Result<()>;
     /// The account's contacts and groups.
     async fn contacts(&self) -> anyhow::Result<Vec<Contact>>;
+    /// Shows (`true`) or stops showing "typing…" in the chat with `to`
+    /// (paced sends; an engine without presence does nothing).
+    async fn typing(&self, to: &Jid, typing: bool) -> anyhow::Result<()> {
+        let _ = (to, typing);
+        Ok(())
+    }
 }

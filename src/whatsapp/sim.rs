@@ -58,8 +58,77 @@ struct Pairing {
     phone: String,
 }
 
+/// Message ids remembered by the network (the last ones, for dedupe).
+const SEEN_IDS: usize = 100_000;
+
+/// The ids of the messages the network has taken, kept in
+/// `<dir>/accepted.ids` (one line each) so that they outlive a crash of the
+/// gateway, as WhatsApp's servers would: a message sent again under an id
+/// the network already took is acknowledged but not delivered twice.
+#[derive(Default)]
+struct Seen {
+    ids: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+    file: Option<std::fs::File>,
+}
+
+impl Seen {
+    /// Loads the journal in `dir` (keeping its last [`SEEN_IDS`] lines).
+    fn load(dir: &std::path::Path) -> Self {
+        let path = dir.join("accepted.ids");
+        let mut seen = Seen::default();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+            for id in &lines[lines.len().saturating_sub(SEEN_IDS)..] {
+                seen.remember(id.to_string());
+            }
+            if lines.len() > SEEN_IDS {
+                let kept: Vec<&str> = seen.order.iter().map(String::as_str).collect();
+                let _ = std::fs::write(&path, kept.join("\n") + "\n");
+            }
+        }
+        seen
+    }
+
+    fn remember(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > SEEN_IDS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    /// Takes an id: `false` when the network already took it (a resend).
+    fn accept(&mut self, dir: &std::path::Path, id: &str) -> bool {
+        use std::io::Write;
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.file.is_none() {
+            let _ = std::fs::create_dir_all(dir);
+            self.file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("accepted.ids"))
+                .ok();
+        }
+        if let Some(f) = self.file.as_mut()
+            && let Err(e) = f.write_all(format!("{id}\n").as_bytes())
+        {
+            tracing::warn!(error = %e, "sim: failed to journal a message id");
+        }
+        self.remember(id.to_string());
+        true
+    }
+}
+
 struct Net {
     config: SimConfig,
+    /// Message ids already taken.
+    seen: Mutex<Seen>,
     sessions: Mutex<HashMap<String, Arc<SimSession>>>,
     /// Paired phone → instance id, for every live paired session.
     phones: Mutex<HashMap<String, String>>,
@@ -165,6 +234,7 @@ impl SimEngine {
     pub fn new(config: SimConfig) -> Self {
         Self {
             net: Arc::new(Net {
+                seen: Mutex::new(Seen::load(&config.dir)),
                 config,
                 sessions: Mutex::new(HashMap::new()),
                 phones: Mutex::new(HashMap::new()),
@@ -338,7 +408,16 @@ impl SimSession {
             .upgrade()
             .ok_or_else(|| anyhow::anyhow!("network gone"))?;
         let delay = net.config.receipt_delay;
-        let recipient = if to.is_group() {
+        let first_time = net
+            .seen
+            .lock()
+            .expect("sim lock")
+            .accept(&net.config.dir, message_id);
+        if !first_time {
+            tracing::warn!(instance = %self.instance_id, message = %message_id,
+                "sim: the network already took this message id; acknowledged, not delivered again");
+        }
+        let recipient = if to.is_group() || !first_time {
             None
         } else {
             let owner = net.phones.lock().expect("sim lock").get(to.user()).cloned();
@@ -581,6 +660,64 @@ mod tests {
         assert_ne!(got, taken);
         assert_eq!(got, candidate_phone("b", 1));
         assert!(Jid::parse_recipient(&got).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_message_sent_again_under_its_id_is_acknowledged_but_delivered_once_also_after_a_restart()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || SimConfig {
+            dir: dir.path().to_path_buf(),
+            auto_pair: false,
+            receipt_delay: Duration::ZERO,
+            qr_interval: Duration::from_secs(60),
+        };
+        let id = MessageId::from_stored("3EB0AAAAAAAAAAAAAAAAAAAA");
+        let to = Jid::from_phone("79000000002");
+        let mut received = Vec::new();
+        for network in 0..2 {
+            // A fresh network on the same directory: the gateway restarted.
+            let engine = SimEngine::new(config());
+            let (tx_a, mut rx_a) = tokio::sync::mpsc::channel(64);
+            let (tx_b, mut rx_b) = tokio::sync::mpsc::channel(64);
+            let a = engine.start(&"a".into(), tx_a).await.unwrap();
+            engine.start(&"b".into(), tx_b).await.unwrap();
+            if network == 0 {
+                engine.scan("a", Some("79000000001")).unwrap();
+                engine.scan("b", Some("79000000002")).unwrap();
+            }
+            let probe = MessageId::from_stored(format!("3EB0PROBE{network}"));
+            for m in [&id, &id, &probe] {
+                a.send_text(m, &to, "once").await.unwrap();
+                // Every send is acknowledged, a resend too.
+                loop {
+                    if let Some(EngineEvent::Receipt {
+                        receipt,
+                        message_ids,
+                        ..
+                    }) = rx_a.recv().await
+                        && receipt == Receipt::Sent
+                        && message_ids[0] == *m
+                    {
+                        break;
+                    }
+                }
+            }
+            // The probe went out last: wait for it at the recipient.
+            while let Some(e) = rx_b.recv().await {
+                if let EngineEvent::Message(m) = e {
+                    received.push(m.message_id.to_string());
+                    if m.message_id == probe {
+                        break;
+                    }
+                }
+            }
+            a.stop().await;
+        }
+        assert_eq!(
+            received,
+            ["3EB0AAAAAAAAAAAAAAAAAAAA", "3EB0PROBE0", "3EB0PROBE1"]
+        );
     }
 
     #[test]

@@ -98,9 +98,12 @@ async fn create_list_get_update_delete_follow_the_seed_field_for_field() {
             "createdAt",
             "updatedAt",
             "webhookSettings",
+            // Beyond the seed: the send pacing (issue 16), off by default.
+            "sendPolicy",
             "connectionStatus"
         ])
     );
+    assert_eq!(one["sendPolicy"]["enabled"], false);
     assert_eq!(
         one["webhookSettings"],
         json!({"notifyReceived": true, "notifySent": true, "notifyDelivery": false, "notifyRead": false,

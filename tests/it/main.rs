@@ -13,6 +13,7 @@ mod idempotency;
 mod instances;
 mod logins;
 mod nats;
+mod pacing;
 mod projections;
 mod rate_limits;
 mod real_engine;

@@ -143,6 +143,7 @@ pub async fn run() -> anyhow::Result<()> {
             description: None,
             webhook,
             secret: Some(Secret::new("bench-secret")),
+            send_policy: Default::default(),
         };
         instances::execute(
             &store,

@@ -5,13 +5,14 @@ use futures::future::BoxFuture;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::config::Secret;
+use crate::domain::pacing::SendPolicy;
 use crate::domain::state::{Instance, WebhookSettings};
 use crate::ids::{InstanceId, UserId};
 use crate::store::StateChange;
 
 const COLUMNS: &str = "id, user_id, name, description, webhook_url, webhook_enabled, notify_received, \
     notify_sent, notify_delivery, notify_read, max_retries, retry_interval, \
-    webhook_secret IS NOT NULL AS has_secret, created_at, updated_at, version";
+    webhook_secret IS NOT NULL AS has_secret, send_policy, created_at, updated_at, version";
 
 fn row_to_instance(row: &sqlx::sqlite::SqliteRow) -> Result<(Instance, i64), sqlx::Error> {
     let flag = |name: &str| row.try_get::<i64, _>(name).map(|v| v != 0);
@@ -30,6 +31,12 @@ fn row_to_instance(row: &sqlx::sqlite::SqliteRow) -> Result<(Instance, i64), sql
             max_retries: row.try_get::<i64, _>("max_retries")? as u32,
             retry_interval: row.try_get::<i64, _>("retry_interval")? as u64,
             has_secret: flag("has_secret")?,
+        },
+        send_policy: match row.try_get::<Option<String>, _>("send_policy")? {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+            }
+            None => SendPolicy::default(),
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -81,6 +88,11 @@ pub async fn list_all(pool: &SqlitePool) -> Result<Vec<Instance>, sqlx::Error> {
         .collect()
 }
 
+/// The policy as its column holds it.
+fn policy_json(p: &SendPolicy) -> String {
+    serde_json::to_string(p).expect("a policy serializes")
+}
+
 /// Writes a new instance's row at `version`.
 pub async fn insert_instance(
     conn: &mut SqliteConnection,
@@ -91,7 +103,7 @@ pub async fn insert_instance(
     sqlx::query(
         "INSERT INTO instances (id, user_id, name, description, webhook_url, webhook_enabled, \
          notify_received, notify_sent, notify_delivery, notify_read, max_retries, retry_interval, \
-         created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         send_policy, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&i.id)
     .bind(&i.user_id)
@@ -105,6 +117,7 @@ pub async fn insert_instance(
     .bind(w.notify_read as i64)
     .bind(w.max_retries as i64)
     .bind(w.retry_interval as i64)
+    .bind(policy_json(&i.send_policy))
     .bind(i.created_at)
     .bind(i.updated_at)
     .bind(version)
@@ -123,7 +136,7 @@ pub async fn update_instance(
     sqlx::query(
         "UPDATE instances SET name = ?, description = ?, webhook_url = ?, webhook_enabled = ?, \
          notify_received = ?, notify_sent = ?, notify_delivery = ?, notify_read = ?, max_retries = ?, \
-         retry_interval = ?, updated_at = ?, version = ? WHERE id = ?",
+         retry_interval = ?, send_policy = ?, updated_at = ?, version = ? WHERE id = ?",
     )
     .bind(&i.name)
     .bind(&i.description)
@@ -135,6 +148,7 @@ pub async fn update_instance(
     .bind(w.notify_read as i64)
     .bind(w.max_retries as i64)
     .bind(w.retry_interval as i64)
+    .bind(policy_json(&i.send_policy))
     .bind(i.updated_at)
     .bind(version)
     .bind(&i.id)

@@ -4,4 +4,5 @@
 
 pub mod idempotency;
 pub mod instances;
+pub mod outbound;
 pub mod users;

@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::instances::Instance;
+use crate::domain::pacing::SendPolicy;
 use crate::events::Event;
 use crate::ids::{InstanceId, UserId};
 use crate::store::{Append, Effect, EventStore, Metadata, StoreError, StreamId};
@@ -45,11 +47,24 @@ pub(super) struct Session {
     machine: Mutex<State>,
     /// Tells the supervisor task that released receipts are waiting ([`Action::Wake`]).
     released: Notify,
+    /// The instance's send policy (kept current by instance updates).
+    pub(super) policy: RwLock<SendPolicy>,
+    /// Wakes the outbound queue's worker: the queue or the policy changed.
+    pub(super) outbox: Notify,
+    /// Held while the queue changes or its head is sent, so that a cancel
+    /// or a failure never races a send of the same message.
+    pub(super) queue_lock: tokio::sync::Mutex<()>,
+    /// Stops the outbound queue's worker (deletion, shutdown).
+    pub(super) worker_stop: CancellationToken,
 }
 
 impl Session {
     /// A session that is about to start, with its command channel.
-    pub(super) fn new(instance: &Instance, cmd: mpsc::Sender<Command>) -> Self {
+    pub(super) fn new(
+        instance: &Instance,
+        cmd: mpsc::Sender<Command>,
+        worker_stop: CancellationToken,
+    ) -> Self {
         let machine = State::new(instance.id.clone(), TokioInstant::now().into_std());
         Self {
             instance_id: instance.id.clone(),
@@ -59,6 +74,10 @@ impl Session {
             cmd,
             machine: Mutex::new(machine),
             released: Notify::new(),
+            policy: RwLock::new(instance.send_policy.clone()),
+            outbox: Notify::new(),
+            queue_lock: tokio::sync::Mutex::new(()),
+            worker_stop,
         }
     }
 
@@ -111,22 +130,22 @@ impl Session {
         events: Vec<Event>,
         meta: Metadata,
     ) -> Result<(), StoreError> {
-        self.append_with(store, events, meta, None).await
+        self.append_with(store, events, meta, Vec::new()).await
     }
 
-    /// Appends to the session stream, with a state change in the same transaction.
+    /// Appends to the session stream, with state changes in the same transaction.
     pub(super) async fn append_with(
         &self,
         store: &EventStore,
         events: Vec<Event>,
         meta: Metadata,
-        effect: Option<Effect>,
+        effects: Vec<Effect>,
     ) -> Result<(), StoreError> {
         let mut append = Append::fact(StreamId::session(self.instance_id.as_str()))
             .scope(Some(self.user_id.as_str()), Some(self.instance_id.as_str()))
             .metadata(meta);
         append.events = events;
-        append.effects.extend(effect);
+        append.effects.extend(effects);
         store.append(append).await.map(|_| ())
     }
 }

@@ -10,11 +10,14 @@
 //! - `driver.rs`: the per-instance task that waits for inputs, steps the
 //!   machine, runs its actions against the engine, publishes the status and
 //!   appends the events; the engine handle lives there.
+//! - `outbox.rs`: the outbound queue's worker, one task per instance: paced
+//!   sends of queued messages, in order (its loop is tested with paused time).
 //! - here: the public types and [`Sessions`], the API's entry point (start,
-//!   stop, status, reconnect, logout, sends).
+//!   stop, status, reconnect, logout, sends, the queue).
 
 mod driver;
 mod machine;
+mod outbox;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -26,9 +29,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::instances::Instance;
 use crate::domain::send::{self, OnRecord, Sent};
-use crate::events::{Contact, MessageSent};
+use crate::domain::storage::outbound::{self, OutboundChange, QueuedMessage};
+use crate::events::{Contact, DeliveryStatus, FailReason, MessageSent, MessageStatus};
 use crate::ids::{InstanceId, MessageId, UserId};
-use crate::store::{Effect, EventStore, Metadata};
+use crate::store::{Append, Effect, EventStore, Metadata, StreamId};
 
 use super::Jid;
 use super::engine::{Engine, EngineSession, OutgoingMedia};
@@ -107,6 +111,29 @@ impl Default for SupervisorConfig {
             crash_loop_max: 5,
             crash_loop_window: Duration::from_secs(60),
             send_wait: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What to send: a text or media.
+#[derive(Clone, Copy)]
+pub enum Outgoing<'a> {
+    Text(&'a str),
+    Media(&'a OutgoingMedia),
+}
+
+impl<'a> Outgoing<'a> {
+    /// What `message_sent` records of it.
+    fn sent(self) -> Sent<'a> {
+        match self {
+            Outgoing::Text(text) => Sent::Text(text),
+            Outgoing::Media(m) => Sent::Media {
+                kind: m.kind,
+                mimetype: &m.mimetype,
+                file_name: m.file_name.as_deref(),
+                caption: m.caption.as_deref(),
+                size: m.data.len() as u64,
+            },
         }
     }
 }
@@ -222,7 +249,8 @@ impl Sessions {
     /// Starts the supervisor of a new instance.
     pub fn instance_created(&self, instance: &Instance) {
         let (tx, rx) = mpsc::channel(16);
-        let session = Arc::new(Session::new(instance, tx));
+        let stop = self.inner.shutdown.child_token();
+        let session = Arc::new(Session::new(instance, tx, stop.clone()));
         {
             let mut map = self.inner.sessions.write().expect("sessions lock");
             if map.contains_key(&instance.id) {
@@ -231,9 +259,30 @@ impl Sessions {
             map.insert(instance.id.clone(), session.clone());
         }
         let inner = self.inner.clone();
+        let port = outbox::LivePort {
+            session: session.clone(),
+            sessions: self.clone(),
+        };
         self.inner
             .tasks
             .spawn(driver::supervise(session, inner, rx));
+        self.inner
+            .tasks
+            .spawn(async move { outbox::drive(&port, &stop).await });
+    }
+
+    /// Takes an instance's new send policy (after an update).
+    pub fn policy_changed(&self, instance: &Instance) {
+        if let Some(s) = self.get(&instance.id) {
+            *s.policy.write().expect("policy lock") = instance.send_policy.clone();
+            s.outbox.notify_one();
+        }
+    }
+
+    /// Whether the instance's sends go through the outbound queue (its send policy is on).
+    pub fn paced(&self, instance_id: &InstanceId) -> bool {
+        self.get(instance_id)
+            .is_some_and(|s| s.policy.read().expect("policy lock").enabled)
     }
 
     /// Stops an instance's session for good and deletes its session store.
@@ -245,6 +294,7 @@ impl Sessions {
             .expect("sessions lock")
             .remove(instance_id);
         if let Some(s) = session {
+            s.worker_stop.cancel();
             let (tx, rx) = oneshot::channel();
             if s.cmd.send(Command::Delete(tx)).await.is_ok() {
                 let _ = rx.await;
@@ -345,24 +395,8 @@ impl Sessions {
         meta: Metadata,
         on_record: Option<OnRecord>,
     ) -> Result<MessageId, SendError> {
-        let (session, engine) = self.connected(instance_id).await?;
-        let message_id = MessageId::new_random();
-        let config = &self.inner.config;
-        session.send_input(Input::SendBegun(message_id.clone()), config);
-        if let Err(e) = engine.send_text(&message_id, to, text).await {
-            session.send_input(Input::SendFailed(message_id), config);
-            return Err(SendError::Engine(e));
-        }
-        let event = send::message_sent(
-            instance_id,
-            &message_id,
-            to,
-            Sent::Text(text),
-            chrono::Utc::now().timestamp(),
-        );
-        let effect = on_record.map(|f| f(&message_id));
-        self.finish_send(&session, event, meta, effect).await?;
-        Ok(message_id)
+        self.send_now(instance_id, to, Outgoing::Text(text), meta, on_record)
+            .await
     }
 
     /// Sends media; appends `message_sent` with its kind and size (and
@@ -375,30 +409,66 @@ impl Sessions {
         meta: Metadata,
         on_record: Option<OnRecord>,
     ) -> Result<MessageId, SendError> {
+        self.send_now(instance_id, to, Outgoing::Media(&media), meta, on_record)
+            .await
+    }
+
+    /// Sends at once under a new message id.
+    async fn send_now(
+        &self,
+        instance_id: &InstanceId,
+        to: &Jid,
+        out: Outgoing<'_>,
+        meta: Metadata,
+        on_record: Option<OnRecord>,
+    ) -> Result<MessageId, SendError> {
         let (session, engine) = self.connected(instance_id).await?;
         let message_id = MessageId::new_random();
+        let effects = on_record.map(|f| f(&message_id)).into_iter().collect();
+        self.deliver(
+            &session,
+            engine.as_ref(),
+            &message_id,
+            to,
+            out,
+            meta,
+            effects,
+        )
+        .await?;
+        Ok(message_id)
+    }
+
+    /// Hands a message to the engine under `message_id`, then appends its
+    /// `message_sent` with `effects` in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        session: &Session,
+        engine: &dyn EngineSession,
+        message_id: &MessageId,
+        to: &Jid,
+        out: Outgoing<'_>,
+        meta: Metadata,
+        effects: Vec<Effect>,
+    ) -> Result<(), SendError> {
         let config = &self.inner.config;
         session.send_input(Input::SendBegun(message_id.clone()), config);
-        if let Err(e) = engine.send_media(&message_id, to, &media).await {
-            session.send_input(Input::SendFailed(message_id), config);
+        let taken = match out {
+            Outgoing::Text(text) => engine.send_text(message_id, to, text).await,
+            Outgoing::Media(media) => engine.send_media(message_id, to, media).await,
+        };
+        if let Err(e) = taken {
+            session.send_input(Input::SendFailed(message_id.clone()), config);
             return Err(SendError::Engine(e));
         }
         let event = send::message_sent(
-            instance_id,
-            &message_id,
+            &session.instance_id,
+            message_id,
             to,
-            Sent::Media {
-                kind: media.kind,
-                mimetype: &media.mimetype,
-                file_name: media.file_name.as_deref(),
-                caption: media.caption.as_deref(),
-                size: media.data.len() as u64,
-            },
+            out.sent(),
             chrono::Utc::now().timestamp(),
         );
-        let effect = on_record.map(|f| f(&message_id));
-        self.finish_send(&session, event, meta, effect).await?;
-        Ok(message_id)
+        self.finish_send(session, event, meta, effects).await
     }
 
     /// Appends `message_sent`; receipts that came before it are then handed
@@ -408,11 +478,11 @@ impl Sessions {
         session: &Session,
         event: MessageSent,
         meta: Metadata,
-        effect: Option<Effect>,
+        effects: Vec<Effect>,
     ) -> Result<(), SendError> {
         let message_id = event.message_id.clone();
         let sent = session
-            .append_with(&self.inner.store, vec![event.into()], meta, effect)
+            .append_with(&self.inner.store, vec![event.into()], meta, effects)
             .await;
         let input = match &sent {
             Ok(()) => Input::SendRecorded(message_id),
@@ -420,6 +490,159 @@ impl Sessions {
         };
         session.send_input(input, &self.inner.config);
         sent?;
+        Ok(())
+    }
+
+    /// Queues a message behind the instance's send policy: its id is fixed
+    /// now, `message_queued` and the queue row (and `on_record`'s state
+    /// change) commit together, and the worker sends it when its turn comes.
+    pub async fn enqueue(
+        &self,
+        instance_id: &InstanceId,
+        to: &Jid,
+        out: Outgoing<'_>,
+        meta: Metadata,
+        on_record: Option<OnRecord>,
+    ) -> Result<MessageId, SendError> {
+        let (session, _) = self.connected(instance_id).await?;
+        let message_id = MessageId::new_random();
+        let now = chrono::Utc::now();
+        let event = send::message_queued(instance_id, &message_id, to, out.sent(), now.timestamp());
+        let (mimetype, file_name, media) = match out {
+            Outgoing::Text(_) => (None, None, None),
+            Outgoing::Media(m) => (
+                Some(m.mimetype.clone()),
+                m.file_name.clone(),
+                Some(m.data.clone()),
+            ),
+        };
+        let row = QueuedMessage {
+            seq: 0,
+            message_id: message_id.clone(),
+            instance_id: instance_id.clone(),
+            user_id: session.user_id.clone(),
+            to: to.clone(),
+            kind: event.message_type,
+            body: event.body.clone(),
+            mimetype,
+            file_name,
+            media,
+            meta: meta.clone(),
+            queued_at: now.timestamp_millis(),
+        };
+        let mut effects: Vec<Effect> = vec![Box::new(OutboundChange::Enqueue(Box::new(row)))];
+        effects.extend(on_record.map(|f| f(&message_id)));
+        {
+            let _held = session.queue_lock.lock().await;
+            session
+                .append_with(&self.inner.store, vec![event.into()], meta, effects)
+                .await?;
+        }
+        session.outbox.notify_one();
+        Ok(message_id)
+    }
+
+    /// The instance's queued messages, in order (without media bytes; with their size).
+    pub async fn queued(
+        &self,
+        instance_id: &InstanceId,
+    ) -> Result<Vec<(QueuedMessage, Option<u64>)>, SendError> {
+        outbound::list(self.inner.store.pool(), instance_id)
+            .await
+            .map_err(|e| SendError::Store(e.into()))
+    }
+
+    /// Cancels a queued message (`message_status` failed, reason
+    /// `cancelled`); `false` when it is not (or no longer) queued.
+    pub async fn cancel_queued(
+        &self,
+        instance_id: &InstanceId,
+        message_id: &MessageId,
+        meta: Metadata,
+    ) -> Result<bool, SendError> {
+        let session = self.get(instance_id);
+        let _held = match &session {
+            Some(s) => Some(s.queue_lock.lock().await),
+            None => None,
+        };
+        let pool = self.inner.store.pool();
+        let Some(m) = outbound::find(pool, instance_id, message_id)
+            .await
+            .map_err(|e| SendError::Store(e.into()))?
+        else {
+            return Ok(false);
+        };
+        self.record_failures(instance_id, vec![m], FailReason::Cancelled, meta)
+            .await?;
+        if let Some(s) = &session {
+            s.outbox.notify_one();
+        }
+        Ok(true)
+    }
+
+    /// Fails every queued message of the instance with `reason` (logout,
+    /// deletion); returns how many.
+    pub async fn fail_queued(
+        &self,
+        instance_id: &InstanceId,
+        reason: FailReason,
+        meta: Metadata,
+    ) -> Result<usize, SendError> {
+        let session = self.get(instance_id);
+        let _held = match &session {
+            Some(s) => Some(s.queue_lock.lock().await),
+            None => None,
+        };
+        let queued: Vec<QueuedMessage> = self
+            .queued(instance_id)
+            .await?
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        let n = queued.len();
+        if n > 0 {
+            self.record_failures(instance_id, queued, reason, meta)
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Appends `message_status` failed for each message, removing them from the queue.
+    async fn record_failures(
+        &self,
+        instance_id: &InstanceId,
+        messages: Vec<QueuedMessage>,
+        reason: FailReason,
+        meta: Metadata,
+    ) -> Result<(), SendError> {
+        let ids: Vec<MessageId> = messages.iter().map(|m| m.message_id.clone()).collect();
+        // The owner as the queue recorded it (the instance may be gone already).
+        let user = messages.first().map(|m| m.user_id.clone());
+        let events = messages
+            .into_iter()
+            .map(|m| {
+                MessageStatus {
+                    instance_id: instance_id.clone(),
+                    message_id: m.message_id,
+                    status: DeliveryStatus::Failed,
+                    from: m.to,
+                    from_me: true,
+                    reason: Some(reason.as_str().to_owned()),
+                }
+                .into()
+            })
+            .collect();
+        let mut append = Append::fact(StreamId::session(instance_id.as_str()))
+            .scope(
+                user.as_ref().map(UserId::as_str),
+                Some(instance_id.as_str()),
+            )
+            .metadata(meta);
+        append.events = events;
+        append
+            .effects
+            .push(Box::new(OutboundChange::Remove(ids)) as Effect);
+        self.inner.store.append(append).await?;
         Ok(())
     }
 
