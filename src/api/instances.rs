@@ -180,7 +180,8 @@ async fn checked_webhook_url(state: &AppState, raw: &str) -> ApiResult<String> {
     Ok(url.as_str().to_string())
 }
 
-fn parse_secret(raw: &str) -> ApiResult<Option<Secret>> {
+/// A webhook secret, checked and sealed for storage ([`crate::secrets`]).
+fn parse_secret(raw: &str, sealer: &crate::secrets::Sealer) -> ApiResult<Option<Secret>> {
     if raw.is_empty() {
         return Ok(None);
     }
@@ -190,7 +191,9 @@ fn parse_secret(raw: &str) -> ApiResult<Option<Secret>> {
             instances::MAX_SECRET_LEN
         )));
     }
-    Ok(Some(Secret::new(raw)))
+    Ok(Some(Secret::new(
+        sealer.seal(crate::secrets::Purpose::WebhookSecret, raw),
+    )))
 }
 
 impl AppState {
@@ -239,7 +242,7 @@ impl CreateInstanceRequest {
             secret: self
                 .webhook_secret
                 .as_deref()
-                .map(parse_secret)
+                .map(|s| parse_secret(s, &state.secrets))
                 .transpose()?
                 .flatten(),
         })
@@ -285,7 +288,7 @@ impl UpdateInstanceRequest {
             changes.max_retries = ws.max_retries;
             changes.retry_interval = ws.retry_interval;
             changes.secret = match &ws.secret {
-                MaybeUndefined::Value(s) => match parse_secret(s)? {
+                MaybeUndefined::Value(s) => match parse_secret(s, &state.secrets)? {
                     Some(s) => Change::Set(s),
                     None => Change::Clear,
                 },

@@ -7,6 +7,7 @@ mod nats_server;
 mod auth;
 mod backbone;
 mod concurrency;
+mod edge;
 mod files;
 mod idempotency;
 mod instances;
