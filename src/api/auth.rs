@@ -16,7 +16,9 @@ use super::types::Text;
 /// Login credentials.
 #[derive(Object)]
 pub struct LoginRequest {
+    #[oai(validator(min_length = 1))]
     pub email: Text,
+    #[oai(validator(min_length = 1))]
     pub password: Text,
 }
 
@@ -126,14 +128,14 @@ impl AuthApi {
 
     /// The authenticated user.
     #[oai(path = "/api/auth/me", method = "get")]
-    async fn me(&self, auth: Auth) -> Json<Me> {
+    async fn me(&self, auth: Auth) -> ApiResult<Json<Me>> {
         let u = auth.0;
-        Json(Me {
+        Ok(Json(Me {
             id: u.id.into_string(),
             email: u.email,
             first_name: u.first_name,
             last_name: u.last_name,
-        })
+        }))
     }
 
     /// Replace the caller's API key; the old key stops working at once.

@@ -22,7 +22,8 @@ use super::types::Text;
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct CreateInstanceRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, not only white space, no control characters.
+    #[oai(validator(pattern = r"\S"))]
     pub name: Text,
     /// At most 500 characters.
     pub description: Option<Text>,
@@ -77,10 +78,14 @@ pub struct UpdateInstanceRequest {
 pub struct CreatedInstance {
     pub id: String,
     pub name: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
     pub user_id: String,
     /// Connection state: `connecting`, `qr`, `connected`, `disconnected`, `logged_out`.
     pub status: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub created_at: String,
@@ -104,8 +109,12 @@ pub struct ConnectionStatus {
 pub struct InstanceSummary {
     pub id: String,
     pub name: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
     pub status: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub created_at: String,
@@ -137,8 +146,12 @@ pub struct WebhookSettingsView {
 pub struct InstanceDetail {
     pub id: String,
     pub name: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
     pub status: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub created_at: String,
@@ -153,7 +166,11 @@ pub struct InstanceDetail {
 pub struct UpdatedInstance {
     pub id: String,
     pub name: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub updated_at: String,

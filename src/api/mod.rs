@@ -165,6 +165,13 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         if overflowed.is_some_and(|o| o.load(std::sync::atomic::Ordering::Acquire)) {
             resp = too_large();
         }
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = allowed_methods(&path)
+            && let Ok(v) = poem::http::HeaderValue::from_str(&allow)
+        {
+            // RFC 9110: a 405 names the methods the resource has.
+            resp.headers_mut().insert(poem::http::header::ALLOW, v);
+        }
         if let Some((user, is_admin)) = caller.0.get() {
             let call = calls::ServedCall {
                 caller: user.clone(),
@@ -187,6 +194,54 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     Ok(resp)
+}
+
+/// The methods each route of the OpenAPI document answers, as path
+/// patterns (`None` for a `{parameter}` segment).
+type RouteMethods = Vec<(Vec<Option<String>>, Vec<String>)>;
+
+fn route_methods() -> &'static RouteMethods {
+    static ROUTES: std::sync::OnceLock<RouteMethods> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&service().spec()).unwrap_or_default();
+        let mut routes = RouteMethods::new();
+        if let Some(paths) = spec["paths"].as_object() {
+            for (pattern, ops) in paths {
+                let segments = pattern
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then(|| s.to_string()))
+                    .collect();
+                let mut methods: Vec<String> = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                routes.push((segments, methods));
+            }
+        }
+        routes
+    })
+}
+
+/// The `Allow` header of a 405 on `path`: the methods its route answers.
+fn allowed_methods(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut methods: Vec<String> = route_methods()
+        .iter()
+        .filter(|(pattern, _)| {
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p.as_deref().is_none_or(|p| p == *s))
+        })
+        .flat_map(|(_, m)| m.iter().cloned())
+        .collect();
+    methods.sort();
+    methods.dedup();
+    (!methods.is_empty()).then(|| methods.join(", "))
 }
 
 /// The most body bytes a request may carry: the media cap (and room for
