@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, TcpListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
@@ -25,7 +25,7 @@ use crate::whatsapp::{Engine, Sessions};
 /// A built gateway, bound to its port, not yet serving.
 pub struct App {
     state: AppState,
-    acceptor: TcpAcceptor,
+    acceptor: BoxAcceptor,
     local_addr: SocketAddr,
     shutdown: CancellationToken,
     consumers: Vec<Arc<dyn Consumer>>,
@@ -69,19 +69,27 @@ impl App {
     /// instance's session and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::net::install_crypto_provider();
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!(
-                "Failed to create the data dir {}",
-                config.data_dir.display()
-            )
-        })?;
+        crate::secrets::private_dir(&config.data_dir)?;
+        crate::secrets::tighten_tree(&config.data_dir)?;
+        let sealer = Arc::new(crate::secrets::load_or_create(
+            config.secrets_key.as_ref(),
+            &config.secrets_key_previous,
+            &crate::secrets::key_file(&config.data_dir, config.secrets_key_file.as_deref()),
+        )?);
         let store = EventStore::open(&config.data_dir.join("events.db"))
             .await
             .context("Failed to open the event store")?;
+        let resealed = crate::secrets::reseal_all(store.pool(), &sealer)
+            .await
+            .context("Failed to seal the stored secrets with the current key")?;
+        if resealed > 0 {
+            tracing::info!(resealed, "stored secrets sealed with the current key");
+        }
         let secret = load_or_create_jwt_secret(config.jwt_secret.as_ref(), &config.data_dir)?;
         let tokens = Tokens::new(&secret, config.jwt_ttl);
         if let Some(password) = users::ensure_first_admin(
             &store,
+            &sealer,
             &config.admin_email,
             config.admin_password.as_ref().map(|s| s.expose()),
         )
@@ -120,7 +128,7 @@ impl App {
                 Backbone::Nats(NatsBackbone::connect(&settings).await?, store.clone())
             }
         };
-        let webhooks = crate::webhooks::Webhooks::open(store.clone(), &config)
+        let webhooks = crate::webhooks::Webhooks::open(store.clone(), &config, sealer.clone())
             .await
             .context("Failed to open the webhook dispatcher")?;
         let media_client = crate::net::outbound_client(
@@ -129,15 +137,25 @@ impl App {
             true,
             "url",
         );
-        let acceptor = TcpListener::bind(config.listen.clone())
+        let tcp = TcpListener::bind(config.listen.clone())
             .into_acceptor()
             .await
             .with_context(|| format!("Failed to listen on {}", config.listen))?;
-        let local_addr = acceptor
+        let local_addr = tcp
             .local_addr()
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no address")?;
+        let acceptor = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => tcp
+                .rustls(crate::tls::watch(
+                    cert.clone(),
+                    key.clone(),
+                    config.tls_reload_interval,
+                )?)
+                .boxed(),
+            _ => tcp.boxed(),
+        };
         let api_calls = crate::api::calls::Recorder::new(store.clone(), sessions.clone());
         let rate_limits = Arc::new(crate::api::rate_limit::RateLimits::new(
             config.rate_limit_per_min,
@@ -158,6 +176,7 @@ impl App {
             backbone,
             webhooks,
             key_cache: Arc::default(),
+            secrets: sealer,
             idempotency: Arc::default(),
             api_calls,
         };

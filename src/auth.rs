@@ -73,6 +73,11 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at (unix seconds).
     pub exp: i64,
+    /// The user's token generation when issued; a password change moves it
+    /// on, and older tokens are refused. Absent in tokens from before it
+    /// existed: generation 0.
+    #[serde(default)]
+    pub tgen: i64,
 }
 
 /// Why a token was refused.
@@ -102,30 +107,38 @@ impl Tokens {
         }
     }
 
-    /// A token for `user_id`, valid for the configured TTL.
-    pub fn issue(&self, user_id: &str) -> anyhow::Result<String> {
+    /// A token for `user_id` in its current token generation, valid for the configured TTL.
+    pub fn issue(&self, user_id: &str, generation: i64) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
-        self.issue_with(user_id, now, now + self.ttl.as_secs() as i64)
+        self.issue_with(user_id, generation, now, now + self.ttl.as_secs() as i64)
     }
 
     /// A token with explicit times (tests use it to make expired tokens).
-    pub fn issue_with(&self, user_id: &str, iat: i64, exp: i64) -> anyhow::Result<String> {
+    pub fn issue_with(
+        &self,
+        user_id: &str,
+        generation: i64,
+        iat: i64,
+        exp: i64,
+    ) -> anyhow::Result<String> {
         let claims = Claims {
             sub: user_id.to_string(),
             iat,
             exp,
+            tgen: generation,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .context("Failed to sign a token")
     }
 
-    /// The user id of a valid, unexpired token.
-    pub fn verify(&self, token: &str) -> Result<String, TokenError> {
+    /// The user id and token generation of a valid, unexpired token (the
+    /// caller compares the generation with the account's).
+    pub fn verify(&self, token: &str) -> Result<(String, i64), TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
-            Ok(data) => Ok(data.claims.sub),
+            Ok(data) => Ok((data.claims.sub, data.claims.tgen)),
             Err(e) => match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
                 _ => Err(TokenError::Invalid),
@@ -199,10 +212,10 @@ mod tests {
             &Secret::new("a-test-secret-of-enough-length"),
             Duration::from_secs(60),
         );
-        let ok = t.issue("u1").unwrap();
-        assert_eq!(t.verify(&ok).unwrap(), "u1");
+        let ok = t.issue("u1", 3).unwrap();
+        assert_eq!(t.verify(&ok).unwrap(), ("u1".to_string(), 3));
         let now = chrono::Utc::now().timestamp();
-        let old = t.issue_with("u1", now - 120, now - 60).unwrap();
+        let old = t.issue_with("u1", 0, now - 120, now - 60).unwrap();
         assert_eq!(t.verify(&old), Err(TokenError::Expired));
         let mut tampered = ok.clone();
         tampered.pop();

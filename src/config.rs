@@ -57,6 +57,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `WA_JWT_SECRET`: HMAC key for JWTs; generated into the data dir when unset.
     pub jwt_secret: Option<Secret>,
+    /// `WA_SECRETS_KEY`: the key API keys and webhook secrets are sealed
+    /// with (32 bytes, base64 or hex); unset: the key file.
+    pub secrets_key: Option<Secret>,
+    /// `WA_SECRETS_KEY_PREVIOUS`: older keys (comma-separated) that still
+    /// open values until the next start re-seals them.
+    pub secrets_key_previous: Vec<Secret>,
+    /// `WA_SECRETS_KEY_FILE`: where the generated key is kept (default `<data>/secrets_key`).
+    pub secrets_key_file: Option<PathBuf>,
     /// `WA_JWT_TTL`: lifetime of a login token.
     pub jwt_ttl: Duration,
     /// `WA_NATS_URL`: JetStream backbone; `None` = embedded SQLite backbone.
@@ -75,6 +83,15 @@ pub struct Config {
     pub admin_password: Option<Secret>,
     /// `WA_ALLOWED_IPS`: client IP ranges allowed to call the API; empty = all.
     pub allowed_ips: Vec<IpNet>,
+    /// `WA_TRUSTED_PROXIES`: reverse proxies whose `X-Forwarded-For` /
+    /// `Forwarded` name the client; empty = the peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `WA_TLS_CERT`: PEM certificate chain; with `WA_TLS_KEY`, serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// `WA_TLS_KEY`: PEM private key of the certificate.
+    pub tls_key: Option<PathBuf>,
+    /// `WA_TLS_RELOAD_INTERVAL`: how often the certificate files are checked for a change.
+    pub tls_reload_interval: Duration,
     /// `WA_LOG`: tracing filter.
     pub log_filter: String,
     /// `WA_WEBHOOK_ALLOW_PRIVATE`: allow webhook URLs on loopback/private addresses.
@@ -83,6 +100,9 @@ pub struct Config {
     pub media_allow_private: bool,
     /// `WA_MEDIA_MAX_BYTES`: size cap of media fetched by URL or uploaded.
     pub media_max_bytes: u64,
+    /// `WA_JSON_MAX_BYTES`: size cap of every request body but a file upload
+    /// (counted as read, chunked or not; 413 above it).
+    pub json_max_bytes: u64,
     /// `WA_MEDIA_TIMEOUT`: timeout of a media download.
     pub media_timeout: Duration,
     /// `WA_WEBHOOK_TIMEOUT`: timeout of one webhook attempt.
@@ -128,6 +148,9 @@ impl Config {
             data_dir: PathBuf::from("./data"),
             jwt_secret: None,
             jwt_ttl: Duration::from_secs(24 * 3600),
+            secrets_key: None,
+            secrets_key_previous: Vec::new(),
+            secrets_key_file: None,
             nats_url: None,
             nats_stream: "WA_EVENTS".into(),
             nats_subject_prefix: "wa".into(),
@@ -136,10 +159,15 @@ impl Config {
             admin_email: "admin@localhost".into(),
             admin_password: None,
             allowed_ips: Vec::new(),
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_interval: Duration::from_secs(10),
             log_filter: "info".into(),
             webhook_allow_private: false,
             media_allow_private: false,
             media_max_bytes: 64 * 1024 * 1024,
+            json_max_bytes: 1024 * 1024,
             media_timeout: Duration::from_secs(30),
             webhook_timeout: Duration::from_secs(10),
             webhook_workers: 32,
@@ -211,6 +239,17 @@ impl Config {
             }
             c.jwt_secret = Some(Secret::new(v));
         }
+        c.secrets_key = get("WA_SECRETS_KEY").map(Secret::new);
+        c.secrets_key_previous = get("WA_SECRETS_KEY_PREVIOUS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        c.secrets_key_file = get("WA_SECRETS_KEY_FILE").map(PathBuf::from);
         if let Some(v) = get("WA_JWT_TTL") {
             c.jwt_ttl = parse_duration(&v).context("WA_JWT_TTL")?;
         }
@@ -241,7 +280,18 @@ impl Config {
         }
         c.admin_password = get("WA_ADMIN_PASSWORD").map(Secret::new);
         if let Some(v) = get("WA_ALLOWED_IPS") {
-            c.allowed_ips = parse_cidrs(&v)?;
+            c.allowed_ips = parse_cidrs(&v).context("WA_ALLOWED_IPS")?;
+        }
+        if let Some(v) = get("WA_TRUSTED_PROXIES") {
+            c.trusted_proxies = parse_cidrs(&v).context("WA_TRUSTED_PROXIES")?;
+        }
+        c.tls_cert = get("WA_TLS_CERT").map(PathBuf::from);
+        c.tls_key = get("WA_TLS_KEY").map(PathBuf::from);
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            bail!("WA_TLS_CERT and WA_TLS_KEY go together: set both (HTTPS) or neither (HTTP)");
+        }
+        if let Some(v) = get("WA_TLS_RELOAD_INTERVAL") {
+            c.tls_reload_interval = parse_duration(&v).context("WA_TLS_RELOAD_INTERVAL")?;
         }
         if let Some(v) = get("WA_LOG") {
             c.log_filter = v;
@@ -254,6 +304,9 @@ impl Config {
         }
         if let Some(v) = get("WA_MEDIA_MAX_BYTES") {
             c.media_max_bytes = v.parse().context("WA_MEDIA_MAX_BYTES")?;
+        }
+        if let Some(v) = get("WA_JSON_MAX_BYTES") {
+            c.json_max_bytes = v.parse().context("WA_JSON_MAX_BYTES")?;
         }
         if let Some(v) = get("WA_MEDIA_TIMEOUT") {
             c.media_timeout = parse_duration(&v).context("WA_MEDIA_TIMEOUT")?;
@@ -373,7 +426,7 @@ pub fn parse_cidrs(v: &str) -> anyhow::Result<Vec<IpNet>> {
         .map(|s| {
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                .with_context(|| format!("WA_ALLOWED_IPS: {s:?} is not a CIDR range"))
+                .with_context(|| format!("{s:?} is not a CIDR range"))
         })
         .collect()
 }

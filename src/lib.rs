@@ -23,6 +23,8 @@
 //!   exact stream version decided on; their tables in `domain::storage`; sends in `domain::send`;
 //!   an instance's send policy and the pure pacer in `domain::pacing`.
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
+//! - [`secrets`]: API keys and webhook secrets sealed at rest (key apart from the
+//!   databases, rotation), and the data directory's owner-only modes.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
 //! - [`projections`]: read models (activity log, message history, usage statistics), applied
 //!   in one transaction per batch, each behind its own checkpoint, rebuildable.
@@ -33,6 +35,7 @@
 //! - [`relay`]: the outbox relay, log → JetStream, each event once and in order.
 //! - [`replay`]: NDJSON export of the log (or the stream) for analytics.
 //! - [`webhooks`]: the webhook dispatcher: intake consumer, durable queue, signed retried sends.
+//! - [`tls`]: native HTTPS (`WA_TLS_CERT`/`WA_TLS_KEY`), certificate changes picked up live.
 //! - [`app`]: builds all of it and runs it under one shutdown token.
 
 pub mod api;
@@ -48,7 +51,9 @@ pub mod net;
 pub mod projections;
 pub mod relay;
 pub mod replay;
+pub mod secrets;
 pub mod store;
+pub mod tls;
 pub mod webhooks;
 pub mod whatsapp;
 

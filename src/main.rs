@@ -50,6 +50,11 @@ enum Command {
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Manage the key that seals API keys and webhook secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Read the event log.
     Events {
         #[command(subcommand)]
@@ -90,6 +95,17 @@ enum EventsCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Replace the key file's key with a new one and re-seal every stored
+    /// secret under it (run while the gateway is stopped). With
+    /// `WA_SECRETS_KEY`, rotate by setting the new key there and the old one
+    /// in `WA_SECRETS_KEY_PREVIOUS`, then start the gateway once.
+    RotateKey,
+    /// Print a new random key for `WA_SECRETS_KEY`.
+    GenerateKey,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +174,39 @@ async fn main() -> anyhow::Result<()> {
             println!("wrote {} schemas to {}", written.len(), out.display());
             Ok(())
         }
+        Command::Secrets { command } => {
+            let config = Config::from_env()?;
+            init_tracing(&config.log_filter);
+            match command {
+                SecretsCommand::GenerateKey => {
+                    println!("{}", wa_gateway::secrets::Sealer::new_key_text());
+                    Ok(())
+                }
+                SecretsCommand::RotateKey => {
+                    anyhow::ensure!(
+                        config.secrets_key.is_none(),
+                        "WA_SECRETS_KEY is set: put the new key there and the old one in \
+                         WA_SECRETS_KEY_PREVIOUS, then start the gateway (it re-seals on start)"
+                    );
+                    let file = wa_gateway::secrets::key_file(
+                        &config.data_dir,
+                        config.secrets_key_file.as_deref(),
+                    );
+                    anyhow::ensure!(
+                        file.exists(),
+                        "no secrets key file at {} (start the gateway once to create it)",
+                        file.display()
+                    );
+                    let store =
+                        wa_gateway::store::EventStore::open(&config.data_dir.join("events.db"))
+                            .await?;
+                    let (old, new, count) =
+                        wa_gateway::secrets::rotate_key_file(&file, store.pool()).await?;
+                    println!("rotated the secrets key {old} -> {new}; re-sealed {count} values");
+                    Ok(())
+                }
+            }
+        }
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name },
         } => {
@@ -187,7 +236,8 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let config = Config::from_env()?;
             init_tracing(&config.log_filter);
-            std::fs::create_dir_all(&config.data_dir)?;
+            wa_gateway::secrets::private_dir(&config.data_dir)?;
+            let sealer = sealer(&config)?;
             let store =
                 wa_gateway::store::EventStore::open(&config.data_dir.join("events.db")).await?;
             let new = NewUser {
@@ -197,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
                 last_name,
                 is_admin: admin,
             };
-            let user = users::register(&store, new, "cli")
+            let user = users::register(&store, &sealer, new, "cli")
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
@@ -301,4 +351,13 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The sealer of stored secrets, from `WA_SECRETS_KEY` or the key file.
+fn sealer(config: &Config) -> anyhow::Result<wa_gateway::secrets::Sealer> {
+    wa_gateway::secrets::load_or_create(
+        config.secrets_key.as_ref(),
+        &config.secrets_key_previous,
+        &wa_gateway::secrets::key_file(&config.data_dir, config.secrets_key_file.as_deref()),
+    )
 }

@@ -9,7 +9,26 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::domain::types::{OutboundUrl, is_forbidden_ip};
 
-/// Resolves with the system resolver and drops forbidden addresses.
+/// A name that resolved to a forbidden address (see [`is_forbidden_ip`]);
+/// callers find it in a connect error's sources and answer 400.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves to a loopback, private, link-local or otherwise non-public address")]
+pub struct AddressRefused(pub String);
+
+/// Whether an outbound request failed because its target (or a redirect's)
+/// was refused for its address rather than for a network fault.
+pub fn refused_for_address(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(s) = source {
+        if s.is::<AddressRefused>() || s.is::<crate::domain::types::UrlRefused>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Resolves with the system resolver and refuses names with forbidden addresses.
 struct GuardedResolver;
 
 impl Resolve for GuardedResolver {
@@ -19,10 +38,7 @@ impl Resolve for GuardedResolver {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.iter().any(|a| is_forbidden_ip(a.ip())) {
-                return Err(format!(
-                    "{host} resolves to a loopback, private, link-local or metadata address"
-                )
-                .into());
+                return Err(Box::new(AddressRefused(host)) as Box<_>);
             }
             let iter: Addrs = Box::new(addrs.into_iter());
             Ok(iter)

@@ -16,7 +16,9 @@ use super::types::Text;
 /// Login credentials.
 #[derive(Object)]
 pub struct LoginRequest {
+    #[oai(validator(min_length = 1))]
     pub email: Text,
+    #[oai(validator(min_length = 1))]
     pub password: Text,
 }
 
@@ -88,7 +90,10 @@ impl AuthApi {
         if body.email.trim().is_empty() || body.password.is_empty() {
             return Err(ApiError::bad_request("email and password are required"));
         }
-        let address = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let address = req
+            .extensions()
+            .get::<super::client_addr::ClientAddr>()
+            .and_then(|c| c.0);
         let user = logins::log_in(
             &state.store,
             &state.login_guard,
@@ -102,7 +107,13 @@ impl AuthApi {
                 QuotaSlot::refuse(req, state.config.login_max_failures, *retry_after_secs);
             }
         })?;
-        let token = state.tokens.issue(user.id.as_str())?;
+        let token = state
+            .tokens
+            .issue(user.id.as_str(), user.token_generation)?;
+        let api_key = state
+            .secrets
+            .open(crate::secrets::Purpose::ApiKey, &user.api_key)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(Json(LoginResponse {
             token,
             user: LoginUser {
@@ -110,21 +121,21 @@ impl AuthApi {
                 email: user.email,
                 first_name: user.first_name,
                 last_name: user.last_name,
-                api_key: user.api_key,
+                api_key: api_key.expose().to_string(),
             },
         }))
     }
 
     /// The authenticated user.
     #[oai(path = "/api/auth/me", method = "get")]
-    async fn me(&self, auth: Auth) -> Json<Me> {
+    async fn me(&self, auth: Auth) -> ApiResult<Json<Me>> {
         let u = auth.0;
-        Json(Me {
+        Ok(Json(Me {
             id: u.id.into_string(),
             email: u.email,
             first_name: u.first_name,
             last_name: u.last_name,
-        })
+        }))
     }
 
     /// Replace the caller's API key; the old key stops working at once.
@@ -136,12 +147,14 @@ impl AuthApi {
     ) -> ApiResult<Json<ApiKeyResponse>> {
         // Evict before and after: no request may keep using the old key.
         state.key_cache.evict_user(&auth.0.id);
-        let api_key = users::rotate_api_key(&state.store, &auth.0.id).await?;
+        let api_key = users::rotate_api_key(&state.store, &state.secrets, &auth.0.id).await?;
         state.key_cache.evict_user(&auth.0.id);
         Ok(Json(ApiKeyResponse { api_key }))
     }
 
-    /// Change the caller's password (tokens already issued stay valid until they expire).
+    /// Change the caller's password. Every token issued before (this
+    /// request's included) stops working: log in again. API keys are not
+    /// affected (rotate the key to end it).
     #[oai(path = "/api/auth/password", method = "post")]
     async fn change_password(
         &self,

@@ -24,7 +24,8 @@ use super::types::Text;
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct CreateInstanceRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, not only white space, no control characters.
+    #[oai(validator(pattern = r"\S"))]
     pub name: Text,
     /// At most 500 characters.
     pub description: Option<Text>,
@@ -161,10 +162,14 @@ pub struct UpdateInstanceRequest {
 pub struct CreatedInstance {
     pub id: String,
     pub name: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
     pub user_id: String,
     /// Connection state: `connecting`, `qr`, `connected`, `disconnected`, `logged_out`.
     pub status: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub created_at: String,
@@ -188,8 +193,12 @@ pub struct ConnectionStatus {
 pub struct InstanceSummary {
     pub id: String,
     pub name: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
     pub status: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub created_at: String,
@@ -221,8 +230,12 @@ pub struct WebhookSettingsView {
 pub struct InstanceDetail {
     pub id: String,
     pub name: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
     pub status: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub created_at: String,
@@ -238,7 +251,11 @@ pub struct InstanceDetail {
 pub struct UpdatedInstance {
     pub id: String,
     pub name: String,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
+    /// Absent when not set.
+    #[oai(skip_serializing_if_is_none)]
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub updated_at: String,
@@ -265,7 +282,8 @@ async fn checked_webhook_url(state: &AppState, raw: &str) -> ApiResult<String> {
     Ok(url.as_str().to_string())
 }
 
-fn parse_secret(raw: &str) -> ApiResult<Option<Secret>> {
+/// A webhook secret, checked and sealed for storage ([`crate::secrets`]).
+fn parse_secret(raw: &str, sealer: &crate::secrets::Sealer) -> ApiResult<Option<Secret>> {
     if raw.is_empty() {
         return Ok(None);
     }
@@ -275,7 +293,9 @@ fn parse_secret(raw: &str) -> ApiResult<Option<Secret>> {
             instances::MAX_SECRET_LEN
         )));
     }
-    Ok(Some(Secret::new(raw)))
+    Ok(Some(Secret::new(
+        sealer.seal(crate::secrets::Purpose::WebhookSecret, raw),
+    )))
 }
 
 impl AppState {
@@ -324,7 +344,7 @@ impl CreateInstanceRequest {
             secret: self
                 .webhook_secret
                 .as_deref()
-                .map(parse_secret)
+                .map(|s| parse_secret(s, &state.secrets))
                 .transpose()?
                 .flatten(),
             send_policy: self.send_policy.map(Into::into).unwrap_or_default(),
@@ -372,7 +392,7 @@ impl UpdateInstanceRequest {
             changes.max_retries = ws.max_retries;
             changes.retry_interval = ws.retry_interval;
             changes.secret = match &ws.secret {
-                MaybeUndefined::Value(s) => match parse_secret(s)? {
+                MaybeUndefined::Value(s) => match parse_secret(s, &state.secrets)? {
                     Some(s) => Change::Set(s),
                     None => Change::Clear,
                 },

@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod auth;
 pub mod calls;
+pub mod client_addr;
 pub mod health;
 pub mod history;
 pub mod instances;
@@ -100,11 +101,13 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let (allowed, max_body, recorder) = {
+    let (client, allowed, max_body, recorder) = {
         let state = req.data::<AppState>().expect("state is attached");
+        let client = client_addr::resolve(&req, &state.config.trusted_proxies);
         (
-            client_allowed(state, &req),
-            state.config.media_max_bytes + 1024 * 1024,
+            client,
+            client_allowed(state, client),
+            body_cap(&state.config, &req),
             state.api_calls.clone(),
         )
     };
@@ -113,19 +116,34 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("The request body is larger than {max_body} bytes"),
+        )
+    };
+    req.extensions_mut().insert(client_addr::ClientAddr(client));
     let mut resp = if !allowed {
+        tracing::info!(client = ?client, "refused by the IP allow-list");
         error_response(
             StatusCode::FORBIDDEN,
             "forbidden",
             "Your address is not allowed to use this API",
         )
     } else if declared_len.is_some_and(|n| n > max_body) {
-        error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "The request body is too large",
-        )
+        too_large()
     } else {
+        // A body without a declared length (chunked) is counted as it is
+        // read: past the cap the read fails and the answer is 413. (With a
+        // declared length, the server reads no more than it declares.)
+        let overflowed = if declared_len.is_none() {
+            let (body, overflowed) = capped_body(req.take_body(), max_body);
+            req.set_body(body);
+            Some(overflowed)
+        } else {
+            None
+        };
         req.extensions_mut().insert(RequestId(request_id.clone()));
         let caller = security::CallerSlot::default();
         req.extensions_mut().insert(caller.clone());
@@ -144,6 +162,16 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
                 (error_to_response(err), pattern)
             }
         };
+        if overflowed.is_some_and(|o| o.load(std::sync::atomic::Ordering::Acquire)) {
+            resp = too_large();
+        }
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = allowed_methods(&path)
+            && let Ok(v) = poem::http::HeaderValue::from_str(&allow)
+        {
+            // RFC 9110: a 405 names the methods the resource has.
+            resp.headers_mut().insert(poem::http::header::ALLOW, v);
+        }
         if let Some((user, is_admin)) = caller.0.get() {
             let call = calls::ServedCall {
                 caller: user.clone(),
@@ -169,6 +197,91 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
     Ok(resp)
 }
 
+/// The methods each route of the OpenAPI document answers, as path
+/// patterns (`None` for a `{parameter}` segment).
+type RouteMethods = Vec<(Vec<Option<String>>, Vec<String>)>;
+
+fn route_methods() -> &'static RouteMethods {
+    static ROUTES: std::sync::OnceLock<RouteMethods> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&service().spec()).unwrap_or_default();
+        let mut routes = RouteMethods::new();
+        if let Some(paths) = spec["paths"].as_object() {
+            for (pattern, ops) in paths {
+                let segments = pattern
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then(|| s.to_string()))
+                    .collect();
+                let mut methods: Vec<String> = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                routes.push((segments, methods));
+            }
+        }
+        routes
+    })
+}
+
+/// The `Allow` header of a 405 on `path`: the methods its route answers.
+fn allowed_methods(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut methods: Vec<String> = route_methods()
+        .iter()
+        .filter(|(pattern, _)| {
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p.as_deref().is_none_or(|p| p == *s))
+        })
+        .flat_map(|(_, m)| m.iter().cloned())
+        .collect();
+    methods.sort();
+    methods.dedup();
+    (!methods.is_empty()).then(|| methods.join(", "))
+}
+
+/// The most body bytes a request may carry: the media cap (and room for
+/// the form around the file) where a file is uploaded, `WA_JSON_MAX_BYTES`
+/// everywhere else.
+fn body_cap(config: &crate::config::Config, req: &Request) -> u64 {
+    if req.method() == poem::http::Method::POST && req.uri().path().ends_with("/send-file") {
+        config.media_max_bytes + 64 * 1024
+    } else {
+        config.json_max_bytes
+    }
+}
+
+/// `body`, failing once more than `cap` bytes have been read; the flag
+/// says that it did (the answer is then 413, whatever the handler made of it).
+fn capped_body(
+    body: poem::Body,
+    cap: u64,
+) -> (poem::Body, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let overflowed = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = overflowed.clone();
+    let mut read: u64 = 0;
+    let stream = body.into_bytes_stream().map(move |chunk| {
+        let chunk = chunk?;
+        read += chunk.len() as u64;
+        if read > cap {
+            flag.store(true, Ordering::Release);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the request body is too large",
+            ));
+        }
+        Ok(chunk)
+    });
+    (poem::Body::from_bytes_stream(stream), overflowed)
+}
+
 /// The caller's quota on the answer: `RateLimit-*`, and `Retry-After` on a 429.
 fn rate_limit_headers(resp: &mut Response, q: &rate_limit::Quota) {
     let headers = resp.headers_mut();
@@ -183,23 +296,12 @@ fn rate_limit_headers(resp: &mut Response, q: &rate_limit::Quota) {
     }
 }
 
-fn client_allowed(state: &AppState, req: &Request) -> bool {
+/// Whether the client's address (see [`client_addr`]) is on the allow-list.
+fn client_allowed(state: &AppState, client: Option<std::net::IpAddr>) -> bool {
     if state.config.allowed_ips.is_empty() {
         return true;
     }
-    match req.remote_addr().as_socket_addr() {
-        Some(addr) => {
-            let ip = match addr.ip() {
-                std::net::IpAddr::V6(v6) => v6
-                    .to_ipv4_mapped()
-                    .map(std::net::IpAddr::V4)
-                    .unwrap_or(addr.ip()),
-                ip => ip,
-            };
-            state.config.allowed_ips.iter().any(|net| net.contains(&ip))
-        }
-        None => false,
-    }
+    client.is_some_and(|ip| state.config.allowed_ips.iter().any(|net| net.contains(&ip)))
 }
 
 /// A JSON error answer.

@@ -255,13 +255,20 @@ async fn authenticate(state: &AppState, req: &Request) -> Result<User, ApiError>
                 "The Authorization header must be `Bearer <token>`",
             ));
         };
-        let user_id = state.tokens.verify(token.trim()).map_err(|e| match e {
+        let (user_id, generation) = state.tokens.verify(token.trim()).map_err(|e| match e {
             TokenError::Expired => ApiError::unauthorized("The token has expired"),
             TokenError::Invalid => ApiError::unauthorized("Invalid token"),
         })?;
-        return users::find_by_id(state.store.pool(), &UserId::from_stored(user_id))
+        let user = users::find_by_id(state.store.pool(), &UserId::from_stored(user_id))
             .await?
-            .ok_or_else(|| ApiError::unauthorized("Invalid token"));
+            .ok_or_else(|| ApiError::unauthorized("Invalid token"))?;
+        // A password change or reset ends every token issued before it.
+        if generation != user.token_generation {
+            return Err(ApiError::unauthorized(
+                "The token was issued before the password was changed; log in again",
+            ));
+        }
+        return Ok(user);
     }
     Err(ApiError::unauthorized(
         "Missing credentials: send `Authorization: Bearer <token>` or `x-api-key`",

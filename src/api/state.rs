@@ -37,6 +37,8 @@ pub struct AppState {
     pub rate_limits: Arc<super::rate_limit::RateLimits>,
     /// Requests holding an `Idempotency-Key` right now (see [`crate::domain::idempotency`]).
     pub idempotency: Arc<crate::domain::idempotency::KeyLocks>,
+    /// Seals and opens API keys and webhook secrets at rest.
+    pub secrets: Arc<crate::secrets::Sealer>,
     /// The webhook dispatcher (delivery log, manual retries).
     pub webhooks: crate::webhooks::Webhooks,
 }

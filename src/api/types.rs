@@ -56,6 +56,13 @@ impl ToJSON for Text {
     }
 }
 
+/// For poem-openapi's string validators (`min_length`, `pattern`).
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<Text> for String {
     fn from(t: Text) -> String {
         t.0

@@ -30,6 +30,14 @@ pub struct CreateUserRequest {
     pub is_admin: bool,
 }
 
+/// An admin's new password for a user.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ResetPasswordRequest {
+    /// 8 to 256 characters.
+    pub new_password: Text,
+}
+
 /// A user as admins see it (no API key, no password).
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -111,7 +119,7 @@ impl UsersApi {
             last_name: bounded(&body.last_name, "lastName")?,
             is_admin: body.is_admin,
         };
-        let user = users::register(&state.store, new, admin.id.as_str()).await?;
+        let user = users::register(&state.store, &state.secrets, new, admin.id.as_str()).await?;
         let api_key = user.api_key.clone();
         Ok(Json(CreatedUser {
             user: user.into(),
@@ -140,6 +148,27 @@ impl UsersApi {
             user_id: account.id.into_string(),
             per_minute: account.rate_limit_per_min,
             default_per_minute: state.config.rate_limit_per_min,
+        }))
+    }
+
+    /// Set a user's password (admins only; no current password asked).
+    /// Every token the user holds stops working; their API key does not.
+    #[oai(path = "/api/users/:userId/password", method = "put")]
+    async fn reset_password(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "userId")] user_id: Path<String>,
+        body: Json<ResetPasswordRequest>,
+    ) -> ApiResult<Json<SuccessMessage>> {
+        let admin = auth.require_admin()?;
+        let id = UserId::parse(&user_id.0)
+            .map_err(|_| ApiError::not_found(format!("User {} not found", user_id.0)))?;
+        let new = NewPassword::parse(&body.new_password).map_err(ApiError::bad_request)?;
+        users::reset_password(&state.store, &id, new, &admin.id).await?;
+        Ok(Json(SuccessMessage {
+            success: true,
+            message: "Password set; the user's tokens no longer work".into(),
         }))
     }
 
@@ -176,6 +205,7 @@ impl UsersApi {
 }
 
 fn bounded(v: &str, field: &str) -> ApiResult<String> {
+    crate::domain::types::reject_control_chars(v, field, false).map_err(ApiError::bad_request)?;
     if v.chars().count() > 100 {
         return Err(ApiError::bad_request(format!(
             "{field} must be at most 100 characters"

@@ -176,6 +176,16 @@ impl From<MediaError> for ApiError {
     }
 }
 
+/// A caption, empty as none; control characters other than newlines and tabs refused.
+fn checked_caption(caption: Option<String>) -> ApiResult<Option<String>> {
+    let caption = caption.filter(|c| !c.is_empty());
+    if let Some(c) = &caption {
+        crate::domain::types::reject_control_chars(c, "caption", true)
+            .map_err(ApiError::bad_request)?;
+    }
+    Ok(caption)
+}
+
 fn parse_phone(raw: &str) -> ApiResult<Jid> {
     Ok(send::recipient(raw)?)
 }
@@ -285,7 +295,7 @@ impl WhatsAppApi {
             return Err(ApiError::bad_request("url is required"));
         }
         let key = parse_key(&idempotency_key)?;
-        let caption = body.caption.map(String::from).filter(|c| !c.is_empty());
+        let caption = checked_caption(body.caption.map(String::from))?;
         let file_name = body.filename.map(String::from);
         let print = fingerprint(&[
             b"send-media",
@@ -348,7 +358,7 @@ impl WhatsAppApi {
         let key = parse_key(&idempotency_key)?;
         let content_type = form.file.content_type().map(str::to_owned);
         let file_name = form.file.file_name().map(str::to_owned);
-        let caption = form.caption.filter(|c| !c.is_empty());
+        let caption = checked_caption(form.caption)?;
         let data = form.file.into_vec().await.map_err(ApiError::internal)?;
         let print = fingerprint(&[
             b"send-file",

@@ -55,6 +55,7 @@ pub struct NewInstance {
     pub description: Option<String>,
     /// The settings without the secret; `has_secret` is derived from `secret`.
     pub webhook: WebhookSettings,
+    /// The webhook signing secret, sealed for storage ([`crate::secrets`]).
     pub secret: Option<Secret>,
     /// The send policy's fields given (the rest: [`SendPolicy::default`]).
     pub send_policy: PolicyChanges,
@@ -75,6 +76,7 @@ pub struct InstanceChanges {
     pub notify_read: Option<bool>,
     pub max_retries: Option<u32>,
     pub retry_interval: Option<u64>,
+    /// Sealed for storage, as in [`NewInstance::secret`].
     pub secret: Change<Secret>,
     /// The send policy's fields to change.
     pub send_policy: Option<PolicyChanges>,
@@ -170,9 +172,12 @@ fn decide_create(new: &NewInstance) -> Result<Vec<Event>, DomainError> {
 
 fn check_secret(secret: Option<&Secret>) -> Result<(), DomainError> {
     match secret {
-        Some(s) if s.expose().len() > MAX_SECRET_LEN => Err(DomainError::invalid(format!(
-            "webhook secret must be at most {MAX_SECRET_LEN} characters"
-        ))),
+        // Sealed for storage: at most as long as the longest secret sealed.
+        Some(s) if s.expose().len() > crate::secrets::sealed_len(MAX_SECRET_LEN) => {
+            Err(DomainError::invalid(format!(
+                "webhook secret must be at most {MAX_SECRET_LEN} characters"
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -508,7 +513,9 @@ mod tests {
                 ..InstanceChanges::default()
             },
             InstanceChanges {
-                secret: Change::Set(Secret::new("x".repeat(257))),
+                secret: Change::Set(Secret::new("x".repeat(
+                    crate::secrets::sealed_len(crate::domain::state::MAX_SECRET_LEN) + 1,
+                ))),
                 ..InstanceChanges::default()
             },
         ] {

@@ -35,6 +35,8 @@ impl OutgoingText {
         if message.trim().is_empty() {
             return Err(DomainError::invalid("message must not be empty"));
         }
+        crate::domain::types::reject_control_chars(message, "message", true)
+            .map_err(DomainError::Invalid)?;
         if message.chars().count() > MAX_TEXT_CHARS {
             return Err(DomainError::invalid(format!(
                 "message must be at most {MAX_TEXT_CHARS} characters"

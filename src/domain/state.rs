@@ -121,10 +121,13 @@ pub struct User {
     pub first_name: String,
     pub last_name: String,
     pub is_admin: bool,
+    /// The API key as stored: sealed (see [`crate::secrets`]); open it to show it.
     pub api_key: String,
     /// The user's own API rate limit (requests a minute); `None`: the default.
     pub rate_limit_per_min: Option<u32>,
     pub created_at: i64,
+    /// Tokens issued in an older generation are refused (see [`Account::token_generation`]).
+    pub token_generation: i64,
 }
 
 /// An account: the aggregate's state (no secrets).
@@ -140,4 +143,7 @@ pub struct Account {
     /// Unix milliseconds.
     pub created_at: i64,
     pub updated_at: i64,
+    /// Moved on by every password change or reset; a token carries the
+    /// generation it was issued in and is refused once it is older.
+    pub token_generation: i64,
 }

@@ -9,6 +9,7 @@ use crate::config::Secret;
 use crate::events::{
     ApiKeyRotated, Event, PasswordChanged, RateLimitSet, UserLoggedIn, UserRegistered,
 };
+use crate::secrets::{Purpose, Sealer};
 use crate::store::{Effect, EventStore, Metadata, StreamId};
 
 use super::DomainError;
@@ -40,16 +41,24 @@ pub enum UserCommand {
         last_name: String,
         is_admin: bool,
         password_hash: Secret,
+        /// The API key sealed for storage ([`crate::secrets`]) and its lookup digest.
         api_key: Secret,
+        api_key_digest: String,
     },
     LogIn {
         password_matches: bool,
     },
     RotateApiKey {
+        /// Sealed for storage, with its lookup digest.
         new_key: Secret,
+        digest: String,
     },
     ChangePassword {
         current_matches: bool,
+        new_hash: Secret,
+    },
+    /// An admin's setting of a new password (no current password asked).
+    ResetPassword {
         new_hash: Secret,
     },
     /// An admin's setting of the user's own rate limit.
@@ -98,6 +107,9 @@ pub fn decide(state: Option<&Account>, cmd: &UserTimed) -> Result<Vec<Event>, Do
         (C::SetRateLimit { .. }, None) => {
             Err(DomainError::NotFound(format!("User {user_id} not found")))
         }
+        (C::ResetPassword { .. }, None) => {
+            Err(DomainError::NotFound(format!("User {user_id} not found")))
+        }
         (_, None) => Err(DomainError::Unauthorized("Unknown user".into())),
         (C::LogIn { password_matches }, Some(_)) => {
             if *password_matches {
@@ -137,6 +149,7 @@ pub fn decide(state: Option<&Account>, cmd: &UserTimed) -> Result<Vec<Event>, Do
                 Err(DomainError::invalid("currentPassword is not correct"))
             }
         }
+        (C::ResetPassword { .. }, Some(_)) => Ok(vec![PasswordChanged { user_id }.into()]),
     }
 }
 
@@ -152,13 +165,20 @@ pub fn apply(state: Option<Account>, event: &Event, at: i64) -> Option<Account> 
             rate_limit_per_min: None,
             created_at: at,
             updated_at: at,
+            token_generation: 0,
         }),
         Event::RateLimitSet(e) => state.map(|a| Account {
             rate_limit_per_min: e.per_minute,
             updated_at: at.max(a.updated_at),
             ..a
         }),
-        Event::ApiKeyRotated(_) | Event::PasswordChanged(_) => state.map(|a| Account {
+        // A new password ends every token issued before it.
+        Event::PasswordChanged(_) => state.map(|a| Account {
+            updated_at: at.max(a.updated_at),
+            token_generation: a.token_generation + 1,
+            ..a
+        }),
+        Event::ApiKeyRotated(_) => state.map(|a| Account {
             updated_at: at.max(a.updated_at),
             ..a
         }),
@@ -208,17 +228,20 @@ impl Aggregate for Account {
             UserCommand::Register {
                 password_hash,
                 api_key,
+                api_key_digest,
                 ..
             } => UserChange::Insert {
                 account: after,
                 password_hash: password_hash.clone(),
                 api_key: api_key.clone(),
+                api_key_digest: api_key_digest.clone(),
                 version,
             },
-            UserCommand::RotateApiKey { new_key } => {
-                UserChange::SetApiKey(after, new_key.clone(), version)
+            UserCommand::RotateApiKey { new_key, digest } => {
+                UserChange::SetApiKey(after, new_key.clone(), digest.clone(), version)
             }
-            UserCommand::ChangePassword { new_hash, .. } => {
+            UserCommand::ChangePassword { new_hash, .. }
+            | UserCommand::ResetPassword { new_hash } => {
                 UserChange::SetPasswordHash(after, new_hash.clone(), version)
             }
             UserCommand::LogIn { .. } => UserChange::SetVersion(id.clone(), version),
@@ -261,7 +284,13 @@ async fn verify(password: &str, hash: Secret) -> Result<bool, DomainError> {
 }
 
 /// Creates an account: `user_registered`, with the hash and key written alongside.
-pub async fn register(store: &EventStore, new: NewUser, actor: &str) -> Result<User, DomainError> {
+/// The API key is stored sealed by `sealer`; the answer holds it in clear.
+pub async fn register(
+    store: &EventStore,
+    sealer: &Sealer,
+    new: NewUser,
+    actor: &str,
+) -> Result<User, DomainError> {
     if table::email_taken(store.pool(), new.email.as_str()).await? {
         return Err(DomainError::conflict(
             "A user with this email already exists",
@@ -275,7 +304,8 @@ pub async fn register(store: &EventStore, new: NewUser, actor: &str) -> Result<U
         last_name: new.last_name,
         is_admin: new.is_admin,
         password_hash: hash(new.password.expose()).await?,
-        api_key: Secret::new(api_key.clone()),
+        api_key: Secret::new(sealer.seal(Purpose::ApiKey, &api_key)),
+        api_key_digest: auth::api_key_digest(&api_key),
     };
     let account = run(store, &id, command, Metadata::actor(actor))
         .await
@@ -295,6 +325,7 @@ pub async fn register(store: &EventStore, new: NewUser, actor: &str) -> Result<U
         api_key,
         rate_limit_per_min: account.rate_limit_per_min,
         created_at: account.created_at,
+        token_generation: account.token_generation,
     })
 }
 
@@ -324,13 +355,18 @@ pub async fn login(store: &EventStore, email: &str, password: &str) -> Result<Us
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Replaces the user's API key; the old one stops working with this commit.
-pub async fn rotate_api_key(store: &EventStore, id: &UserId) -> Result<String, DomainError> {
+pub async fn rotate_api_key(
+    store: &EventStore,
+    sealer: &Sealer,
+    id: &UserId,
+) -> Result<String, DomainError> {
     let key = auth::new_api_key();
     run(
         store,
         id,
         UserCommand::RotateApiKey {
-            new_key: Secret::new(key.clone()),
+            new_key: Secret::new(sealer.seal(Purpose::ApiKey, &key)),
+            digest: auth::api_key_digest(&key),
         },
         Metadata::actor(id.as_str()),
     )
@@ -380,10 +416,31 @@ pub async fn change_password(
     Ok(())
 }
 
+/// Sets a new password for a user without asking for the current one (an
+/// admin's reset); like a change, it ends every token issued before.
+pub async fn reset_password(
+    store: &EventStore,
+    id: &UserId,
+    new: NewPassword,
+    admin: &UserId,
+) -> Result<(), DomainError> {
+    let new_hash = hash(new.expose()).await?;
+    run(
+        store,
+        id,
+        UserCommand::ResetPassword { new_hash },
+        Metadata::actor(admin.as_str()),
+    )
+    .await?
+    .ok_or_else(|| DomainError::NotFound(format!("User {id} not found")))?;
+    Ok(())
+}
+
 /// Creates the first admin when there is no user at all. Returns the
 /// generated password when one had to be made up (printed once by the caller).
 pub async fn ensure_first_admin(
     store: &EventStore,
+    sealer: &Sealer,
     email: &str,
     password: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
@@ -402,7 +459,7 @@ pub async fn ensure_first_admin(
         last_name: String::new(),
         is_admin: true,
     };
-    register(store, new, "system")
+    register(store, sealer, new, "system")
         .await
         .map_err(|e| anyhow::anyhow!("Failed to create the first admin: {e}"))?;
     Ok(generated.then_some(password))
@@ -553,6 +610,7 @@ mod tests {
                 is_admin: false,
                 password_hash: Secret::new("$argon2id$hash"),
                 api_key: Secret::new("key-never-in-the-log"),
+                api_key_digest: "digest".into(),
             },
         )
         .unwrap();
@@ -584,6 +642,7 @@ mod tests {
                 is_admin: false,
                 password_hash: Secret::new("h"),
                 api_key: Secret::new("k"),
+                api_key_digest: "digest".into(),
             },
         )
         .unwrap_err();
@@ -631,6 +690,7 @@ mod tests {
             Some(&a),
             UserCommand::RotateApiKey {
                 new_key: Secret::new("new-key-secret"),
+                digest: "digest".into(),
             },
         )
         .unwrap();
@@ -668,6 +728,7 @@ mod tests {
         for command in [
             UserCommand::RotateApiKey {
                 new_key: Secret::new("k"),
+                digest: "digest".into(),
             },
             UserCommand::ChangePassword {
                 current_matches: true,

@@ -515,6 +515,9 @@ impl Tail {
 /// the database's committer runs the regular checkpoints in the background
 /// through a [`Checkpointer`].
 pub async fn open_sqlite(path: &Path, max_connections: u32) -> anyhow::Result<SqlitePool> {
+    // Owner-only from the first byte: SQLite gives `-wal` and `-shm` the
+    // database file's mode.
+    crate::secrets::precreate_private_file(path)?;
     let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)

@@ -45,7 +45,11 @@ pub struct Webhooks {
 impl Webhooks {
     /// Creates the tables and the guarded HTTP client (no redirects,
     /// `WA_WEBHOOK_TIMEOUT`, private addresses refused unless `WA_WEBHOOK_ALLOW_PRIVATE`).
-    pub async fn open(store: EventStore, config: &Config) -> anyhow::Result<Self> {
+    pub async fn open(
+        store: EventStore,
+        config: &Config,
+        sealer: Arc<crate::secrets::Sealer>,
+    ) -> anyhow::Result<Self> {
         let db = crate::store::open_sqlite(&config.data_dir.join("webhooks.db"), 8).await?;
         crate::backbone::ensure_checkpoint_table(&db).await?;
         deliveries::ensure_schema(&db).await?;
@@ -64,6 +68,7 @@ impl Webhooks {
                 config.webhook_allow_private,
                 config.webhook_workers,
                 deliver_from,
+                sealer,
             )),
         })
     }

@@ -152,6 +152,19 @@ async fn prepare(shared: &Shared, d: &Delivery) -> Result<Prepared, AttemptResul
     let Some(secret) = secret else {
         return Err(permanent("the instance was deleted".into()));
     };
+    let secret = secret
+        .map(|s| {
+            shared
+                .sealer
+                .open(crate::secrets::Purpose::WebhookSecret, &s)
+        })
+        .transpose()
+        .map_err(|e| AttemptResult {
+            error: Some(e.to_string()),
+            permanent: false,
+            ..permanent(String::new())
+        })?;
+    let secret = secret.as_ref().map(crate::config::Secret::expose);
     let timestamp = Utc::now().timestamp();
     let mut headers = vec![
         ("content-type", "application/json".to_string()),
@@ -159,7 +172,7 @@ async fn prepare(shared: &Shared, d: &Delivery) -> Result<Prepared, AttemptResul
         (signing::WEBHOOK_TIMESTAMP_HEADER, timestamp.to_string()),
     ];
     headers.extend(signing::signature_headers(
-        secret.as_deref(),
+        secret,
         &d.webhook_id,
         timestamp,
         d.body.as_bytes(),
@@ -172,12 +185,8 @@ async fn prepare(shared: &Shared, d: &Delivery) -> Result<Prepared, AttemptResul
 
 /// Why a request failed, without the URL (it may carry tokens) or any secret.
 fn describe(e: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    while let Some(s) = source {
-        if s.to_string().contains("resolves to a loopback") {
-            return "refused: webhookUrl resolves to a loopback, private, link-local or metadata address".into();
-        }
-        source = s.source();
+    if crate::net::refused_for_address(e) {
+        return "refused: webhookUrl resolves to a loopback, private, link-local or otherwise non-public address".into();
     }
     if e.is_timeout() {
         "timeout".into()
@@ -271,6 +280,8 @@ pub(crate) struct Shared {
     pub client: reqwest::Client,
     pub allow_private: bool,
     pub deliver_from: i64,
+    /// Opens the instances' sealed webhook secrets.
+    pub sealer: Arc<crate::secrets::Sealer>,
     workers: Arc<Semaphore>,
     /// Serialises the dispatcher's own write transactions (intake,
     /// recorder, cancellations): no SQLite busy waits between them.
@@ -289,6 +300,7 @@ impl Shared {
         allow_private: bool,
         workers: usize,
         deliver_from: i64,
+        sealer: Arc<crate::secrets::Sealer>,
     ) -> Self {
         Self {
             checkpointer: crate::store::Checkpointer::new(db.clone()),
@@ -297,6 +309,7 @@ impl Shared {
             client,
             allow_private,
             deliver_from,
+            sealer,
             workers: Arc::new(Semaphore::new(workers.max(1))),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             lanes: Mutex::new(HashMap::new()),

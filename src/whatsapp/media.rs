@@ -76,11 +76,13 @@ pub async fn fetch(
 ) -> Result<OutgoingMedia, MediaError> {
     let parsed = OutboundUrl::parse(url, "url", allow_private)
         .map_err(|e| MediaError::BadUrl(e.to_string()))?;
-    let resp = client
-        .get(parsed.url().clone())
-        .send()
-        .await
-        .map_err(|e| MediaError::Fetch(describe(&e)))?;
+    let resp = client.get(parsed.url().clone()).send().await.map_err(|e| {
+        if crate::net::refused_for_address(&e) {
+            MediaError::BadUrl(crate::domain::types::UrlRefused::Private("url").to_string())
+        } else {
+            MediaError::Fetch(describe(&e))
+        }
+    })?;
     if !resp.status().is_success() {
         return Err(MediaError::Status(resp.status().as_u16()));
     }

@@ -339,8 +339,9 @@ impl SimSession {
             {
                 return Err(SimError::PhoneTaken(phone));
             }
-            std::fs::create_dir_all(&net.config.dir)?;
+            crate::secrets::private_dir(&net.config.dir).map_err(std::io::Error::other)?;
             let path = net.config.dir.join(format!("{}.json", self.instance_id));
+            crate::secrets::precreate_private_file(&path).map_err(std::io::Error::other)?;
             std::fs::write(
                 &path,
                 serde_json::to_vec(&Pairing {

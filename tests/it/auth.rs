@@ -49,7 +49,7 @@ async fn every_kind_of_bad_credential_is_a_json_401() {
     let expired = app
         .state
         .tokens
-        .issue_with(&user.id, now - 7200, now - 3600)
+        .issue_with(&user.id, 0, now - 7200, now - 3600)
         .unwrap();
     let mut tampered = user.token.clone();
     let last = tampered.pop().unwrap();
@@ -364,4 +364,97 @@ async fn the_command_line_creates_a_user_who_can_log_in() {
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[tokio::test]
+async fn a_token_from_before_a_password_change_is_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("gen@example.com").await;
+    // A second session of the same user, e.g. on another device.
+    let other = app.login("gen@example.com", "user-password").await;
+    app.get("/api/auth/me", As::Bearer(&other.token))
+        .await
+        .expect(200);
+    app.post(
+        "/api/auth/password",
+        As::Bearer(&user.token),
+        json!({"currentPassword": "user-password", "newPassword": "a-new-password"}),
+    )
+    .await
+    .expect(200);
+    for old in [&user.token, &other.token] {
+        let body = app
+            .get("/api/auth/me", As::Bearer(old))
+            .await
+            .expect_error(401);
+        assert_eq!(body["error"], "unauthorized");
+    }
+    // The API key is not a session: it keeps working until rotated.
+    app.get("/api/auth/me", As::Key(&user.api_key))
+        .await
+        .expect(200);
+    let fresh = app.login("gen@example.com", "a-new-password").await;
+    app.get("/api/auth/me", As::Bearer(&fresh.token))
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn an_admins_password_reset_ends_the_users_tokens() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("reset@example.com").await;
+    // Only admins reset passwords, and only existing users'.
+    app.put(
+        &format!("/api/users/{}/password", user.id),
+        As::Bearer(&user.token),
+        json!({"newPassword": "by-myself-123"}),
+    )
+    .await
+    .expect_error(403);
+    app.put(
+        "/api/users/00000000-0000-4000-8000-000000000000/password",
+        As::Bearer(&app.admin.token),
+        json!({"newPassword": "whatever-123"}),
+    )
+    .await
+    .expect_error(404);
+    app.put(
+        &format!("/api/users/{}/password", user.id),
+        As::Bearer(&app.admin.token),
+        json!({"newPassword": "short"}),
+    )
+    .await
+    .expect_error(400);
+    app.get("/api/auth/me", As::Bearer(&user.token))
+        .await
+        .expect(200);
+    app.put(
+        &format!("/api/users/{}/password", user.id),
+        As::Bearer(&app.admin.token),
+        json!({"newPassword": "set-by-admin-1"}),
+    )
+    .await
+    .expect(200);
+    app.get("/api/auth/me", As::Bearer(&user.token))
+        .await
+        .expect_error(401);
+    // The admin's own session is untouched; the user logs in with the new password.
+    app.get("/api/auth/me", As::Bearer(&app.admin.token))
+        .await
+        .expect(200);
+    app.post(
+        "/api/auth/login",
+        As::Nobody,
+        json!({"email": "reset@example.com", "password": "user-password"}),
+    )
+    .await
+    .expect_error(401);
+    app.login("reset@example.com", "set-by-admin-1").await;
+    let changes = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "password_changed")
+        .count();
+    assert_eq!(changes, 1);
 }

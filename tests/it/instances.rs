@@ -155,7 +155,16 @@ async fn create_list_get_update_delete_follow_the_seed_field_for_field() {
             .fetch_one(app.state.store.pool())
             .await
             .unwrap();
-    assert_eq!(secret.as_deref(), Some("new-secret-key"));
+    let secret = secret.map(|s| {
+        app.state
+            .secrets
+            .open(wa_gateway::secrets::Purpose::WebhookSecret, &s)
+            .unwrap()
+    });
+    assert_eq!(
+        secret.as_ref().map(wa_gateway::config::Secret::expose),
+        Some("new-secret-key")
+    );
 
     let deleted = app
         .delete(&format!("/api/instances/{id}"), As::Key(&user.api_key))

@@ -8,6 +8,7 @@ mod auth;
 mod backbone;
 mod concurrency;
 mod durability;
+mod edge;
 mod files;
 mod idempotency;
 mod instances;

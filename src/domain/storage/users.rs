@@ -10,8 +10,7 @@ use crate::domain::state::{Account, User};
 use crate::ids::UserId;
 use crate::store::StateChange;
 
-const USER_COLUMNS: &str =
-    "id, email, first_name, last_name, is_admin, api_key, rate_limit_per_min, created_at";
+const USER_COLUMNS: &str = "id, email, first_name, last_name, is_admin, api_key, rate_limit_per_min, created_at, token_generation";
 
 fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -25,6 +24,7 @@ fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
             .try_get::<Option<i64>, _>("rate_limit_per_min")?
             .map(|v| v as u32),
         created_at: row.try_get("created_at")?,
+        token_generation: row.try_get("token_generation")?,
     })
 }
 
@@ -124,7 +124,7 @@ pub async fn find_versioned(
 ) -> Result<Option<(Account, i64)>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT id, email, first_name, last_name, is_admin, rate_limit_per_min, created_at, \
-         updated_at, version FROM users WHERE id = ?",
+         updated_at, token_generation, version FROM users WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -142,6 +142,7 @@ pub async fn find_versioned(
                     .map(|v| v as u32),
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
+                token_generation: r.try_get("token_generation")?,
             },
             r.try_get("version")?,
         ))
@@ -149,12 +150,14 @@ pub async fn find_versioned(
     .transpose()
 }
 
-/// Writes a new account with its password hash and API key.
+/// Writes a new account with its password hash and API key (sealed, with
+/// the digest of the key in clear).
 pub async fn insert_user(
     conn: &mut SqliteConnection,
     a: &Account,
     password_hash: &Secret,
     api_key: &Secret,
+    api_key_digest: &str,
     version: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -168,7 +171,7 @@ pub async fn insert_user(
     .bind(a.is_admin as i64)
     .bind(password_hash.expose())
     .bind(api_key.expose())
-    .bind(auth::api_key_digest(api_key.expose()))
+    .bind(api_key_digest)
     .bind(a.created_at)
     .bind(a.updated_at)
     .bind(version)
@@ -182,13 +185,14 @@ pub async fn set_api_key(
     conn: &mut SqliteConnection,
     a: &Account,
     api_key: &Secret,
+    api_key_digest: &str,
     version: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE users SET api_key = ?, api_key_hash = ?, updated_at = ?, version = ? WHERE id = ?",
     )
     .bind(api_key.expose())
-    .bind(auth::api_key_digest(api_key.expose()))
+    .bind(api_key_digest)
     .bind(a.updated_at)
     .bind(version)
     .bind(&a.id)
@@ -197,20 +201,24 @@ pub async fn set_api_key(
     Ok(())
 }
 
-/// Replaces an account's password hash.
+/// Replaces an account's password hash and moves its token generation on.
 pub async fn set_password_hash(
     conn: &mut SqliteConnection,
     a: &Account,
     hash: &Secret,
     version: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET password_hash = ?, updated_at = ?, version = ? WHERE id = ?")
-        .bind(hash.expose())
-        .bind(a.updated_at)
-        .bind(version)
-        .bind(&a.id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = ?, token_generation = ?, updated_at = ?, version = ? \
+         WHERE id = ?",
+    )
+    .bind(hash.expose())
+    .bind(a.token_generation)
+    .bind(a.updated_at)
+    .bind(version)
+    .bind(&a.id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -236,10 +244,11 @@ pub enum UserChange {
         account: Account,
         password_hash: Secret,
         api_key: Secret,
+        api_key_digest: String,
         version: i64,
     },
     /// [`set_api_key`].
-    SetApiKey(Account, Secret, i64),
+    SetApiKey(Account, Secret, String, i64),
     /// [`set_password_hash`].
     SetPasswordHash(Account, Secret, i64),
     /// [`set_version`].
@@ -259,10 +268,23 @@ impl StateChange for UserChange {
                     account,
                     password_hash,
                     api_key,
+                    api_key_digest,
                     version,
-                } => insert_user(conn, &account, &password_hash, &api_key, version).await,
+                } => {
+                    insert_user(
+                        conn,
+                        &account,
+                        &password_hash,
+                        &api_key,
+                        &api_key_digest,
+                        version,
+                    )
+                    .await
+                }
                 UserChange::SetRateLimit(a, v) => set_rate_limit(conn, &a, v).await,
-                UserChange::SetApiKey(a, key, v) => set_api_key(conn, &a, &key, v).await,
+                UserChange::SetApiKey(a, key, digest, v) => {
+                    set_api_key(conn, &a, &key, &digest, v).await
+                }
                 UserChange::SetPasswordHash(a, hash, v) => {
                     set_password_hash(conn, &a, &hash, v).await
                 }

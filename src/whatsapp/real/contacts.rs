@@ -83,7 +83,13 @@ impl ContactBook {
             let bytes = serde_json::to_vec(&*entries).expect("contacts serialize");
             let tmp = self.path.with_extension("json.tmp");
             let written = async {
-                tokio::fs::write(&tmp, &bytes).await?;
+                let mut opts = tokio::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                opts.mode(0o600);
+                let mut f = opts.open(&tmp).await?;
+                tokio::io::AsyncWriteExt::write_all(&mut f, &bytes).await?;
+                drop(f);
                 tokio::fs::rename(&tmp, &self.path).await
             }
             .await;

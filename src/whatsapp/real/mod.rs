@@ -112,12 +112,7 @@ pub struct RealEngine {
 impl RealEngine {
     /// An engine over `config`; creates the store directory.
     pub fn new(config: RealConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.dir).with_context(|| {
-            format!(
-                "Failed to create the session store dir {}",
-                config.dir.display()
-            )
-        })?;
+        crate::secrets::private_dir(&config.dir)?;
         let transport: Arc<dyn TransportFactory> = match &config.transport {
             Some(hook) => hook.0.clone(),
             None => {
@@ -253,6 +248,8 @@ impl Engine for RealEngine {
             .to_str()
             .context("the data dir path is not valid UTF-8")?
             .to_string();
+        // Owner-only before the engine's SQLite opens it (its -wal/-shm follow).
+        crate::secrets::precreate_private_file(&path)?;
         let backend = SqliteStore::new(&path_str)
             .await
             .with_context(|| format!("Failed to open the session store {path_str}"))?;
