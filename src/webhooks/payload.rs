@@ -146,12 +146,12 @@ pub fn render(
         ),
         Event::MessageStatus(e) => {
             let wanted = match e.status {
-                DeliveryStatus::Sent | DeliveryStatus::Delivered | DeliveryStatus::Failed => {
-                    filters.notify_delivery
-                }
+                DeliveryStatus::Sent | DeliveryStatus::Delivered => filters.notify_delivery,
                 DeliveryStatus::Read | DeliveryStatus::Played => filters.notify_read,
-                // A queued message that never went out: news for whoever follows sends.
-                DeliveryStatus::Failed => filters.notify_sent,
+                // A send that never arrived (refused, never acknowledged, or a
+                // queued message that never went out): news for whoever
+                // follows sends or their delivery.
+                DeliveryStatus::Failed => filters.notify_sent || filters.notify_delivery,
             };
             if !wanted {
                 return None;
