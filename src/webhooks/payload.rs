@@ -270,10 +270,12 @@ mod tests {
         let at = Utc::now();
         let delivery_only = Filters {
             notify_read: false,
+            notify_sent: false,
             ..ALL
         };
         let read_only = Filters {
             notify_delivery: false,
+            notify_sent: false,
             ..ALL
         };
         for (s, d, r) in [
@@ -286,6 +288,14 @@ mod tests {
             assert_eq!(render(&status(s), delivery_only, at).is_some(), d, "{s}");
             assert_eq!(render(&status(s), read_only, at).is_some(), r, "{s}");
         }
+        // A send that never arrived is news for whoever follows sends, too.
+        let sent_only = Filters {
+            notify_delivery: false,
+            notify_read: false,
+            ..ALL
+        };
+        assert!(render(&status("failed"), sent_only, at).is_some());
+        assert!(render(&status("delivered"), sent_only, at).is_none());
     }
 
     #[test]
