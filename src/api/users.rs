@@ -85,7 +85,8 @@ pub struct RateLimitRequest {
 #[oai(rename_all = "camelCase")]
 pub struct RateLimitView {
     pub user_id: String,
-    /// The user's own limit; null: the default applies.
+    /// The user's own limit; absent: the default applies.
+    #[oai(skip_serializing_if_is_none)]
     pub per_minute: Option<u32>,
     /// The gateway's default (`WA_RATE_LIMIT_PER_MIN`; 0: no limit).
     pub default_per_minute: u32,
