@@ -57,6 +57,7 @@ fn make_engine(config: &Config) -> anyhow::Result<(Arc<dyn Engine>, Option<SimEn
                 url: config.whatsapp_url.clone(),
                 version: config.whatsapp_version,
                 transport: config.whatsapp_transport.clone(),
+                http: config.whatsapp_http.clone(),
                 ack_timeout: config.send_ack_timeout,
             })?;
             Ok((Arc::new(engine), None))
@@ -115,6 +116,10 @@ impl App {
             },
             shutdown.child_token(),
         );
+        sessions.keep_media_in(crate::whatsapp::vault::MediaVault::new(
+            store.pool().clone(),
+            sealer.clone(),
+        ));
         let all = instances::list_all(store.pool()).await?;
         sessions.close_cut_sessions(&all).await?;
         sessions.start_all(&all);

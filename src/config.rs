@@ -131,6 +131,11 @@ pub struct Config {
     /// Not configurable from the environment: a transport that replaces the
     /// websocket of the real engine (tests and benchmarks set it from code).
     pub whatsapp_transport: Option<crate::whatsapp::real::TransportHook>,
+    /// Not configurable from the environment: the HTTP client of the real
+    /// engine's media (uploads and downloads at WhatsApp's CDN); tests set a
+    /// fake CDN from code. `None` = the client library's own, with full
+    /// certificate checks.
+    pub whatsapp_http: Option<crate::whatsapp::real::HttpHook>,
     /// `WA_RECONNECT_BASE_MS`: first reconnect delay after a drop (doubles per failure, max 60 s).
     pub reconnect_base: Duration,
     /// `WA_SEND_WAIT_MS`: how long a send waits for a connecting instance before answering 409.
@@ -180,6 +185,7 @@ impl Config {
             whatsapp_url: None,
             whatsapp_version: None,
             whatsapp_transport: None,
+            whatsapp_http: None,
             reconnect_base: Duration::from_secs(1),
             send_wait: Duration::from_secs(3),
             send_ack_timeout: Duration::from_secs(60),

@@ -428,6 +428,21 @@ pub struct QrReceived {
     pub qr_code: String,
 }
 
+/// A pairing code is waiting to be typed into the phone (WhatsApp > Linked
+/// devices > Link with phone number): asked for through `POST
+/// /api/instances/{instanceId}/pair-code`, or its replacement after WhatsApp
+/// retired the previous one. Like the QR code, a short-lived pairing
+/// credential: the activity log leaves it out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PairCodeReceived {
+    pub instance_id: InstanceId,
+    /// The code as WhatsApp shows it: `ABCD-EFGH`.
+    pub pair_code: String,
+    /// The phone number (digits) the code is for.
+    pub phone: String,
+}
+
 /// The WhatsApp connection is open and usable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -715,6 +730,7 @@ catalog! {
     WebhookDelivered(WebhookDelivered) = "webhook_delivered", version 1;
     WebhookFailed(WebhookFailed) = "webhook_failed", version 1;
     WebhookDisabled(WebhookDisabled) = "webhook_disabled", version 1;
+    PairCodeReceived(PairCodeReceived) = "pair_code_received", version 1;
 }
 
 /// A stored event whose type or payload this build does not understand.

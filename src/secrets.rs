@@ -45,6 +45,8 @@ pub enum Purpose {
     ApiKey,
     /// `instances.webhook_secret`.
     WebhookSecret,
+    /// `message_media.locator` (a media key and CDN path).
+    MediaLocator,
 }
 
 impl Purpose {
@@ -52,6 +54,7 @@ impl Purpose {
         match self {
             Purpose::ApiKey => b"wa-gateway users.api_key",
             Purpose::WebhookSecret => b"wa-gateway instances.webhook_secret",
+            Purpose::MediaLocator => b"wa-gateway message_media.locator",
         }
     }
 }
@@ -306,6 +309,25 @@ pub async fn reseal_all(pool: &SqlitePool, sealer: &Sealer) -> anyhow::Result<u6
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        count += 1;
+    }
+    let media: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT instance_id, message_id, locator FROM message_media")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (instance, message, stored) in media {
+        if sealer.is_current(&stored) {
+            continue;
+        }
+        let plain = sealer.open(Purpose::MediaLocator, &stored)?;
+        sqlx::query(
+            "UPDATE message_media SET locator = ? WHERE instance_id = ? AND message_id = ?",
+        )
+        .bind(sealer.seal(Purpose::MediaLocator, plain.expose()))
+        .bind(&instance)
+        .bind(&message)
+        .execute(&mut *tx)
+        .await?;
         count += 1;
     }
     tx.commit().await?;

@@ -185,6 +185,11 @@ pub struct ConnectionStatus {
     pub status: String,
     /// A QR code is waiting to be scanned.
     pub has_qr: bool,
+    /// `true` while a pairing code (`POST
+    /// /api/instances/{instanceId}/pair-code`) waits to be typed into the
+    /// phone; absent otherwise.
+    #[oai(skip_serializing_if_is_none)]
+    pub waiting_for_code: Option<bool>,
 }
 
 /// An instance in the list.
@@ -306,6 +311,7 @@ impl AppState {
             ready: s.ready(),
             status: s.state.as_str().to_string(),
             has_qr: s.qr.is_some(),
+            waiting_for_code: s.pair_code.is_some().then_some(true),
         }
     }
 }

@@ -9,7 +9,9 @@ pub mod client_addr;
 pub mod health;
 pub mod history;
 pub mod instances;
+pub mod media;
 pub mod paging;
+pub mod pairing;
 pub mod rate_limit;
 pub mod security;
 pub mod sim;
@@ -47,6 +49,8 @@ type Apis = (
     history::HistoryApi,
     stats::StatsApi,
     webhooks::WebhooksApi,
+    media::MediaApi,
+    pairing::PairingApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -63,6 +67,8 @@ fn service() -> OpenApiService<Apis, ()> {
             history::HistoryApi,
             stats::StatsApi,
             webhooks::WebhooksApi,
+            media::MediaApi,
+            pairing::PairingApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),

@@ -45,6 +45,13 @@ pub struct InboundResponse {
     pub message_id: String,
 }
 
+/// The phone types the instance's pairing code.
+#[derive(Object)]
+pub struct EnterCodeRequest {
+    /// The code as shown (`ABCD-EFGH`; case and dash do not matter).
+    pub code: Text,
+}
+
 /// `{ "success": true }`.
 #[derive(Object)]
 pub struct SimOk {
@@ -55,6 +62,7 @@ impl From<SimError> for ApiError {
     fn from(e: SimError) -> Self {
         match e {
             SimError::Io(e) => ApiError::internal(e),
+            SimError::WrongCode(_) => ApiError::bad_request(e.to_string()),
             other => ApiError::conflict(other.to_string()),
         }
     }
@@ -107,6 +115,24 @@ impl SimApi {
             None => None,
         };
         let phone = sim.scan(id, phone.as_deref())?;
+        Ok(Json(ScanResponse {
+            success: true,
+            phone,
+        }))
+    }
+
+    /// The "phone" types the pairing code the instance shows (after `POST
+    /// /api/instances/{instanceId}/pair-code`): the instance pairs with the
+    /// number the code was asked for. 400 for a wrong code, 409 when no code
+    /// is waiting.
+    #[oai(path = "/api/sim/instances/:instanceId/enter-code", method = "post")]
+    async fn enter_code(
+        &self,
+        state: Data<&AppState>,
+        #[oai(name = "instanceId")] owned: owned_instance::Path,
+        body: Json<EnterCodeRequest>,
+    ) -> ApiResult<Json<ScanResponse>> {
+        let phone = sim(&state)?.enter_code(owned.id().as_str(), &body.code)?;
         Ok(Json(ScanResponse {
             success: true,
             phone,

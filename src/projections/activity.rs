@@ -19,8 +19,8 @@ pub const NAME: &str = "activity";
 pub const EXCLUDED: &[&str] = &["api_called"];
 
 /// Payload fields left out of `details`: the instance id (already a field of
-/// the entry) and the QR code (a short-lived pairing credential).
-const HIDDEN_FIELDS: &[&str] = &["instanceId", "qrCode"];
+/// the entry), the QR code and the pairing code (short-lived pairing credentials).
+const HIDDEN_FIELDS: &[&str] = &["instanceId", "qrCode", "pairCode"];
 
 /// The activity log projection.
 pub struct Activity;

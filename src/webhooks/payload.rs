@@ -87,6 +87,15 @@ struct QrData<'a> {
     qr_code: &'a str,
 }
 
+/// `pair_code_received` data (beyond the seed, shaped like `qr_received`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PairCodeData<'a> {
+    instance_id: &'a InstanceId,
+    pair_code: &'a str,
+    phone: &'a str,
+}
+
 /// The whole body, fields in the seed's order.
 #[derive(Serialize)]
 struct Body<'a, D: Serialize> {
@@ -193,6 +202,15 @@ pub fn render(
             },
             at,
         ),
+        Event::PairCodeReceived(e) => body(
+            name,
+            PairCodeData {
+                instance_id: &e.instance_id,
+                pair_code: &e.pair_code,
+                phone: &e.phone,
+            },
+            at,
+        ),
         _ => return None,
     };
     Some((name, json))
@@ -208,6 +226,7 @@ pub fn is_webhook_event(event_type: &str) -> bool {
             | "connection_opened"
             | "connection_closed"
             | "qr_received"
+            | "pair_code_received"
     )
 }
 

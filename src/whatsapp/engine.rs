@@ -78,6 +78,46 @@ pub enum EngineEvent {
     },
     /// Contacts learned or changed.
     Contacts(Vec<Contact>),
+    /// A message's media can be fetched again later through
+    /// [`EngineSession::fetch_media`]: sent before the message's own
+    /// [`EngineEvent::Message`] (received media) or from a media send. The
+    /// gateway keeps it sealed in a table of its own, never in the log.
+    MediaKept {
+        message_id: MessageId,
+        media: KeptMedia,
+    },
+    /// A pairing code to type into the phone (WhatsApp > Linked devices >
+    /// Link with phone number), asked for with
+    /// [`EngineSession::pair_with_code`], or its replacement after WhatsApp
+    /// retired the previous one.
+    PairCode { code: String, phone: String },
+}
+
+/// What the gateway keeps of a message's media to fetch it again: the
+/// engine's own handle (`locator`, opaque to the gateway; for the real engine
+/// it holds the media key and the CDN path, so it is sealed at rest) and what
+/// the media endpoint answers with.
+#[derive(Clone, PartialEq)]
+pub struct KeptMedia {
+    pub kind: MediaKind,
+    pub mimetype: String,
+    pub file_name: Option<String>,
+    /// Declared size in bytes.
+    pub size: u64,
+    /// The engine's handle to fetch it again.
+    pub locator: String,
+}
+
+impl std::fmt::Debug for KeptMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The locator may hold a media key: never in a log line.
+        f.debug_struct("KeptMedia")
+            .field("kind", &self.kind)
+            .field("mimetype", &self.mimetype)
+            .field("file_name", &self.file_name)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Media to send.
@@ -135,4 +175,37 @@ pub trait EngineSession: Send + Sync + 'static {
         let _ = (to, typing);
         Ok(())
     }
+    /// Downloads (and decrypts) the media `locator` names (from
+    /// [`EngineEvent::MediaKept`]) into `dest`, refusing more than
+    /// `max_bytes`; returns the size written.
+    async fn fetch_media(
+        &self,
+        locator: &str,
+        dest: &std::path::Path,
+        max_bytes: u64,
+    ) -> anyhow::Result<u64> {
+        let _ = (locator, dest, max_bytes);
+        Err(FetchMediaError::Unsupported.into())
+    }
+    /// Asks for a pairing code for the phone number `phone` (digits) while
+    /// the session waits to be paired; the code also comes as
+    /// [`EngineEvent::PairCode`].
+    async fn pair_with_code(&self, phone: &str) -> anyhow::Result<String> {
+        let _ = phone;
+        anyhow::bail!("this engine cannot pair by code")
+    }
+}
+
+/// Why [`EngineSession::fetch_media`] failed, where the caller must tell the user something specific.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchMediaError {
+    /// The engine keeps no media.
+    #[error("this engine cannot fetch media")]
+    Unsupported,
+    /// The media is larger than allowed.
+    #[error("the media is larger than {0} bytes")]
+    TooLarge(u64),
+    /// The media is gone (expired at WhatsApp's CDN, or deleted).
+    #[error("the media is no longer available")]
+    Gone,
 }

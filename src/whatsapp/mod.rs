@@ -7,6 +7,7 @@ pub mod qr;
 pub mod real;
 pub mod sim;
 pub mod supervisor;
+pub mod vault;
 
 pub use engine::{Engine, EngineEvent, EngineSession, MediaKind, OutgoingMedia, Receipt};
 pub use supervisor::{ConnState, SessionStatus, Sessions};

@@ -21,8 +21,8 @@ use crate::ids::{InstanceId, MessageId};
 
 use super::Jid;
 use super::engine::{
-    Engine, EngineEvent, EngineSession, EventSink, IncomingMedia, IncomingMessage, OutgoingMedia,
-    Receipt,
+    Engine, EngineEvent, EngineSession, EventSink, FetchMediaError, IncomingMedia, IncomingMessage,
+    KeptMedia, OutgoingMedia, Receipt,
 };
 
 /// Settings of the simulated network.
@@ -49,6 +49,10 @@ pub enum SimError {
     NotConnected(String),
     #[error("phone {0} is already paired with another instance")]
     PhoneTaken(String),
+    #[error("instance {0} is not waiting for a pairing code")]
+    NoPairCode(String),
+    #[error("that is not the pairing code instance {0} shows")]
+    WrongCode(String),
     #[error("failed to store the pairing: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -145,6 +149,8 @@ struct SimSession {
     net: Weak<Net>,
     events: EventSink,
     phone: Mutex<Option<String>>,
+    /// The pairing code shown and the phone it is for (pairing by phone number).
+    pair_code: Mutex<Option<(String, String)>>,
     /// Ends the QR rotation.
     qr_stop: CancellationToken,
     /// Ends everything of this session.
@@ -274,6 +280,32 @@ impl SimEngine {
         }
     }
 
+    /// The phone types the pairing code the instance shows: pairs it with the
+    /// number the code was asked for; returns that number.
+    pub fn enter_code(&self, instance_id: &str, code: &str) -> Result<String, SimError> {
+        let session = self.session(instance_id)?;
+        let (shown, phone) = session
+            .pair_code
+            .lock()
+            .expect("sim lock")
+            .clone()
+            .ok_or_else(|| SimError::NoPairCode(instance_id.into()))?;
+        let typed: String = code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if typed != shown.replace('-', "") {
+            return Err(SimError::WrongCode(instance_id.into()));
+        }
+        if session.phone.lock().expect("sim lock").is_some() || session.qr_stop.is_cancelled() {
+            return Err(SimError::NotWaitingForQr(instance_id.into()));
+        }
+        session.pair(&self.net, phone.clone())?;
+        *session.pair_code.lock().expect("sim lock") = None;
+        Ok(phone)
+    }
+
     /// Delivers a message from `from` to the instance.
     pub fn inbound(
         &self,
@@ -394,7 +426,8 @@ impl SimSession {
             .ok_or_else(|| anyhow::anyhow!("not paired"))
     }
 
-    /// Ack, delivery to a local instance when `to` is one, then delivered and read receipts.
+    /// Ack, delivery to a local instance when `to` is one, then delivered and
+    /// read receipts. `kept`: the media's handle, for both sides.
     fn deliver(
         &self,
         message_id: &str,
@@ -402,6 +435,7 @@ impl SimSession {
         body: &str,
         message_type: &str,
         media: Option<IncomingMedia>,
+        kept: Option<KeptMedia>,
     ) -> anyhow::Result<()> {
         let my_phone = self.my_phone()?;
         let net = self
@@ -444,8 +478,18 @@ impl SimSession {
                 receipt: r,
                 chat: chat.clone(),
             };
+            let kept_event = |m: &KeptMedia| EngineEvent::MediaKept {
+                message_id: id.clone(),
+                media: m.clone(),
+            };
+            if let Some(m) = &kept {
+                let _ = events.send(kept_event(m)).await;
+            }
             let _ = events.send(receipt(Receipt::Sent)).await;
             if let Some(r) = &recipient {
+                if let Some(m) = &kept {
+                    let _ = r.events.send(kept_event(m)).await;
+                }
                 let _ = r
                     .events
                     .send(EngineEvent::Message(Box::new(incoming)))
@@ -465,6 +509,39 @@ impl SimSession {
         });
         Ok(())
     }
+}
+
+/// Where the sim keeps media bytes: `<dir>/media/<sha256 hex>`.
+fn media_path(dir: &std::path::Path, locator: &str) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(
+        locator.len() == 64 && locator.bytes().all(|b| b.is_ascii_hexdigit()),
+        "not a sim media handle"
+    );
+    Ok(dir.join("media").join(locator))
+}
+
+/// Keeps media bytes (once per content) as the network's CDN would; returns the handle.
+async fn keep_bytes(dir: &std::path::Path, data: &[u8]) -> anyhow::Result<String> {
+    let locator = hex::encode(Sha256::digest(data));
+    let path = media_path(dir, &locator)?;
+    if tokio::fs::metadata(&path).await.is_err() {
+        let media_dir = dir.join("media");
+        crate::secrets::private_dir(&media_dir)?;
+        let tmp = media_dir.join(format!("{locator}.{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&tmp, data).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+    }
+    Ok(locator)
+}
+
+/// A pairing code shaped like WhatsApp's: 8 characters of Crockford's
+/// alphabet, shown as `ABCD-EFGH`.
+fn random_pair_code() -> String {
+    const ALPHABET: &[u8; 32] = b"123456789ABCDEFGHJKLMNPQRSTVWXYZ";
+    let code: String = (0..8)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{}-{}", &code[..4], &code[4..])
 }
 
 #[async_trait]
@@ -489,6 +566,7 @@ impl Engine for SimEngine {
             net: Arc::downgrade(&self.net),
             events: events.clone(),
             phone: Mutex::new(None),
+            pair_code: Mutex::new(None),
             qr_stop: CancellationToken::new(),
             stop: CancellationToken::new(),
         });
@@ -569,7 +647,7 @@ impl EngineSession for SimSession {
     }
 
     async fn send_text(&self, message_id: &MessageId, to: &Jid, text: &str) -> anyhow::Result<()> {
-        self.deliver(message_id.as_str(), to, text, "conversation", None)
+        self.deliver(message_id.as_str(), to, text, "conversation", None, None)
     }
 
     async fn send_media(
@@ -585,13 +663,67 @@ impl EngineSession for SimSession {
             size: media.data.len() as u64,
         };
         let caption = media.caption.clone().unwrap_or_default();
+        let net = self
+            .net
+            .upgrade()
+            .ok_or_else(|| anyhow::anyhow!("network gone"))?;
+        let locator = keep_bytes(&net.config.dir, &media.data).await?;
+        let kept = KeptMedia {
+            kind: media.kind,
+            mimetype: media.mimetype.clone(),
+            file_name: media.file_name.clone(),
+            size: media.data.len() as u64,
+            locator,
+        };
         self.deliver(
             message_id.as_str(),
             to,
             &caption,
             media.kind.as_str(),
             Some(incoming),
+            Some(kept),
         )
+    }
+
+    async fn fetch_media(
+        &self,
+        locator: &str,
+        dest: &std::path::Path,
+        max_bytes: u64,
+    ) -> anyhow::Result<u64> {
+        let net = self
+            .net
+            .upgrade()
+            .ok_or_else(|| anyhow::anyhow!("network gone"))?;
+        let path = media_path(&net.config.dir, locator)?;
+        let size = match tokio::fs::metadata(&path).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FetchMediaError::Gone.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if size > max_bytes {
+            return Err(FetchMediaError::TooLarge(max_bytes).into());
+        }
+        tokio::fs::copy(&path, dest).await?;
+        Ok(size)
+    }
+
+    async fn pair_with_code(&self, phone: &str) -> anyhow::Result<String> {
+        if self.phone.lock().expect("sim lock").is_some() || self.qr_stop.is_cancelled() {
+            anyhow::bail!("instance {} is not waiting to be paired", self.instance_id);
+        }
+        let code = random_pair_code();
+        *self.pair_code.lock().expect("sim lock") = Some((code.clone(), phone.to_string()));
+        let _ = self
+            .events
+            .send(EngineEvent::PairCode {
+                code: code.clone(),
+                phone: phone.to_string(),
+            })
+            .await;
+        Ok(code)
     }
 
     async fn contacts(&self) -> anyhow::Result<Vec<Contact>> {

@@ -13,6 +13,7 @@ mod files;
 mod idempotency;
 mod instances;
 mod logins;
+mod media_pairing;
 mod nats;
 mod pacing;
 mod projections;

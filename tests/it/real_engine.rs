@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wa_gateway::config::EngineKind;
 use wa_gateway::store::RecordedEvent;
-use wa_gateway::whatsapp::real::TransportHook;
+use wa_gateway::whatsapp::real::{HttpHook, TransportHook};
 
 use crate::fake_wa::FakeWa;
 use crate::helpers::{As, TestApp};
@@ -15,13 +15,13 @@ use crate::helpers::{As, TestApp};
 /// The first connect after pairing waits ~10 s on purpose (the client's
 /// grace for the phone's app-state keys), so these waits are longer than
 /// the harness's default.
-const LONG_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const LONG_WAIT: Duration = Duration::from_secs(60);
 
-const PHONE: &str = "79005550101";
+pub(crate) const PHONE: &str = "79005550101";
 
 /// Logs to the test output when `RUST_LOG` is set (the client's `log`
 /// records included), to see what the real client did.
-fn trace_if_asked() {
+pub(crate) fn trace_if_asked() {
     if let Ok(filter) = std::env::var("RUST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -31,12 +31,15 @@ fn trace_if_asked() {
 }
 
 /// A gateway on the real engine whose sessions connect to `fake`.
-async fn gateway_on(fake: &FakeWa) -> TestApp {
+pub(crate) async fn gateway_on(fake: &FakeWa) -> TestApp {
     trace_if_asked();
     let factory = fake.factory();
+    let cdn = fake.cdn();
     TestApp::spawn_with(move |c| {
         c.engine = EngineKind::WhatsApp;
         c.whatsapp_transport = Some(TransportHook(factory));
+        // Media goes to the fake's CDN.
+        c.whatsapp_http = Some(HttpHook(cdn));
         // Pinned: no version fetch from the network.
         c.whatsapp_version = Some((2, 3000, 1_023_456_789));
         // Short, so a send the fake never acks fails within the test.
@@ -46,7 +49,12 @@ async fn gateway_on(fake: &FakeWa) -> TestApp {
 }
 
 /// Waits for the `nth` (1-based) event of a type for an instance, up to `LONG_WAIT`.
-async fn nth_event(app: &TestApp, id: &str, event_type: &str, nth: usize) -> RecordedEvent {
+pub(crate) async fn nth_event(
+    app: &TestApp,
+    id: &str,
+    event_type: &str,
+    nth: usize,
+) -> RecordedEvent {
     let mut sub = app.state.store.subscribe(0);
     let mut seen = 0;
     tokio::time::timeout(LONG_WAIT, async {
@@ -66,7 +74,7 @@ async fn nth_event(app: &TestApp, id: &str, event_type: &str, nth: usize) -> Rec
     .unwrap_or_else(|_| panic!("no {nth}th {event_type} for {id} within {LONG_WAIT:?}"))
 }
 
-async fn status(app: &TestApp, key: &str, id: &str) -> Value {
+pub(crate) async fn status(app: &TestApp, key: &str, id: &str) -> Value {
     app.get(&format!("/api/whatsapp/{id}/status"), As::Key(key))
         .await
         .expect(200)
@@ -274,10 +282,14 @@ async fn an_unreachable_whatsapp_keeps_the_instance_connecting_and_the_api_respo
     assert_eq!(store_files(&app, &id), Vec::<std::path::PathBuf>::new());
 }
 
-const CONTACT: &str = "79005550202";
+pub(crate) const CONTACT: &str = "79005550202";
 
 /// Waits for a webhook of `event` whose data satisfies `pred`, up to `LONG_WAIT`.
-async fn hook(r: &crate::receiver::Receiver, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn hook(
+    r: &crate::receiver::Receiver,
+    event: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     tokio::time::timeout(
         LONG_WAIT,
         r.wait_until(|h| h.event() == event && pred(&h.json["data"])),
@@ -288,7 +300,7 @@ async fn hook(r: &crate::receiver::Receiver, event: &str, pred: impl Fn(&Value) 
         .clone()
 }
 
-async fn history(app: &TestApp, key: &str, id: &str, chat: &str) -> Vec<Value> {
+pub(crate) async fn history(app: &TestApp, key: &str, id: &str, chat: &str) -> Vec<Value> {
     app.wait_for_projections().await;
     app.get(
         &format!("/api/instances/{id}/chats/{chat}/messages"),

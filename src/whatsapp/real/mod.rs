@@ -25,6 +25,9 @@
 mod acks;
 mod contacts;
 pub mod map;
+mod media;
+
+pub use media::HttpHook;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,7 +46,6 @@ use whatsapp_rust::transport::{
     TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory,
 };
 use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind};
-use whatsapp_rust::wacore::download::MediaType;
 use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{SendOptions, UploadOptions};
@@ -81,6 +83,9 @@ pub struct RealConfig {
     pub version: Option<(u32, u32, u32)>,
     /// A transport given from code (tests); `None` = websocket to `url`.
     pub transport: Option<TransportHook>,
+    /// An HTTP client for media given from code (tests); `None` = the
+    /// crate's own (ureq, full certificate checks).
+    pub http: Option<HttpHook>,
     /// How long a sent message may wait for the server's ack before it is
     /// reported `failed` (`no_server_ack`).
     pub ack_timeout: Duration,
@@ -99,6 +104,8 @@ type Version = (u32, u32, u32);
 struct Shared {
     config: RealConfig,
     transport: Arc<dyn TransportFactory>,
+    /// Media uploads and downloads of every session.
+    http: Arc<dyn whatsapp_rust::http::HttpClient>,
     /// The last resolved version and when it was resolved.
     version: Mutex<Option<(Version, Instant)>>,
 }
@@ -123,10 +130,12 @@ impl RealEngine {
                 Arc::new(factory)
             }
         };
+        let http = media::http_client(config.http.as_ref());
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 transport,
+                http,
                 version: Mutex::new(None),
             }),
         })
@@ -264,6 +273,7 @@ impl Engine for RealEngine {
         let bot = Bot::builder()
             .with_backend(backend)
             .with_transport_factory(DialerRef(dialer.clone()))
+            .with_http_client(media::SharedHttp(self.shared.http.clone()))
             .with_version(version)
             .with_event_handler(Forward {
                 queue: tx,
@@ -278,11 +288,13 @@ impl Engine for RealEngine {
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
         let acks = Arc::new(Acks::new(self.shared.config.ack_timeout));
+        let pairing_phone = Arc::new(std::sync::Mutex::new(None));
         let driver = Driver {
             acks: acks.clone(),
             instance_id: instance_id.to_string(),
             client: client.clone(),
-            sink: events,
+            sink: events.clone(),
+            pairing_phone: pairing_phone.clone(),
             book: book.clone(),
             stopping: stopping.clone(),
             stop: stop.clone(),
@@ -292,6 +304,8 @@ impl Engine for RealEngine {
             acks,
             instance_id: instance_id.to_string(),
             client,
+            sink: events,
+            pairing_phone,
             book,
             stopping,
             stop,
@@ -388,6 +402,9 @@ impl EventHandler for Forward {
             EventKind::ContactUpdate,
             EventKind::PushNameUpdate,
             EventKind::HistorySync,
+            EventKind::PairingCode,
+            EventKind::PairingCodeRefresh,
+            EventKind::PairingCodeError,
         ])
     }
 }
@@ -402,6 +419,8 @@ struct Driver {
     stopping: Arc<AtomicBool>,
     stop: CancellationToken,
     acks: Arc<Acks>,
+    /// The phone number a pairing code was asked for (to ask again on a refresh).
+    pairing_phone: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Driver {
@@ -479,6 +498,31 @@ impl Driver {
             }
             Event::PairError(p) => {
                 tracing::warn!(instance = %id, error = %p.error, "pairing failed");
+            }
+            Event::PairingCode(c) => {
+                let phone = self.pairing_phone.lock().expect("phone lock").clone();
+                self.emit(EngineEvent::PairCode {
+                    code: format_pair_code(&c.code),
+                    phone: phone.unwrap_or_default(),
+                })
+                .await;
+            }
+            Event::PairingCodeRefresh(_) => {
+                // WhatsApp retired the code: ask for the next one for the
+                // same number (it comes back as a PairingCode event).
+                let phone = self.pairing_phone.lock().expect("phone lock").clone();
+                if let Some(phone) = phone {
+                    let client = self.client.clone();
+                    let id = id.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = request_pair_code(&client, &phone).await {
+                            tracing::warn!(instance = %id, error = %e, "could not refresh the pairing code");
+                        }
+                    });
+                }
+            }
+            Event::PairingCodeError(e) => {
+                tracing::warn!(instance = %id, error = %e.error, "pairing by code failed");
             }
             Event::Connected(_) => {
                 let phone = self.client.pn().map(|j| j.user.to_string());
@@ -559,6 +603,18 @@ impl Driver {
             Event::Messages(batch) => {
                 for m in batch.messages.iter() {
                     if let Some(msg) = self.incoming(&m.message, &m.info).await {
+                        // The media handle first: kept before anyone hears of the message.
+                        if let Some(kept) = msg
+                            .media
+                            .as_ref()
+                            .and_then(|d| media::kept_from_message(m.message.get_base_message(), d))
+                        {
+                            self.emit(EngineEvent::MediaKept {
+                                message_id: msg.message_id.clone(),
+                                media: kept,
+                            })
+                            .await;
+                        }
                         self.emit(EngineEvent::Message(Box::new(msg))).await;
                     }
                 }
@@ -742,11 +798,39 @@ impl Driver {
     }
 }
 
+/// Asks the client for a pairing code for `phone` (digits), dropping any
+/// code still outstanding; returns the code as the client gives it (8 characters).
+async fn request_pair_code(client: &Arc<Client>, phone: &str) -> anyhow::Result<String> {
+    use whatsapp_rust::pair_code::PairCodeOptions;
+    client.cancel_pair_code().await;
+    let code = client
+        .pair_with_code(PairCodeOptions {
+            phone_number: phone.to_string(),
+            ..Default::default()
+        })
+        .await?;
+    Ok(code)
+}
+
+/// A pairing code as WhatsApp shows it: `ABCD-EFGH`.
+pub fn format_pair_code(code: &str) -> String {
+    let code = code.to_ascii_uppercase();
+    if code.len() == 8 && code.is_ascii() {
+        format!("{}-{}", &code[..4], &code[4..])
+    } else {
+        code
+    }
+}
+
 /// One running session of one instance.
 struct RealSession {
     acks: Arc<Acks>,
     instance_id: String,
     client: Arc<Client>,
+    /// The session's events (media kept after an upload).
+    sink: EventSink,
+    /// The phone number a pairing code was asked for.
+    pairing_phone: Arc<std::sync::Mutex<Option<String>>>,
     book: Arc<ContactBook>,
     /// Set before a deliberate stop or logout: events it causes are not reported.
     stopping: Arc<AtomicBool>,
@@ -824,17 +908,21 @@ impl EngineSession for RealSession {
             AudioOptions, DocumentOptions, ImageOptions, VideoOptions, audio_message,
             document_message, image_message, video_message,
         };
-        let media_type = match media.kind {
-            MediaKind::Image => MediaType::Image,
-            MediaKind::Video => MediaType::Video,
-            MediaKind::Audio => MediaType::Audio,
-            MediaKind::Document => MediaType::Document,
-        };
+        let media_type = media::media_type(media.kind);
         let upload = self
             .client
             .upload(media.data.to_vec(), media_type, UploadOptions::new())
             .await
             .context("Failed to upload the media")?;
+        if let Some(kept) = media::kept_from_upload(&upload, media) {
+            let _ = self
+                .sink
+                .send(EngineEvent::MediaKept {
+                    message_id: message_id.clone(),
+                    media: kept,
+                })
+                .await;
+        }
         let mimetype = Some(media.mimetype.clone());
         let caption = media.caption.clone().filter(|c| !c.is_empty());
         let message = match media.kind {
@@ -874,6 +962,16 @@ impl EngineSession for RealSession {
             ),
         };
         self.send(message_id, to, message).await
+    }
+
+    async fn fetch_media(&self, locator: &str, dest: &Path, max_bytes: u64) -> anyhow::Result<u64> {
+        media::fetch(&self.client, locator, dest, max_bytes).await
+    }
+
+    async fn pair_with_code(&self, phone: &str) -> anyhow::Result<String> {
+        *self.pairing_phone.lock().expect("phone lock") = Some(phone.to_string());
+        let code = request_pair_code(&self.client, phone).await?;
+        Ok(format_pair_code(&code))
     }
 
     async fn contacts(&self) -> anyhow::Result<Vec<Contact>> {

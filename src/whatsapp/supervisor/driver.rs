@@ -235,6 +235,16 @@ impl Driver {
             Action::Note(Note::CrashLoop { drops }) => {
                 tracing::warn!(instance = %id, drops, "crash loop: not reconnecting until asked");
             }
+            Action::KeepMedia { message_id, media } => match self.inner.vault.get() {
+                Some(vault) => {
+                    if let Err(e) = vault.keep(id, &message_id, &media).await {
+                        tracing::warn!(instance = %id, message = %message_id, error = %format!("{e:#}"), "failed to keep a message's media");
+                    }
+                }
+                None => {
+                    tracing::debug!(instance = %id, message = %message_id, "no media vault: media not kept")
+                }
+            },
             Action::Exit => self.exit = true,
         }
         None

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::events::{
     ConnectionClosed, ConnectionOpened, ContactsUpdated, Event, LoggedOut, MediaInfo,
-    MessageReceived, MessageStatus, QrReceived, ReasonCode, SessionReason,
+    MessageReceived, MessageStatus, PairCodeReceived, QrReceived, ReasonCode, SessionReason,
 };
 use crate::ids::{InstanceId, Jid, MessageId};
-use crate::whatsapp::engine::{EngineEvent, IncomingMessage, Receipt};
+use crate::whatsapp::engine::{EngineEvent, IncomingMessage, KeptMedia, Receipt};
 
 use super::{ConnState, SessionStatus, SupervisorConfig};
 
@@ -77,6 +77,11 @@ pub enum Action {
     CancelRetry,
     /// Wake the supervisor task so that it feeds [`Input::FlushReleased`].
     Wake,
+    /// Keep a message's media handle (sealed, outside the log) for the media endpoint.
+    KeepMedia {
+        message_id: MessageId,
+        media: KeptMedia,
+    },
     /// Log this.
     Note(Note),
     /// End the supervisor task.
@@ -148,6 +153,7 @@ impl State {
                 state: ConnState::Connecting,
                 qr: None,
                 phone: None,
+                pair_code: None,
             },
             failures: 0,
             drops: VecDeque::new(),
@@ -234,6 +240,7 @@ impl State {
                 self.failures = 0;
                 self.shown.state = ConnState::Connected;
                 self.shown.qr = None;
+                self.shown.pair_code = None;
                 self.shown.phone = phone.clone();
                 step.events.push(
                     ConnectionOpened {
@@ -270,16 +277,38 @@ impl State {
                 }
                 .into(),
             ),
+            EngineEvent::MediaKept { message_id, media } => {
+                step.actions.push(Action::KeepMedia { message_id, media })
+            }
+            EngineEvent::PairCode { code, phone } => self.pair_code(code, phone, step),
         }
+    }
+
+    /// A pairing code to show; a session that is no longer pairing ignores it.
+    fn pair_code(&mut self, code: String, phone: String, step: &mut Step) {
+        if !matches!(self.shown.state, ConnState::Qr | ConnState::Connecting) {
+            return;
+        }
+        self.shown.pair_code = Some(code.clone());
+        step.events.push(
+            PairCodeReceived {
+                instance_id: self.instance_id.clone(),
+                pair_code: code,
+                phone,
+            }
+            .into(),
+        );
     }
 
     /// A QR code to show, unless the cap of unscanned codes is reached.
     fn qr(&mut self, code: String, ctx: &Ctx, step: &mut Step) {
         self.qr_count += 1;
-        if self.qr_count > ctx.config.qr_max_codes {
+        // A pairing code being typed in keeps the session waiting.
+        if self.qr_count > ctx.config.qr_max_codes && self.shown.pair_code.is_none() {
             self.stop_engine(step);
             self.shown.state = ConnState::Disconnected;
             self.shown.qr = None;
+            self.shown.pair_code = None;
             step.events
                 .push(self.closed_event(ReasonCode::QrTimeout.into(), false));
             return;
@@ -310,6 +339,7 @@ impl State {
         }
         let crash_loop = self.drops.len() >= ctx.config.crash_loop_max;
         self.shown.qr = None;
+        self.shown.pair_code = None;
         if terminal || crash_loop {
             let reason = if crash_loop && !terminal {
                 step.actions.push(Action::Note(Note::CrashLoop {
@@ -339,6 +369,7 @@ impl State {
             state: ConnState::LoggedOut,
             qr: None,
             phone: None,
+            pair_code: None,
         };
         step.events.push(
             LoggedOut {
@@ -360,6 +391,7 @@ impl State {
         self.schedule_retry(ctx.now, step);
         self.shown.state = ConnState::Connecting;
         self.shown.qr = None;
+        self.shown.pair_code = None;
     }
 
     /// The gateway stops: a connected session says it will be back.
@@ -368,6 +400,7 @@ impl State {
         self.stop_engine(step);
         self.shown.state = ConnState::Disconnected;
         self.shown.qr = None;
+        self.shown.pair_code = None;
         if was_connected {
             step.events
                 .push(self.closed_event(ReasonCode::Shutdown.into(), true));
@@ -687,7 +720,8 @@ mod tests {
             SessionStatus {
                 state: ConnState::Connecting,
                 qr: None,
-                phone: None
+                phone: None,
+                pair_code: None
             }
         );
         assert_eq!(g.state.retry_at(), Some(g.now));
@@ -831,6 +865,76 @@ mod tests {
         assert_eq!(g.state.retry_at(), None);
     }
 
+    // Pairing by code.
+
+    /// The engine shows a pairing code for a phone.
+    fn pair_code(code: &str) -> EngineEvent {
+        EngineEvent::PairCode {
+            code: code.into(),
+            phone: "79001112233".into(),
+        }
+    }
+
+    #[test]
+    fn a_pairing_code_is_shown_recorded_and_cleared_on_connect() {
+        let mut g = Given::a_started_engine();
+        g.engine(qr("code-1"));
+        let step = g.engine(pair_code("ABCD-EFGH"));
+        assert_eq!(
+            step.events,
+            vec![
+                PairCodeReceived {
+                    instance_id: instance(),
+                    pair_code: "ABCD-EFGH".into(),
+                    phone: "79001112233".into(),
+                }
+                .into()
+            ]
+        );
+        assert_eq!(g.state.status().pair_code.as_deref(), Some("ABCD-EFGH"));
+        assert_eq!(g.shown(), ConnState::Qr);
+        g.engine(connected());
+        assert_eq!(g.state.status().pair_code, None);
+        // A code after the session connected is stale: nothing recorded.
+        assert_eq!(g.engine(pair_code("WXYZ-2345")).events, vec![]);
+    }
+
+    #[test]
+    fn qr_codes_beyond_the_cap_do_not_end_a_session_whose_code_is_being_typed() {
+        let mut g = Given::a_started_engine();
+        g.engine(qr("code-1"));
+        g.engine(pair_code("ABCD-EFGH"));
+        for n in 2..=6 {
+            let step = g.engine(qr(&format!("code-{n}")));
+            assert!(!step.actions.contains(&Action::StopEngine), "{n}");
+        }
+        assert_eq!(g.shown(), ConnState::Qr);
+    }
+
+    #[test]
+    fn kept_media_becomes_an_action_not_an_event() {
+        let mut g = Given::a_connected_session();
+        let media = KeptMedia {
+            kind: MediaKind::Image,
+            mimetype: "image/jpeg".into(),
+            file_name: None,
+            size: 10,
+            locator: "secret handle".into(),
+        };
+        let step = g.engine(EngineEvent::MediaKept {
+            message_id: mid("m1"),
+            media: media.clone(),
+        });
+        assert_eq!(step.events, vec![]);
+        assert_eq!(
+            step.actions,
+            vec![Action::KeepMedia {
+                message_id: mid("m1"),
+                media
+            }]
+        );
+    }
+
     // Connected.
 
     #[test]
@@ -854,7 +958,8 @@ mod tests {
             SessionStatus {
                 state: ConnState::Connected,
                 qr: None,
-                phone: Some("79005550000".into())
+                phone: Some("79005550000".into()),
+                pair_code: None
             }
         );
     }
@@ -1045,7 +1150,8 @@ mod tests {
             SessionStatus {
                 state: ConnState::LoggedOut,
                 qr: None,
-                phone: None
+                phone: None,
+                pair_code: None
             }
         );
         assert_eq!(g.state.retry_at(), None);

@@ -20,7 +20,7 @@ mod machine;
 mod outbox;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -35,7 +35,8 @@ use crate::ids::{InstanceId, MessageId, UserId};
 use crate::store::{Append, Effect, EventStore, Metadata, StreamId};
 
 use super::Jid;
-use super::engine::{Engine, EngineSession, OutgoingMedia};
+use super::engine::{Engine, EngineSession, FetchMediaError, KeptMedia, OutgoingMedia};
+use super::vault::MediaVault;
 use driver::{Command, Session};
 use machine::Input;
 
@@ -76,6 +77,8 @@ pub struct SessionStatus {
     pub qr: Option<String>,
     /// The paired phone number.
     pub phone: Option<String>,
+    /// A pairing code waiting to be typed into the phone (pairing by phone number).
+    pub pair_code: Option<String>,
 }
 
 impl SessionStatus {
@@ -155,6 +158,40 @@ pub enum SendError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// Why a message's media could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaFetchError {
+    /// No such message, or it has no media.
+    #[error("no media for this message")]
+    NotFound,
+    /// The instance is not connected (the download goes through WhatsApp).
+    #[error("the instance is not connected")]
+    NotConnected,
+    /// Larger than the media cap.
+    #[error("the media is larger than {0} bytes")]
+    TooLarge(u64),
+    /// WhatsApp no longer has it.
+    #[error("the media is no longer available at WhatsApp")]
+    Gone,
+    /// The download failed.
+    #[error("the media download failed: {0}")]
+    Engine(anyhow::Error),
+}
+
+/// Why a pairing code could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PairCodeError {
+    /// The session is not running or not waiting to be paired.
+    #[error("the instance is not waiting to be paired")]
+    NotRunning,
+    /// The instance is paired already.
+    #[error("the instance is already paired")]
+    AlreadyPaired,
+    /// The engine (or WhatsApp) refused.
+    #[error("no pairing code: {0}")]
+    Engine(anyhow::Error),
+}
+
 /// What every supervisor task shares: the engine, the log, the settings, the sessions.
 struct Inner {
     /// Starts engine sessions and owns their stores.
@@ -169,6 +206,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// The supervisor tasks, to wait for at shutdown.
     tasks: TaskTracker,
+    /// Where messages' media handles are kept (set once at start-up).
+    vault: OnceLock<MediaVault>,
 }
 
 /// Every instance's session, by instance id.
@@ -194,8 +233,15 @@ impl Sessions {
                 sessions: RwLock::new(HashMap::new()),
                 shutdown,
                 tasks: TaskTracker::new(),
+                vault: OnceLock::new(),
             }),
         }
+    }
+
+    /// Keeps messages' media handles in `vault` from now on (for
+    /// [`Sessions::fetch_media`]); without one, media is not kept.
+    pub fn keep_media_in(&self, vault: MediaVault) {
+        let _ = self.inner.vault.set(vault);
     }
 
     /// The engine's name.
@@ -285,8 +331,14 @@ impl Sessions {
             .is_some_and(|s| s.policy.read().expect("policy lock").enabled)
     }
 
-    /// Stops an instance's session for good and deletes its session store.
+    /// Stops an instance's session for good, deletes its session store and
+    /// forgets its kept media.
     pub async fn instance_deleted(&self, instance_id: &InstanceId) {
+        if let Some(vault) = self.inner.vault.get()
+            && let Err(e) = vault.forget_instance(instance_id).await
+        {
+            tracing::warn!(instance = %instance_id, error = %format!("{e:#}"), "failed to forget the instance's media");
+        }
         let session = self
             .inner
             .sessions
@@ -325,6 +377,7 @@ impl Sessions {
                 state: ConnState::Disconnected,
                 qr: None,
                 phone: None,
+                pair_code: None,
             },
         }
     }
@@ -644,6 +697,76 @@ impl Sessions {
             .push(Box::new(OutboundChange::Remove(ids)) as Effect);
         self.inner.store.append(append).await?;
         Ok(())
+    }
+
+    /// Downloads a sent or received message's media into `dest` through the
+    /// instance's engine (at most `max_bytes`); returns what the answer says
+    /// of it (type, name) and its size.
+    pub async fn fetch_media(
+        &self,
+        instance_id: &InstanceId,
+        message_id: &MessageId,
+        dest: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<(KeptMedia, u64), MediaFetchError> {
+        let vault = self.inner.vault.get().ok_or(MediaFetchError::NotFound)?;
+        let kept = vault
+            .find(instance_id, message_id)
+            .await
+            .map_err(MediaFetchError::Engine)?
+            .ok_or(MediaFetchError::NotFound)?;
+        if kept.size > max_bytes {
+            return Err(MediaFetchError::TooLarge(max_bytes));
+        }
+        let (_, engine) = self
+            .connected(instance_id)
+            .await
+            .map_err(|_| MediaFetchError::NotConnected)?;
+        match engine.fetch_media(&kept.locator, dest, max_bytes).await {
+            Ok(size) => Ok((kept, size)),
+            Err(e) => Err(match e.downcast_ref::<FetchMediaError>() {
+                Some(FetchMediaError::TooLarge(n)) => MediaFetchError::TooLarge(*n),
+                Some(FetchMediaError::Gone) => MediaFetchError::Gone,
+                _ => MediaFetchError::Engine(e),
+            }),
+        }
+    }
+
+    /// Asks the instance's engine for a code to pair it by phone number
+    /// (typed into the phone instead of scanning the QR code); the code is
+    /// also recorded (`pair_code_received`). Waits up to `send_wait` for a
+    /// session that is still connecting.
+    pub async fn pair_with_code(
+        &self,
+        instance_id: &InstanceId,
+        phone: &str,
+    ) -> Result<String, PairCodeError> {
+        let s = self.get(instance_id).ok_or(PairCodeError::NotRunning)?;
+        let mut rx = s.status.subscribe();
+        let state = match tokio::time::timeout(
+            self.inner.config.send_wait,
+            rx.wait_for(|st| st.state != ConnState::Connecting),
+        )
+        .await
+        {
+            Ok(Ok(st)) => st.state,
+            _ => ConnState::Connecting,
+        };
+        match state {
+            ConnState::Qr => {}
+            ConnState::Connected => return Err(PairCodeError::AlreadyPaired),
+            _ => return Err(PairCodeError::NotRunning),
+        }
+        let engine = s
+            .engine
+            .read()
+            .expect("engine lock")
+            .clone()
+            .ok_or(PairCodeError::NotRunning)?;
+        engine
+            .pair_with_code(phone)
+            .await
+            .map_err(PairCodeError::Engine)
     }
 
     /// The account's contacts and groups.

@@ -17,7 +17,9 @@
 //! skips most mistakes, so a test asserts the record is empty.
 #![allow(dead_code)]
 
+pub mod cdn;
 pub mod network;
+pub mod pair_code;
 pub mod phone;
 pub mod signal;
 
@@ -91,6 +93,10 @@ struct Inner {
     keys: Mutex<HashMap<String, network::AccountKeys>>,
     /// Unknown stanzas, unanswered IQs, nacks, retry receipts, ...
     problems: Mutex<Vec<String>>,
+    /// The fake CDN's files, by direct path.
+    cdn: Mutex<HashMap<String, Vec<u8>>>,
+    /// Pairing-code flows, by phone.
+    codes: Mutex<HashMap<String, pair_code::Pending>>,
 }
 
 /// The fake server; cheap to clone.
@@ -122,6 +128,8 @@ impl FakeWa {
                 contacts: Mutex::new(HashMap::new()),
                 keys: Mutex::new(HashMap::new()),
                 problems: Mutex::new(Vec::new()),
+                cdn: Mutex::new(HashMap::new()),
+                codes: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -171,42 +179,7 @@ impl FakeWa {
             .ok_or_else(|| {
                 anyhow::anyhow!("no live connection shows QR ref {}", scan.pairing_ref)
             })?;
-        let device = self.inner.next_device.fetch_add(1, Ordering::Relaxed);
-        let lid = format!("1{phone}");
-        let identity = scan.signed_device_identity(device)?;
-        let success = NodeBuilder::new("iq")
-            .attrs([
-                ("from", SERVER.to_string()),
-                ("type", "set".to_string()),
-                ("id", format!("pair-{device}")),
-                ("xmlns", "md".to_string()),
-            ])
-            .children([NodeBuilder::new("pair-success")
-                .children([
-                    NodeBuilder::new("device-identity").bytes(identity).build(),
-                    NodeBuilder::new("device")
-                        .attr("jid", format!("{phone}:{device}@s.whatsapp.net"))
-                        .attr("lid", format!("{lid}:{device}@lid"))
-                        .build(),
-                    NodeBuilder::new("platform").attr("name", "android").build(),
-                    // A business name becomes the push name: the client then
-                    // needs no app-state sync for it on later connects.
-                    NodeBuilder::new("biz").attr("name", "Fake Phone").build(),
-                ])
-                .build()])
-            .build();
-        self.inner.devices.lock().unwrap().insert(
-            phone.to_string(),
-            Device {
-                phone: phone.to_string(),
-                device,
-                lid,
-            },
-        );
-        conn.out
-            .send(success)
-            .map_err(|_| anyhow::anyhow!("the connection closed"))?;
-        Ok(())
+        pair_success(&self.inner, &conn, &scan, phone)
     }
 
     /// Drops every live connection of `phone` (a network failure). Returns how many.
@@ -250,6 +223,53 @@ impl FakeWa {
             notified.await;
         }
     }
+}
+
+/// The phone of `phone` pairs the companion that `scan` describes (from a
+/// QR code, or from the pairing-code flow): `<pair-success>` on `conn`,
+/// signed for its identity and authenticated with its adv secret.
+fn pair_success(
+    server: &Inner,
+    conn: &Conn,
+    scan: &phone::Scan,
+    phone: &str,
+) -> anyhow::Result<()> {
+    let device = server.next_device.fetch_add(1, Ordering::Relaxed);
+    let lid = format!("1{phone}");
+    let identity = scan.signed_device_identity(device)?;
+    let success = NodeBuilder::new("iq")
+        .attrs([
+            ("from", SERVER.to_string()),
+            ("type", "set".to_string()),
+            ("id", format!("pair-{device}")),
+            ("xmlns", "md".to_string()),
+        ])
+        .children([NodeBuilder::new("pair-success")
+            .children([
+                NodeBuilder::new("device-identity").bytes(identity).build(),
+                NodeBuilder::new("device")
+                    .attr("jid", format!("{phone}:{device}@s.whatsapp.net"))
+                    .attr("lid", format!("{lid}:{device}@lid"))
+                    .build(),
+                NodeBuilder::new("platform").attr("name", "android").build(),
+                // A business name becomes the push name: the client then
+                // needs no app-state sync for it on later connects.
+                NodeBuilder::new("biz").attr("name", "Fake Phone").build(),
+            ])
+            .build()])
+        .build();
+    server.devices.lock().unwrap().insert(
+        phone.to_string(),
+        Device {
+            phone: phone.to_string(),
+            device,
+            lid,
+        },
+    );
+    conn.out
+        .send(success)
+        .map_err(|_| anyhow::anyhow!("the connection closed"))?;
+    Ok(())
 }
 
 /// A certificate chain for `leaf_key`, shaped like WhatsApp's (intermediate
@@ -778,6 +798,11 @@ async fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
                     .build(),
             ]
         }
+        "md" if first.is_some_and(|c| c.tag == "link_code_companion_reg") => {
+            pair_code::iq(server, conn, node, first.unwrap())
+        }
+        // Media uploads and downloads go to the fake CDN.
+        "w:m" if first.is_some_and(|c| c.tag == "media_conn") => vec![cdn::media_conn(&id)],
         "md" if first.is_some_and(|c| c.tag == "remove-companion-device") => {
             if let Some(phone) = conn.phone.lock().unwrap().clone() {
                 server.devices.lock().unwrap().remove(&phone);
