@@ -1,6 +1,6 @@
 //! Secrets at rest and the data directory's modes.
 //!
-//! API keys and webhook signing secrets are stored sealed with
+//! API keys, webhook signing secrets and proxy credentials are stored sealed with
 //! XChaCha20-Poly1305 (random 192-bit nonce per value, the column's purpose
 //! as associated data) under a key kept apart from the databases: the
 //! `WA_SECRETS_KEY` setting, else `<data>/secrets_key` (generated on the
@@ -45,6 +45,8 @@ pub enum Purpose {
     ApiKey,
     /// `instances.webhook_secret`.
     WebhookSecret,
+    /// `instances.proxy_auth`: a proxy's username and password.
+    ProxyCredentials,
 }
 
 impl Purpose {
@@ -52,6 +54,7 @@ impl Purpose {
         match self {
             Purpose::ApiKey => b"wa-gateway users.api_key",
             Purpose::WebhookSecret => b"wa-gateway instances.webhook_secret",
+            Purpose::ProxyCredentials => b"wa-gateway instances.proxy_auth",
         }
     }
 }
@@ -271,7 +274,7 @@ fn read_key_file(file: &Path) -> anyhow::Result<Sealer> {
     Ok(Sealer::from_keys(*current, previous))
 }
 
-/// Seals every stored API key and webhook secret that is not under the
+/// Seals every stored API key, webhook secret and proxy credential that is not under the
 /// current key (values in clear from older versions, values under an older
 /// key), in one transaction. Returns how many were re-sealed.
 pub async fn reseal_all(pool: &SqlitePool, sealer: &Sealer) -> anyhow::Result<u64> {
@@ -303,6 +306,22 @@ pub async fn reseal_all(pool: &SqlitePool, sealer: &Sealer) -> anyhow::Result<u6
         let plain = sealer.open(Purpose::WebhookSecret, &stored)?;
         sqlx::query("UPDATE instances SET webhook_secret = ? WHERE id = ?")
             .bind(sealer.seal(Purpose::WebhookSecret, plain.expose()))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        count += 1;
+    }
+    let proxies: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, proxy_auth FROM instances WHERE proxy_auth IS NOT NULL")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (id, stored) in proxies {
+        if sealer.is_current(&stored) {
+            continue;
+        }
+        let plain = sealer.open(Purpose::ProxyCredentials, &stored)?;
+        sqlx::query("UPDATE instances SET proxy_auth = ? WHERE id = ?")
+            .bind(sealer.seal(Purpose::ProxyCredentials, plain.expose()))
             .bind(&id)
             .execute(&mut *tx)
             .await?;

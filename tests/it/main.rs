@@ -16,6 +16,7 @@ mod logins;
 mod nats;
 mod pacing;
 mod projections;
+mod proxy;
 mod rate_limits;
 mod real_engine;
 mod receiver;
