@@ -40,7 +40,10 @@ async fn build_consumers(state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consume
     Ok(consumers)
 }
 
-fn make_engine(config: &Config) -> anyhow::Result<(Arc<dyn Engine>, Option<SimEngine>)> {
+fn make_engine(
+    config: &Config,
+    proxies: Arc<dyn crate::whatsapp::real::proxy::ProxySource>,
+) -> anyhow::Result<(Arc<dyn Engine>, Option<SimEngine>)> {
     match config.engine {
         EngineKind::Sim => {
             let sim = SimEngine::new(SimConfig {
@@ -59,7 +62,8 @@ fn make_engine(config: &Config) -> anyhow::Result<(Arc<dyn Engine>, Option<SimEn
                 transport: config.whatsapp_transport.clone(),
                 http: config.whatsapp_http.clone(),
                 ack_timeout: config.send_ack_timeout,
-            })?;
+            })?
+            .with_proxies(proxies, config.proxy_allow_private);
             Ok((Arc::new(engine), None))
         }
     }
@@ -104,7 +108,11 @@ impl App {
             );
         }
         let shutdown = CancellationToken::new();
-        let (engine, sim) = make_engine(&config)?;
+        let proxies = Arc::new(crate::whatsapp::real::proxy::StoredProxies {
+            pool: store.pool().clone(),
+            sealer: sealer.clone(),
+        });
+        let (engine, sim) = make_engine(&config, proxies)?;
         let sessions = Sessions::new(
             engine,
             store.clone(),

@@ -98,6 +98,9 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// `WA_MEDIA_ALLOW_PRIVATE`: allow media URLs on loopback/private addresses.
     pub media_allow_private: bool,
+    /// `WA_PROXY_ALLOW_PRIVATE`: allow instance proxies on loopback/private
+    /// addresses (default true: proxies usually are on a private network).
+    pub proxy_allow_private: bool,
     /// `WA_MEDIA_MAX_BYTES`: size cap of media fetched by URL or uploaded.
     pub media_max_bytes: u64,
     /// `WA_JSON_MAX_BYTES`: size cap of every request body but a file upload
@@ -171,6 +174,7 @@ impl Config {
             log_filter: "info".into(),
             webhook_allow_private: false,
             media_allow_private: false,
+            proxy_allow_private: true,
             media_max_bytes: 64 * 1024 * 1024,
             json_max_bytes: 1024 * 1024,
             media_timeout: Duration::from_secs(30),
@@ -307,6 +311,9 @@ impl Config {
         }
         if let Some(v) = get("WA_MEDIA_ALLOW_PRIVATE") {
             c.media_allow_private = parse_bool(&v).context("WA_MEDIA_ALLOW_PRIVATE")?;
+        }
+        if let Some(v) = get("WA_PROXY_ALLOW_PRIVATE") {
+            c.proxy_allow_private = parse_bool(&v).context("WA_PROXY_ALLOW_PRIVATE")?;
         }
         if let Some(v) = get("WA_MEDIA_MAX_BYTES") {
             c.media_max_bytes = v.parse().context("WA_MEDIA_MAX_BYTES")?;

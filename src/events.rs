@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::pacing::SendPolicy;
+use crate::domain::proxy::ProxyPublic;
 use crate::ids::{InstanceId, Jid, MessageId, UserId};
 
 /// How far a message got: `sent` (the server acknowledged it), `delivered`
@@ -186,6 +187,9 @@ pub enum ReasonCode {
     /// The gateway process ended without closing the session (a crash,
     /// `kill -9`); recorded when it starts again, before it reconnects.
     ProcessRestart,
+    /// A reconnect was asked for (through the API, or because the
+    /// instance's proxy changed) while connected.
+    Reconnect,
 }
 
 impl ReasonCode {
@@ -204,6 +208,7 @@ impl ReasonCode {
         Self::ClientOutdated,
         Self::ConnectFailure,
         Self::ProcessRestart,
+        Self::Reconnect,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -221,6 +226,7 @@ impl ReasonCode {
             Self::ClientOutdated => "client_outdated",
             Self::ConnectFailure => "connect_failure",
             Self::ProcessRestart => "process_restart",
+            Self::Reconnect => "reconnect",
         }
     }
 }
@@ -380,6 +386,9 @@ pub struct InstanceCreated {
     /// How sends are paced (absent in events of older versions: off).
     #[serde(default)]
     pub send_policy: SendPolicy,
+    /// The proxy its connections leave through, without credentials (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyPublic>,
 }
 
 /// An instance's name, description or webhook settings changed; carries the new whole state.
@@ -396,6 +405,13 @@ pub struct InstanceUpdated {
     pub send_policy: SendPolicy,
     /// Whether the webhook secret was set, changed or cleared by this update.
     pub secret_changed: bool,
+    /// The proxy its connections leave through, without credentials (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyPublic>,
+    /// Whether the proxy (or its credentials) was set, changed or removed
+    /// by this update: the instance reconnects through the new one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy_changed: bool,
 }
 
 /// An instance was deleted.

@@ -21,15 +21,17 @@
 //! - [`store`]: the append-only log: optimistic concurrency, group commit, subscriptions.
 //! - [`domain`]: the aggregates (users, instances): pure `decide`/`apply`, appended with the
 //!   exact stream version decided on; their tables in `domain::storage`; sends in `domain::send`;
-//!   an instance's send policy and the pure pacer in `domain::pacing`.
+//!   an instance's send policy and the pure pacer in `domain::pacing`; an instance's
+//!   proxy URL (public part and sealed credentials) in `domain::proxy`.
 //! - [`auth`]: argon2id passwords, API keys, JWTs.
-//! - [`secrets`]: API keys and webhook secrets sealed at rest (key apart from the
+//! - [`secrets`]: API keys, webhook secrets and proxy credentials sealed at rest (key apart from the
 //!   databases, rotation), and the data directory's owner-only modes.
 //! - [`api`]: the HTTP API, one OpenAPI struct per resource.
 //! - [`projections`]: read models (activity log, message history, usage statistics), applied
 //!   in one transaction per batch, each behind its own checkpoint, rebuildable.
 //! - [`whatsapp`]: the engine interface, per-instance supervisors (each with an outbound
-//!   queue worker that sends paced messages in order), the simulated network.
+//!   queue worker that sends paced messages in order), the simulated network, the real
+//!   engine (each session through its instance's proxy, `whatsapp::real::proxy`).
 //! - [`backbone`]: the consumer interface; embedded (tail the log) or NATS
 //!   JetStream (durable pull consumers; subjects, headers and envelope in `nats/`).
 //! - [`relay`]: the outbox relay, log → JetStream, each event once and in order.

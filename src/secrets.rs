@@ -1,6 +1,6 @@
 //! Secrets at rest and the data directory's modes.
 //!
-//! API keys and webhook signing secrets are stored sealed with
+//! API keys, webhook signing secrets and proxy credentials are stored sealed with
 //! XChaCha20-Poly1305 (random 192-bit nonce per value, the column's purpose
 //! as associated data) under a key kept apart from the databases: the
 //! `WA_SECRETS_KEY` setting, else `<data>/secrets_key` (generated on the
@@ -47,6 +47,8 @@ pub enum Purpose {
     WebhookSecret,
     /// `message_media.locator` (a media key and CDN path).
     MediaLocator,
+    /// `instances.proxy_auth`: a proxy's username and password.
+    ProxyCredentials,
 }
 
 impl Purpose {
@@ -55,6 +57,7 @@ impl Purpose {
             Purpose::ApiKey => b"wa-gateway users.api_key",
             Purpose::WebhookSecret => b"wa-gateway instances.webhook_secret",
             Purpose::MediaLocator => b"wa-gateway message_media.locator",
+            Purpose::ProxyCredentials => b"wa-gateway instances.proxy_auth",
         }
     }
 }
@@ -274,7 +277,7 @@ fn read_key_file(file: &Path) -> anyhow::Result<Sealer> {
     Ok(Sealer::from_keys(*current, previous))
 }
 
-/// Seals every stored API key and webhook secret that is not under the
+/// Seals every stored API key, webhook secret and proxy credential that is not under the
 /// current key (values in clear from older versions, values under an older
 /// key), in one transaction. Returns how many were re-sealed.
 pub async fn reseal_all(pool: &SqlitePool, sealer: &Sealer) -> anyhow::Result<u64> {
@@ -328,6 +331,20 @@ pub async fn reseal_all(pool: &SqlitePool, sealer: &Sealer) -> anyhow::Result<u6
         .bind(&message)
         .execute(&mut *tx)
         .await?;
+    let proxies: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, proxy_auth FROM instances WHERE proxy_auth IS NOT NULL")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (id, stored) in proxies {
+        if sealer.is_current(&stored) {
+            continue;
+        }
+        let plain = sealer.open(Purpose::ProxyCredentials, &stored)?;
+        sqlx::query("UPDATE instances SET proxy_auth = ? WHERE id = ?")
+            .bind(sealer.seal(Purpose::ProxyCredentials, plain.expose()))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
         count += 1;
     }
     tx.commit().await?;

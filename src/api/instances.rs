@@ -9,9 +9,11 @@ use crate::api::AppState;
 use crate::config::Secret;
 use crate::domain::api_time_ms;
 use crate::domain::instances::{
-    self, Change, Instance, InstanceChanges, InstanceCommand, NewInstance, WebhookSettings,
+    self, Change, Instance, InstanceChanges, InstanceCommand, NewInstance, ProxySetting,
+    WebhookSettings,
 };
 use crate::domain::pacing::{PolicyChanges, SendPolicy};
+use crate::domain::proxy::{ProxyPublic, ProxyUrl};
 use crate::domain::types::{InstanceName, OutboundUrl, parse_description};
 use crate::error::{ApiError, ApiResult};
 use crate::events::FailReason;
@@ -50,6 +52,10 @@ pub struct CreateInstanceRequest {
     /// Send pacing; off unless given. `{"enabled": true}` switches on the
     /// cautious defaults (see the README's "Safe sending").
     pub send_policy: Option<SendPolicyInput>,
+    /// The proxy this instance's WhatsApp connections leave through:
+    /// `socks5://[user:password@]host:port` or `http://[user:password@]host[:port]`
+    /// (CONNECT). The credentials are stored sealed and never shown again.
+    pub proxy_url: Option<Text>,
 }
 
 /// A send policy in a create or update: only the fields given change (on
@@ -154,6 +160,10 @@ pub struct UpdateInstanceRequest {
     pub webhook_settings: Option<WebhookSettingsUpdate>,
     /// Send pacing: only the fields given change.
     pub send_policy: Option<SendPolicyInput>,
+    /// A new proxy (as on create, credentials included: the URL given
+    /// replaces the old one whole); `null` or `""` removes it. The
+    /// instance reconnects through it when it is running.
+    pub proxy_url: MaybeUndefined<Text>,
 }
 
 /// The created instance.
@@ -174,6 +184,12 @@ pub struct CreatedInstance {
     pub webhook_enabled: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// The proxy's URL without credentials (absent: no proxy).
+    #[oai(skip_serializing_if_is_none)]
+    pub proxy_url: Option<String>,
+    /// Whether the proxy has credentials (absent: no proxy).
+    #[oai(skip_serializing_if_is_none)]
+    pub proxy_auth: Option<bool>,
 }
 
 /// The live connection state of an instance.
@@ -248,6 +264,12 @@ pub struct InstanceDetail {
     pub webhook_settings: WebhookSettingsView,
     pub send_policy: SendPolicyView,
     pub connection_status: ConnectionStatus,
+    /// The proxy's URL without credentials (absent: no proxy).
+    #[oai(skip_serializing_if_is_none)]
+    pub proxy_url: Option<String>,
+    /// Whether the proxy has credentials (absent: no proxy).
+    #[oai(skip_serializing_if_is_none)]
+    pub proxy_auth: Option<bool>,
 }
 
 /// The updated instance.
@@ -264,6 +286,12 @@ pub struct UpdatedInstance {
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
     pub updated_at: String,
+    /// The proxy's URL without credentials (absent: no proxy).
+    #[oai(skip_serializing_if_is_none)]
+    pub proxy_url: Option<String>,
+    /// Whether the proxy has credentials (absent: no proxy).
+    #[oai(skip_serializing_if_is_none)]
+    pub proxy_auth: Option<bool>,
 }
 
 /// `{success, message}`.
@@ -301,6 +329,26 @@ fn parse_secret(raw: &str, sealer: &crate::secrets::Sealer) -> ApiResult<Option<
     Ok(Some(Secret::new(
         sealer.seal(crate::secrets::Purpose::WebhookSecret, raw),
     )))
+}
+
+/// A `proxyUrl` from a request: checked, split into its public part and
+/// its credentials, which are sealed for storage. Empty: no proxy.
+fn parse_proxy(state: &AppState, raw: &str) -> ApiResult<Option<ProxySetting>> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    let proxy =
+        ProxyUrl::parse(raw, state.config.proxy_allow_private).map_err(ApiError::bad_request)?;
+    Ok(Some(ProxySetting {
+        public: proxy.public(),
+        sealed_auth: proxy.credentials.as_ref().map(|c| {
+            Secret::new(
+                state
+                    .secrets
+                    .seal(crate::secrets::Purpose::ProxyCredentials, &c.to_plain()),
+            )
+        }),
+    }))
 }
 
 impl AppState {
@@ -354,6 +402,10 @@ impl CreateInstanceRequest {
                 .transpose()?
                 .flatten(),
             send_policy: self.send_policy.map(Into::into).unwrap_or_default(),
+            proxy: match self.proxy_url.as_deref() {
+                Some(raw) => parse_proxy(state, raw)?,
+                None => None,
+            },
         })
     }
 }
@@ -388,6 +440,14 @@ impl UpdateInstanceRequest {
             webhook_url,
             enabled: self.webhook_enabled,
             send_policy: self.send_policy.map(Into::into),
+            proxy: match &self.proxy_url {
+                MaybeUndefined::Value(raw) => match parse_proxy(state, raw)? {
+                    Some(p) => Change::Set(p),
+                    None => Change::Clear,
+                },
+                MaybeUndefined::Null => Change::Clear,
+                MaybeUndefined::Undefined => Change::Keep,
+            },
             ..InstanceChanges::default()
         };
         if let Some(ws) = self.webhook_settings {
@@ -474,6 +534,7 @@ impl InstancesApi {
         body: Json<UpdateInstanceRequest>,
     ) -> ApiResult<Json<UpdatedInstance>> {
         let changes = body.0.parse(&state).await?;
+        let proxy_given = !matches!(changes.proxy, Change::Keep);
         let i = instances::execute(
             &state.store,
             owned.id(),
@@ -483,6 +544,9 @@ impl InstancesApi {
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Instance {} not found", owned.id())))?;
         state.sessions.policy_changed(&i);
+        if proxy_given {
+            reconnect_for_new_proxy(&state, &i.id).await;
+        }
         Ok(Json(UpdatedInstance::from(i)))
     }
 
@@ -512,9 +576,36 @@ impl InstancesApi {
     }
 }
 
+/// A new proxy takes effect on the next connect: a running session
+/// (connecting, showing a QR, connected) reconnects now; a stopped one
+/// (disconnected after a QR timeout or a crash loop, logged out) uses it
+/// when it is next reconnected.
+async fn reconnect_for_new_proxy(state: &AppState, id: &InstanceId) {
+    use crate::whatsapp::supervisor::ConnState;
+    let running = matches!(
+        state.sessions.status(id).state,
+        ConnState::Connecting | ConnState::Qr | ConnState::Connected
+    );
+    if running {
+        tracing::info!(instance = %id, "the proxy changed; reconnecting through it");
+        state.sessions.reconnect(id).await;
+    }
+}
+
+/// The API's two proxy fields of an instance's proxy.
+fn proxy_fields(p: Option<ProxyPublic>) -> (Option<String>, Option<bool>) {
+    match p {
+        Some(p) => (Some(p.url), Some(p.auth)),
+        None => (None, None),
+    }
+}
+
 impl CreatedInstance {
     fn new(state: &AppState, i: Instance) -> Self {
+        let (proxy_url, proxy_auth) = proxy_fields(i.proxy);
         Self {
+            proxy_url,
+            proxy_auth,
             status: state.connection_status(&i.id).status,
             id: i.id.into_string(),
             name: i.name,
@@ -547,7 +638,10 @@ impl InstanceSummary {
 
 impl From<Instance> for UpdatedInstance {
     fn from(i: Instance) -> Self {
+        let (proxy_url, proxy_auth) = proxy_fields(i.proxy);
         Self {
+            proxy_url,
+            proxy_auth,
             id: i.id.into_string(),
             name: i.name,
             description: i.description,
@@ -561,7 +655,10 @@ impl From<Instance> for UpdatedInstance {
 impl InstanceDetail {
     fn new(state: &AppState, i: Instance) -> Self {
         let cs = state.connection_status(&i.id);
+        let (proxy_url, proxy_auth) = proxy_fields(i.proxy);
         Self {
+            proxy_url,
+            proxy_auth,
             status: cs.status.clone(),
             connection_status: cs,
             webhook_settings: WebhookSettingsView {

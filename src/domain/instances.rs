@@ -15,7 +15,8 @@ use crate::store::{Effect, Metadata, StreamId};
 use super::DomainError;
 use super::aggregate::{self, Aggregate, Versioned};
 use super::pacing::{PolicyChanges, SendPolicy};
-use super::storage::instances::{self as table, InstanceChange};
+use super::proxy::ProxyPublic;
+use super::storage::instances::{self as table, InstanceChange, StoredProxy};
 use crate::ids::{InstanceId, UserId};
 
 pub use table::{find, list_all, list_for_user};
@@ -59,6 +60,27 @@ pub struct NewInstance {
     pub secret: Option<Secret>,
     /// The send policy's fields given (the rest: [`SendPolicy::default`]).
     pub send_policy: PolicyChanges,
+    /// The proxy its connections leave through.
+    pub proxy: Option<ProxySetting>,
+}
+
+/// A proxy as a command carries it: the public part (for the event and the
+/// state) and the credentials sealed for storage ([`crate::secrets`]).
+#[derive(Debug, Clone)]
+pub struct ProxySetting {
+    pub public: ProxyPublic,
+    /// `None`: the proxy takes no credentials.
+    pub sealed_auth: Option<Secret>,
+}
+
+impl ProxySetting {
+    /// The row's form of it.
+    fn stored(&self) -> StoredProxy {
+        StoredProxy {
+            url: self.public.url.clone(),
+            sealed_auth: self.sealed_auth.clone(),
+        }
+    }
 }
 
 /// A partial update: only what is given changes, on whatever the state is
@@ -80,6 +102,8 @@ pub struct InstanceChanges {
     pub secret: Change<Secret>,
     /// The send policy's fields to change.
     pub send_policy: Option<PolicyChanges>,
+    /// A new proxy, or none.
+    pub proxy: Change<ProxySetting>,
 }
 
 /// What can be asked of an instance.
@@ -165,6 +189,7 @@ fn decide_create(new: &NewInstance) -> Result<Vec<Event>, DomainError> {
             description: new.description.clone(),
             webhook: webhook.public(),
             send_policy,
+            proxy: new.proxy.as_ref().map(|p| p.public.clone()),
         }
         .into(),
     ])
@@ -219,6 +244,17 @@ fn decide_update(i: &Instance, c: &InstanceChanges) -> Result<Vec<Event>, Domain
             webhook: w.public(),
             send_policy,
             secret_changed,
+            proxy: match &c.proxy {
+                Change::Keep => i.proxy.clone(),
+                Change::Set(p) => Some(p.public.clone()),
+                Change::Clear => None,
+            },
+            // Removing a proxy that is not there changes nothing.
+            proxy_changed: match &c.proxy {
+                Change::Keep => false,
+                Change::Set(_) => true,
+                Change::Clear => i.proxy.is_some(),
+            },
         }
         .into(),
     ])
@@ -236,6 +272,7 @@ pub fn apply(state: Option<Instance>, event: &Event, at: i64) -> Option<Instance
             send_policy: e.send_policy.clone(),
             created_at: at,
             updated_at: at,
+            proxy: e.proxy.clone(),
         }),
         Event::InstanceUpdated(e) => state.map(|i| Instance {
             name: e.name.clone(),
@@ -243,6 +280,7 @@ pub fn apply(state: Option<Instance>, event: &Event, at: i64) -> Option<Instance
             webhook: WebhookSettings::from_public(&e.webhook),
             send_policy: e.send_policy.clone(),
             updated_at: at.max(i.updated_at),
+            proxy: e.proxy.clone(),
             ..i
         }),
         Event::WebhookDisabled(_) => state.map(|mut i| {
@@ -309,6 +347,18 @@ impl Aggregate for Instance {
             };
             changes.push(InstanceChange::SetSecret(id.clone(), value));
         }
+        let proxy = match &cmd.command {
+            InstanceCommand::Create(new) => new.proxy.as_ref().map(|p| Some(p.stored())),
+            InstanceCommand::Update(c) => match &c.proxy {
+                Change::Keep => None,
+                Change::Set(p) => Some(Some(p.stored())),
+                Change::Clear => Some(None),
+            },
+            _ => None,
+        };
+        if let (Some(proxy), Some(_)) = (proxy, after) {
+            changes.push(InstanceChange::SetProxy(id.clone(), proxy));
+        }
         changes.into_iter().map(|c| Box::new(c) as Effect).collect()
     }
 }
@@ -353,6 +403,7 @@ mod tests {
                     },
                     secret: Some(Secret::new("s3cret")),
                     send_policy: PolicyChanges::default(),
+                    proxy: None,
                 }),
                 at: T0,
             },
@@ -402,6 +453,7 @@ mod tests {
                 webhook: WebhookSettings::default(),
                 secret: Some(Secret::new("never-in-the-log")),
                 send_policy: PolicyChanges::default(),
+                proxy: None,
             }),
         )
         .unwrap();
@@ -425,6 +477,7 @@ mod tests {
                 },
                 secret: None,
                 send_policy: PolicyChanges::default(),
+                proxy: None,
             }),
         )
         .unwrap_err();
@@ -673,5 +726,79 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, DomainError::Invalid(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_proxy_is_recorded_without_its_credentials_and_its_removal_once() {
+        let i = given_created();
+        let proxy = ProxySetting {
+            public: ProxyPublic {
+                url: "socks5://proxy.example.com:1080".into(),
+                auth: true,
+            },
+            sealed_auth: Some(Secret::new("enc:v1:sealed-never-in-the-log")),
+        };
+        let set = when(
+            Some(&i),
+            InstanceCommand::Update(InstanceChanges {
+                proxy: Change::Set(proxy),
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        let data = set[0].data();
+        assert!(
+            !data.to_string().contains("sealed-never-in-the-log"),
+            "{data}"
+        );
+        assert_eq!(
+            data["proxy"],
+            serde_json::json!({"url": "socks5://proxy.example.com:1080", "auth": true})
+        );
+        assert_eq!(data["proxyChanged"], true);
+        let with_proxy = then_state(&i, &set).unwrap();
+        assert_eq!(
+            with_proxy.proxy.as_ref().unwrap().url,
+            "socks5://proxy.example.com:1080"
+        );
+
+        // Another change keeps the proxy and does not count as a proxy change.
+        let renamed = when(
+            Some(&with_proxy),
+            InstanceCommand::Update(InstanceChanges {
+                name: Some("x".into()),
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        assert!(!renamed[0].data().to_string().contains("proxyChanged"));
+        assert_eq!(
+            then_state(&with_proxy, &renamed).unwrap().proxy,
+            with_proxy.proxy
+        );
+
+        let cleared = when(
+            Some(&with_proxy),
+            InstanceCommand::Update(InstanceChanges {
+                proxy: Change::Clear,
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        let after = then_state(&with_proxy, &cleared).unwrap();
+        assert_eq!(after.proxy, None);
+        assert_eq!(cleared[0].data()["proxyChanged"], true);
+        let again = when(
+            Some(&after),
+            InstanceCommand::Update(InstanceChanges {
+                proxy: Change::Clear,
+                ..InstanceChanges::default()
+            }),
+        )
+        .unwrap();
+        assert!(
+            !again[0].data().to_string().contains("proxyChanged"),
+            "nothing to remove"
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! - [`idempotency`]: sends made at most once per `Idempotency-Key`.
 //! - [`logins`]: logins throttled after repeated failures, each failure recorded.
 //! - [`pacing`]: an instance's send policy and the pure pacer of its outbound queue.
+//! - [`proxy`]: an instance's proxy URL, parsed, split into public part and credentials.
 //! - [`state`]: the aggregates' states (shared by the decisions and the tables).
 //! - [`storage`]: their tables, one module per table, with named changes.
 
@@ -19,6 +20,7 @@ pub mod idempotency;
 pub mod instances;
 pub mod logins;
 pub mod pacing;
+pub mod proxy;
 pub mod send;
 pub mod state;
 pub mod storage;

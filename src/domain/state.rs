@@ -111,6 +111,8 @@ pub struct Instance {
     /// Unix milliseconds.
     pub created_at: i64,
     pub updated_at: i64,
+    /// The proxy its WhatsApp connections leave through (no credentials).
+    pub proxy: Option<crate::domain::proxy::ProxyPublic>,
 }
 
 /// A user account as the API shows it (the API key included; never the password hash).

@@ -17,6 +17,7 @@ mod media_pairing;
 mod nats;
 mod pacing;
 mod projections;
+mod proxy;
 mod rate_limits;
 mod real_engine;
 mod receiver;

@@ -144,6 +144,7 @@ pub async fn run() -> anyhow::Result<()> {
             webhook,
             secret: Some(Secret::new("bench-secret")),
             send_policy: Default::default(),
+            proxy: None,
         };
         instances::execute(
             &store,

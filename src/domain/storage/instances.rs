@@ -6,13 +6,15 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::config::Secret;
 use crate::domain::pacing::SendPolicy;
+use crate::domain::proxy::ProxyPublic;
 use crate::domain::state::{Instance, WebhookSettings};
 use crate::ids::{InstanceId, UserId};
 use crate::store::StateChange;
 
 const COLUMNS: &str = "id, user_id, name, description, webhook_url, webhook_enabled, notify_received, \
     notify_sent, notify_delivery, notify_read, max_retries, retry_interval, \
-    webhook_secret IS NOT NULL AS has_secret, send_policy, created_at, updated_at, version";
+    webhook_secret IS NOT NULL AS has_secret, send_policy, created_at, updated_at, version, \
+    proxy_url, proxy_auth IS NOT NULL AS has_proxy_auth";
 
 fn row_to_instance(row: &sqlx::sqlite::SqliteRow) -> Result<(Instance, i64), sqlx::Error> {
     let flag = |name: &str| row.try_get::<i64, _>(name).map(|v| v != 0);
@@ -40,6 +42,13 @@ fn row_to_instance(row: &sqlx::sqlite::SqliteRow) -> Result<(Instance, i64), sql
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        proxy: match row.try_get::<Option<String>, _>("proxy_url")? {
+            Some(url) => Some(ProxyPublic {
+                url,
+                auth: flag("has_proxy_auth")?,
+            }),
+            None => None,
+        },
     };
     Ok((instance, row.try_get("version")?))
 }
@@ -171,6 +180,53 @@ pub async fn set_webhook_secret(
     Ok(())
 }
 
+/// Sets (or, with `None`, removes) an instance's proxy: its public URL and
+/// its credentials, sealed ([`crate::secrets::Purpose::ProxyCredentials`]).
+pub async fn set_proxy(
+    conn: &mut SqliteConnection,
+    id: &InstanceId,
+    proxy: Option<&StoredProxy>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE instances SET proxy_url = ?, proxy_auth = ? WHERE id = ?")
+        .bind(proxy.map(|p| p.url.as_str()))
+        .bind(
+            proxy
+                .and_then(|p| p.sealed_auth.as_ref())
+                .map(Secret::expose),
+        )
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An instance's proxy as its row holds it: the public URL and the sealed
+/// credentials. `None`: the instance has no proxy.
+pub async fn find_proxy(
+    pool: &SqlitePool,
+    id: &InstanceId,
+) -> Result<Option<StoredProxy>, sqlx::Error> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT proxy_url, proxy_auth FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(match row {
+        Some((Some(url), auth)) => Some(StoredProxy {
+            url,
+            sealed_auth: auth.map(Secret::new),
+        }),
+        _ => None,
+    })
+}
+
+/// A proxy as stored: the public URL (no credentials) and the credentials sealed.
+#[derive(Debug, Clone)]
+pub struct StoredProxy {
+    pub url: String,
+    pub sealed_auth: Option<Secret>,
+}
+
 /// Removes an instance's row (and with it its secret).
 pub async fn delete_instance(
     conn: &mut SqliteConnection,
@@ -194,6 +250,8 @@ pub enum InstanceChange {
     SetSecret(InstanceId, Option<Secret>),
     /// [`delete_instance`].
     Delete(InstanceId),
+    /// [`set_proxy`].
+    SetProxy(InstanceId, Option<StoredProxy>),
 }
 
 impl StateChange for InstanceChange {
@@ -207,6 +265,7 @@ impl StateChange for InstanceChange {
                 InstanceChange::Update(i, v) => update_instance(conn, &i, v).await,
                 InstanceChange::SetSecret(id, s) => set_webhook_secret(conn, &id, s.as_ref()).await,
                 InstanceChange::Delete(id) => delete_instance(conn, &id).await,
+                InstanceChange::SetProxy(id, p) => set_proxy(conn, &id, p.as_ref()).await,
             }
         })
     }

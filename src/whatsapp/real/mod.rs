@@ -26,6 +26,7 @@ mod acks;
 mod contacts;
 pub mod map;
 mod media;
+pub mod proxy;
 
 pub use media::HttpHook;
 
@@ -104,8 +105,13 @@ type Version = (u32, u32, u32);
 struct Shared {
     config: RealConfig,
     transport: Arc<dyn TransportFactory>,
-    /// Media uploads and downloads of every session.
+    /// Media uploads and downloads of every session without a proxy
+    /// (the hook's client when one is given from code).
     http: Arc<dyn whatsapp_rust::http::HttpClient>,
+    /// Where each instance's proxy is read when its session starts.
+    proxies: Option<Arc<dyn proxy::ProxySource>>,
+    /// Whether a proxy may resolve to a private address (`WA_PROXY_ALLOW_PRIVATE`).
+    proxy_allow_private: bool,
     /// The last resolved version and when it was resolved.
     version: Mutex<Option<(Version, Instant)>>,
 }
@@ -136,9 +142,62 @@ impl RealEngine {
                 config,
                 transport,
                 http,
+                proxies: None,
+                proxy_allow_private: true,
                 version: Mutex::new(None),
             }),
         })
+    }
+
+    /// Sessions connect through their instance's proxy, read from `source`
+    /// at each start. Call right after [`RealEngine::new`].
+    pub fn with_proxies(
+        mut self,
+        source: Arc<dyn proxy::ProxySource>,
+        allow_private: bool,
+    ) -> Self {
+        let shared = Arc::get_mut(&mut self.shared).expect("with_proxies right after new");
+        shared.proxies = Some(source);
+        shared.proxy_allow_private = allow_private;
+        self
+    }
+
+    /// The transport and HTTP client of one session: through the
+    /// instance's proxy when it has one (unless a transport is given from
+    /// code: the tests' in-memory one has no network to proxy).
+    async fn connection_for(
+        &self,
+        instance_id: &InstanceId,
+    ) -> anyhow::Result<(
+        Arc<dyn TransportFactory>,
+        Arc<dyn whatsapp_rust::http::HttpClient>,
+    )> {
+        let proxy = match &self.shared.proxies {
+            Some(source) => source.proxy_for(instance_id).await?,
+            None => None,
+        };
+        let Some(proxy) = proxy else {
+            return Ok((self.shared.transport.clone(), self.shared.http.clone()));
+        };
+        let public = proxy.public();
+        // A client given from code (the tests' fake CDN) wins, as the transport hook does.
+        let http: Arc<dyn whatsapp_rust::http::HttpClient> = match &self.shared.config.http {
+            Some(_) => self.shared.http.clone(),
+            None => Arc::new(proxy::http_client(&proxy)?),
+        };
+        if self.shared.config.transport.is_some() {
+            tracing::debug!(instance = %instance_id, proxy = %public.url,
+                "a transport given from code: the proxy is not used for the websocket");
+            return Ok((self.shared.transport.clone(), http));
+        }
+        tracing::info!(instance = %instance_id, proxy = %public.url, auth = public.auth,
+            "connecting through the instance's proxy");
+        let factory = proxy::ProxyTransportFactory::new(
+            proxy,
+            self.shared.config.url.clone(),
+            self.shared.proxy_allow_private,
+        );
+        Ok((Arc::new(factory), http))
     }
 
     /// The session store file of an instance.
@@ -251,6 +310,8 @@ impl Engine for RealEngine {
         instance_id: &InstanceId,
         events: EventSink,
     ) -> anyhow::Result<Arc<dyn EngineSession>> {
+        // Read at every start: a changed proxy takes effect on the next connect.
+        let (transport, http) = self.connection_for(instance_id).await?;
         let instance_id = instance_id.as_str();
         let path = self.store_path(instance_id);
         let path_str = path
@@ -264,7 +325,7 @@ impl Engine for RealEngine {
             .with_context(|| format!("Failed to open the session store {path_str}"))?;
         let version = self.version().await;
         let dialer = Arc::new(Dialer {
-            inner: self.shared.transport.clone(),
+            inner: transport,
             instance_id: instance_id.to_string(),
             attempts: AtomicU32::new(0),
             settled: AtomicBool::new(false),
@@ -273,7 +334,7 @@ impl Engine for RealEngine {
         let bot = Bot::builder()
             .with_backend(backend)
             .with_transport_factory(DialerRef(dialer.clone()))
-            .with_http_client(media::SharedHttp(self.shared.http.clone()))
+            .with_http_client(media::SharedHttp(http))
             .with_version(version)
             .with_event_handler(Forward {
                 queue: tx,

@@ -384,6 +384,11 @@ impl State {
 
     /// A fresh start: counters reset, first attempt at once.
     fn reconnect(&mut self, ctx: &Ctx, step: &mut Step) {
+        // An open connection ends in the log before the next one opens.
+        if self.shown.state == ConnState::Connected {
+            step.events
+                .push(self.closed_event(ReasonCode::Reconnect.into(), true));
+        }
         self.stop_engine(step);
         self.qr_count = 0;
         self.failures = 0;
@@ -1212,6 +1217,18 @@ mod tests {
         assert_eq!(g.shown(), ConnState::Connecting);
         assert_eq!(g.state.status().qr, None);
         assert_eq!(g.state.retry_at(), Some(g.now));
+    }
+
+    #[test]
+    fn a_reconnect_of_a_connected_session_records_its_close_first() {
+        let mut g = Given::a_connected_session();
+        let step = g.when(Input::Reconnect);
+        assert_eq!(step.events, vec![closed(ReasonCode::Reconnect, true)]);
+        assert_eq!(
+            step.actions,
+            vec![Action::StopEngine, Action::ScheduleRetry(g.now)]
+        );
+        assert_eq!(g.shown(), ConnState::Connecting);
     }
 
     #[test]

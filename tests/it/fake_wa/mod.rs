@@ -10,6 +10,10 @@
 //! so the client must be built with `danger-skip-cert-chain-verify`, which
 //! only the test profile enables (`[dev-dependencies]`).
 //!
+//! It is reached either through an in-memory transport given to the engine
+//! ([`FakeWa::factory`]) or over TCP, as a plain `ws://` websocket listener
+//! ([`FakeWa::listen`]) that the engine's own transport (or a proxy) dials.
+//!
 //! Messages go through [`network`]: fake contacts whose devices do real
 //! Signal work ([`signal`]), the key directory, usync, routing with the
 //! server's acks and receipts. Whatever the fake does not understand or
@@ -97,6 +101,10 @@ struct Inner {
     cdn: Mutex<HashMap<String, Vec<u8>>>,
     /// Pairing-code flows, by phone.
     codes: Mutex<HashMap<String, pair_code::Pending>>,
+    /// Peers of the TCP connections taken by [`FakeWa::listen`].
+    tcp_peers: Mutex<Vec<std::net::SocketAddr>>,
+    /// The `Origin` header of each websocket upgrade.
+    ws_origins: Mutex<Vec<String>>,
 }
 
 /// The fake server; cheap to clone.
@@ -130,6 +138,8 @@ impl FakeWa {
                 problems: Mutex::new(Vec::new()),
                 cdn: Mutex::new(HashMap::new()),
                 codes: Mutex::new(HashMap::new()),
+                tcp_peers: Mutex::new(Vec::new()),
+                ws_origins: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -309,38 +319,121 @@ fn cert_chain(leaf_key: &[u8]) -> Vec<u8> {
 
 struct Factory(Arc<Inner>);
 
+/// A new connection's client end: bytes to the server, what the server
+/// sends back (as transport events), and the switch that ends it.
+fn open_conn(
+    server: &Arc<Inner>,
+) -> (
+    mpsc::UnboundedSender<Bytes>,
+    async_channel::Receiver<TransportEvent>,
+    CancellationToken,
+) {
+    let (events_tx, events_rx) = async_channel::unbounded();
+    let (to_server, from_client) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let conn = Arc::new(Conn {
+        id: server.next_conn.fetch_add(1, Ordering::Relaxed),
+        out: out_tx,
+        close: CancellationToken::new(),
+        phone: Mutex::new(None),
+        refs: Mutex::new(Vec::new()),
+    });
+    server.conns.lock().unwrap().insert(conn.id, conn.clone());
+    let _ = events_tx.try_send(TransportEvent::Connected);
+    let close = conn.close.clone();
+    tokio::spawn(serve(server.clone(), conn, from_client, out_rx, events_tx));
+    (to_server, events_rx, close)
+}
+
 #[async_trait]
 impl TransportFactory for Factory {
     async fn create_transport(
         &self,
     ) -> Result<(Arc<dyn Transport>, async_channel::Receiver<TransportEvent>), anyhow::Error> {
-        let (events_tx, events_rx) = async_channel::unbounded();
-        let (to_server, from_client) = mpsc::unbounded_channel();
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let conn = Arc::new(Conn {
-            id: self.0.next_conn.fetch_add(1, Ordering::Relaxed),
-            out: out_tx,
-            close: CancellationToken::new(),
-            phone: Mutex::new(None),
-            refs: Mutex::new(Vec::new()),
-        });
-        self.0.conns.lock().unwrap().insert(conn.id, conn.clone());
-        let _ = events_tx.try_send(TransportEvent::Connected);
-        tokio::spawn(serve(
-            self.0.clone(),
-            conn.clone(),
-            from_client,
-            out_rx,
-            events_tx,
-        ));
-        Ok((
-            Arc::new(FakeTransport {
-                to_server,
-                close: conn.close.clone(),
-            }),
-            events_rx,
-        ))
+        let (to_server, events_rx, close) = open_conn(&self.0);
+        Ok((Arc::new(FakeTransport { to_server, close }), events_rx))
     }
+}
+
+impl FakeWa {
+    /// Serves the same fake over TCP as well: a plain `ws://` websocket
+    /// listener on 127.0.0.1 (port 0), for the real engine's own transport
+    /// (`Config::whatsapp_url`) or a tunnel through a proxy. Returns the URL.
+    /// The in-memory [`FakeWa::factory`] keeps working beside it.
+    pub async fn listen(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake's websocket listener");
+        let addr = listener.local_addr().expect("the listener's address");
+        let server = self.inner.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, peer)) = listener.accept().await {
+                server.tcp_peers.lock().unwrap().push(peer);
+                tokio::spawn(serve_websocket(server.clone(), tcp));
+            }
+        });
+        format!("ws://{addr}/ws/chat")
+    }
+
+    /// The address of every TCP connection the websocket listener took, in order.
+    pub fn tcp_peers(&self) -> Vec<std::net::SocketAddr> {
+        self.inner.tcp_peers.lock().unwrap().clone()
+    }
+
+    /// The `Origin` of every websocket upgrade, in order.
+    pub fn ws_origins(&self) -> Vec<String> {
+        self.inner.ws_origins.lock().unwrap().clone()
+    }
+}
+
+/// One TCP connection: the websocket upgrade, then binary messages both
+/// ways between the socket and a connection of the fake.
+async fn serve_websocket(server: Arc<Inner>, tcp: tokio::net::TcpStream) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_websockets::Message;
+    let (request, ws) = match tokio_websockets::ServerBuilder::new().accept(tcp).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            server.problem(format!("a websocket upgrade failed: {e}"));
+            return;
+        }
+    };
+    let origin = request
+        .headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    server.ws_origins.lock().unwrap().push(origin);
+    let (to_server, events, close) = open_conn(&server);
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(m)) if m.is_binary() => {
+                    if to_server.send(Bytes::from(m.into_payload())).is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(m)) if m.is_close() => break,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+            event = events.recv() => match event {
+                Ok(TransportEvent::DataReceived(data)) => {
+                    if sink.send(Message::binary(data)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(TransportEvent::Connected) => {}
+                Ok(TransportEvent::Disconnected(_)) | Err(_) => {
+                    let _ = sink.send(Message::close(None, "")).await;
+                    break;
+                }
+            },
+        }
+    }
+    close.cancel();
 }
 
 /// The client's end of a connection.
