@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod auth;
 pub mod calls;
+pub mod chats;
 pub mod client_addr;
 pub mod health;
 pub mod history;
@@ -15,6 +16,7 @@ pub mod security;
 pub mod sim;
 pub mod state;
 pub mod stats;
+pub mod stream;
 pub mod types;
 pub mod users;
 pub mod webhooks;
@@ -47,6 +49,8 @@ type Apis = (
     history::HistoryApi,
     stats::StatsApi,
     webhooks::WebhooksApi,
+    stream::StreamApi,
+    chats::ChatsApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -63,6 +67,8 @@ fn service() -> OpenApiService<Apis, ()> {
             history::HistoryApi,
             stats::StatsApi,
             webhooks::WebhooksApi,
+            stream::StreamApi,
+            chats::ChatsApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),
@@ -87,6 +93,9 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .nest("/docs", svc.swagger_ui())
         .nest("/openapi.json", svc.spec_endpoint())
         .nest("/", svc)
+        // After the API's nest, which also claims the root path.
+        .at("/", poem::get(crate::dashboard::index))
+        .at("/ui/:file", poem::get(crate::dashboard::asset))
         .around(|ep, req| async move { serve(ep, req).await })
         .data(state)
 }

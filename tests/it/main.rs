@@ -6,6 +6,7 @@ mod nats_server;
 
 mod auth;
 mod backbone;
+mod browser;
 mod concurrency;
 mod durability;
 mod edge;
@@ -21,4 +22,5 @@ mod real_engine;
 mod receiver;
 mod sessions;
 mod store;
+mod stream;
 mod webhooks;
