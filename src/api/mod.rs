@@ -92,10 +92,15 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     Route::new()
         .nest("/docs", svc.swagger_ui())
         .nest("/openapi.json", svc.spec_endpoint())
-        .nest("/", svc)
-        // After the API's nest, which also claims the root path.
-        .at("/", poem::get(crate::dashboard::index))
         .at("/ui/:file", poem::get(crate::dashboard::asset))
+        .nest("/", svc)
+        // The dashboard's page at `/` (the API's nest at `/` claims that path).
+        .around(|ep, req| async move {
+            if req.uri().path() == "/" && req.method() == poem::http::Method::GET {
+                return Ok(crate::dashboard::page());
+            }
+            ep.call(req).await.map(IntoResponse::into_response)
+        })
         .around(|ep, req| async move { serve(ep, req).await })
         .data(state)
 }

@@ -25,8 +25,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
      form-action 'none'; frame-ancestors 'none'";
 
 /// `GET /`: the page.
-#[handler]
-pub fn index() -> Response {
+pub fn page() -> Response {
     file("text/html; charset=utf-8", INDEX_HTML)
 }
 

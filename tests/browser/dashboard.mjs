@@ -15,6 +15,16 @@ mkdirSync(shots, { recursive: true });
 const WAIT = 15000;
 
 function step(name) { console.log(`STEP ${name}`); }
+// Polls `fn` in the page until it is truthy (waitForFunction would need
+// eval, which the page's Content-Security-Policy forbids, as it should).
+async function until(page, fn, arg) {
+  const end = Date.now() + WAIT;
+  for (;;) {
+    if (await page.evaluate(fn, arg)) return;
+    if (Date.now() > end) throw new Error('timed out waiting for ' + fn.toString());
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 const browser = await chromium.launch({
   executablePath: env('CHROMIUM'),
@@ -56,9 +66,9 @@ try {
   await page.evaluate(() => { window.__sameDocument = true; });
   const img = await page.waitForSelector('#qr-img');
   const first = await img.getAttribute('data-fingerprint');
-  await page.waitForFunction(() => { const i = document.querySelector('#qr-img'); return i && i.complete && i.naturalWidth > 0; });
+  await until(page, () => { const i = document.querySelector('#qr-img'); return i && i.complete && i.naturalWidth > 0; });
   await page.screenshot({ path: join(shots, 'pairing.png') });
-  await page.waitForFunction((fp) => { const i = document.querySelector('#qr-img'); return i && i.dataset.fingerprint !== fp; }, first);
+  await until(page, (fp) => { const i = document.querySelector('#qr-img'); return i && i.dataset.fingerprint !== fp; }, first);
 
   step('pairing by code answers (or says it is not available)');
   await page.fill('#pair-code-form input[name=phone]', '79001234567');
@@ -112,14 +122,14 @@ try {
   await page.waitForSelector('#activity tr');
   await page.screenshot({ path: join(shots, 'activity.png') });
   await page.click('[data-tab=usage]');
-  await page.waitForSelector('#usage-chart svg rect');
+  await page.waitForSelector('#usage-chart svg rect.sent:not([height="0"])');
   await page.screenshot({ path: join(shots, 'usage.png') });
   await page.click('[data-nav=instances]');
   await page.waitForSelector(`#instances tr[data-instance="${id}"] [data-status=connected]`);
   await page.screenshot({ path: join(shots, 'dashboard.png') });
   await page.click('[data-nav=account]');
   await page.click('#show-key');
-  await page.waitForFunction(() => !document.querySelector('#api-key').textContent.includes('•'));
+  await until(page, () => !document.querySelector('#api-key').textContent.includes('•'));
   await page.click('[data-nav=admin]');
   await page.waitForSelector('#users tr');
   await page.waitForSelector('#system-stats b');

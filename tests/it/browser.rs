@@ -119,7 +119,7 @@ async fn an_operator_pairs_sends_and_retries_a_webhook_from_the_dashboard_in_a_r
         .await;
     let deliveries = app
         .get(
-            &format!("/api/instances/{instance}/webhook-deliveries?limit=1000"),
+            &format!("/api/instances/{instance}/webhook-deliveries?limit=500"),
             As::Key(&app.admin.api_key),
         )
         .await
