@@ -7,6 +7,7 @@ mod nats_server;
 mod auth;
 mod backbone;
 mod browser;
+mod chats;
 mod concurrency;
 mod durability;
 mod edge;
