@@ -192,6 +192,7 @@ impl App {
             secrets: sealer,
             idempotency: Arc::default(),
             api_calls,
+            shutdown: shutdown.child_token(),
         };
         let consumers = build_consumers(&state).await?;
         Ok(Self {

@@ -126,6 +126,10 @@ pub struct Config {
     pub sim_receipt_delay: Duration,
     /// `WA_SIM_QR_INTERVAL_MS`: sim QR rotation interval.
     pub sim_qr_interval: Duration,
+    /// `WA_STREAM_BUFFER`: events held for one event-stream client before it counts as slow.
+    pub stream_buffer: usize,
+    /// `WA_STREAM_SLOW_GRACE`: how long a client's buffer may stay full before it is cut off.
+    pub stream_slow_grace: Duration,
     /// `WA_WHATSAPP_URL`: websocket URL of WhatsApp's servers (tests point it elsewhere).
     pub whatsapp_url: Option<String>,
     /// `WA_WHATSAPP_VERSION`: pin the WhatsApp Web version the real engine announces
@@ -186,6 +190,8 @@ impl Config {
             sim_auto_pair: false,
             sim_receipt_delay: Duration::ZERO,
             sim_qr_interval: Duration::from_secs(20),
+            stream_buffer: 512,
+            stream_slow_grace: Duration::from_secs(5),
             whatsapp_url: None,
             whatsapp_version: None,
             whatsapp_transport: None,
@@ -348,6 +354,13 @@ impl Config {
         }
         if let Some(v) = get("WA_SIM_QR_INTERVAL_MS") {
             c.sim_qr_interval = Duration::from_millis(v.parse().context("WA_SIM_QR_INTERVAL_MS")?);
+        }
+        if let Some(v) = get("WA_STREAM_BUFFER") {
+            c.stream_buffer = v.parse().context("WA_STREAM_BUFFER")?;
+            anyhow::ensure!(c.stream_buffer >= 1, "WA_STREAM_BUFFER must be at least 1");
+        }
+        if let Some(v) = get("WA_STREAM_SLOW_GRACE") {
+            c.stream_slow_grace = parse_duration(&v).context("WA_STREAM_SLOW_GRACE")?;
         }
         c.whatsapp_url = get("WA_WHATSAPP_URL");
         if let Some(v) = get("WA_WHATSAPP_VERSION") {

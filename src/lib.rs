@@ -38,6 +38,7 @@
 //! - [`replay`]: NDJSON export of the log (or the stream) for analytics.
 //! - [`webhooks`]: the webhook dispatcher: intake consumer, durable queue, signed retried sends.
 //! - [`tls`]: native HTTPS (`WA_TLS_CERT`/`WA_TLS_KEY`), certificate changes picked up live.
+//! - [`dashboard`]: the web page at `/` (embedded HTML/CSS/JS, a client of the public API).
 //! - [`app`]: builds all of it and runs it under one shutdown token.
 
 pub mod api;
@@ -45,6 +46,7 @@ pub mod app;
 pub mod auth;
 pub mod backbone;
 pub mod config;
+pub mod dashboard;
 pub mod domain;
 pub mod error;
 pub mod events;

@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod auth;
 pub mod calls;
+pub mod chats;
 pub mod client_addr;
 pub mod health;
 pub mod history;
@@ -17,6 +18,7 @@ pub mod security;
 pub mod sim;
 pub mod state;
 pub mod stats;
+pub mod stream;
 pub mod types;
 pub mod users;
 pub mod webhooks;
@@ -51,6 +53,8 @@ type Apis = (
     webhooks::WebhooksApi,
     media::MediaApi,
     pairing::PairingApi,
+    stream::StreamApi,
+    chats::ChatsApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -69,6 +73,8 @@ fn service() -> OpenApiService<Apis, ()> {
             webhooks::WebhooksApi,
             media::MediaApi,
             pairing::PairingApi,
+            stream::StreamApi,
+            chats::ChatsApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),
@@ -92,7 +98,15 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     Route::new()
         .nest("/docs", svc.swagger_ui())
         .nest("/openapi.json", svc.spec_endpoint())
+        .at("/ui/:file", poem::get(crate::dashboard::asset))
         .nest("/", svc)
+        // The dashboard's page at `/` (the API's nest at `/` claims that path).
+        .around(|ep, req| async move {
+            if req.uri().path() == "/" && req.method() == poem::http::Method::GET {
+                return Ok(crate::dashboard::page());
+            }
+            ep.call(req).await.map(IntoResponse::into_response)
+        })
         .around(|ep, req| async move { serve(ep, req).await })
         .data(state)
 }

@@ -40,6 +40,8 @@ pub enum Tag {
     Webhooks,
     /// Control of the simulated WhatsApp network (only with `WA_ENGINE=sim`).
     Sim,
+    /// The live event stream (Server-Sent Events).
+    Events,
 }
 
 /// JWT from `POST /api/auth/login`.

@@ -41,6 +41,8 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::Sealer>,
     /// The webhook dispatcher (delivery log, manual retries).
     pub webhooks: crate::webhooks::Webhooks,
+    /// Cancelled when the gateway stops (ends the live event streams).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 //! - [`activity`]: every instance event as an activity log entry.
 //! - [`messages`]: message history per instance and chat, with delivery status.
 //! - [`stats`]: usage counters per instance per UTC day.
+//! - [`chat_list`]: not a projector: the chats of an instance, read from [`messages`]' tables.
 //!
 //! Each projection owns its tables in the read-model database (`views.db`),
 //! with its SQL under `projections/<name>/`. They run as one consumer,
@@ -12,6 +13,7 @@
 //! drops a projection's tables and replays the whole log into them.
 
 pub mod activity;
+pub mod chat_list;
 pub mod messages;
 pub mod stats;
 

@@ -6,6 +6,8 @@ mod nats_server;
 
 mod auth;
 mod backbone;
+mod browser;
+mod chats;
 mod concurrency;
 mod durability;
 mod edge;
@@ -23,4 +25,5 @@ mod real_engine;
 mod receiver;
 mod sessions;
 mod store;
+mod stream;
 mod webhooks;
