@@ -6,6 +6,7 @@ pub mod activity;
 pub mod auth;
 pub mod calls;
 pub mod client_addr;
+pub mod groups;
 pub mod health;
 pub mod history;
 pub mod instances;
@@ -47,6 +48,7 @@ type Apis = (
     history::HistoryApi,
     stats::StatsApi,
     webhooks::WebhooksApi,
+    groups::GroupsApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -63,6 +65,7 @@ fn service() -> OpenApiService<Apis, ()> {
             history::HistoryApi,
             stats::StatsApi,
             webhooks::WebhooksApi,
+            groups::GroupsApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),

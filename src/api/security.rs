@@ -40,6 +40,8 @@ pub enum Tag {
     Webhooks,
     /// Control of the simulated WhatsApp network (only with `WA_ENGINE=sim`).
     Sim,
+    /// Groups of an instance's account, and number checks.
+    Groups,
 }
 
 /// JWT from `POST /api/auth/login`.

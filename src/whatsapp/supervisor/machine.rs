@@ -270,6 +270,7 @@ impl State {
                 }
                 .into(),
             ),
+            EngineEvent::Group(notice) => step.events.push(notice.into_event(&self.instance_id)),
         }
     }
 
@@ -475,6 +476,7 @@ impl State {
         MessageReceived {
             instance_id: self.instance_id.clone(),
             message_id: m.message_id,
+            participant: m.chat.is_group().then(|| m.from.clone()),
             from: m.from,
             from_lid: m.from_lid,
             chat: m.chat,
@@ -1402,6 +1404,7 @@ mod tests {
                     message_id: mid("in-1"),
                     from: chat(),
                     from_lid: None,
+                    participant: None,
                     chat: chat(),
                     body: "look".into(),
                     message_type: "image".into(),
