@@ -40,7 +40,8 @@ pub struct ChatMessage {
     pub status: String,
     pub created_at: String,
     /// The group member who wrote it (received group messages only; the
-    /// chat is then the group).
+    /// chat is then the group). Absent on other messages.
+    #[oai(skip_serializing_if_is_none)]
     pub sender: Option<String>,
 }
 
