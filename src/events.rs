@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::domain::pacing::SendPolicy;
 use crate::domain::proxy::ProxyPublic;
 use crate::ids::{InstanceId, Jid, MessageId, UserId};
+use crate::whatsapp::groups::{GroupChange, ParticipantAction};
 
 /// How far a message got: `sent` (the server acknowledged it), `delivered`
 /// (it reached the recipient's device), `read`, `played` (a voice or video
@@ -530,6 +531,10 @@ pub struct MessageReceived {
     pub from_lid: Option<Jid>,
     /// Chat JID (the group for group messages, else the sender).
     pub chat: Jid,
+    /// The group member who sent it: present on group messages only (then
+    /// equal to `from`), so that a group message always names its sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<Jid>,
     pub body: String,
     /// WhatsApp message type: `conversation`, `extendedText`, `image`, `video`, `audio`, `document`, ...
     #[serde(rename = "type")]
@@ -653,6 +658,55 @@ pub struct WebhookDisabled {
     pub reason: String,
 }
 
+/// A group this account is in changed: created (with this account in it),
+/// a new subject, a new or removed description, the invite link revoked.
+/// Recorded for the instance that made the change (through the API) and for
+/// every other instance in the group (as WhatsApp tells them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupUpdated {
+    pub instance_id: InstanceId,
+    /// The group's JID (`…@g.us`).
+    pub group_id: Jid,
+    /// `created`, `subject`, `description` or `invite_revoked`.
+    pub change: GroupChange,
+    /// The subject (on `created` and `subject`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The new description (on `description`; absent when it was removed,
+    /// and on `created` when the group has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The participants at creation (`created` only, when known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participants: Option<Vec<Jid>>,
+    /// Who made the change, when known (this account's own JID for API actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Jid>,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+/// Participants of a group this account is in were added, removed,
+/// promoted, demoted, joined through an invite link, or left. Recorded like
+/// [`GroupUpdated`]: for the acting instance and for every other instance in the group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupParticipantsChanged {
+    pub instance_id: InstanceId,
+    /// The group's JID (`…@g.us`).
+    pub group_id: Jid,
+    /// `add`, `remove`, `promote`, `demote`, `join` or `leave`.
+    pub action: ParticipantAction,
+    /// The participants the change applied to (only those it changed).
+    pub participants: Vec<Jid>,
+    /// Who made the change, when known (for `join` and `leave`, the participant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Jid>,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
 macro_rules! catalog {
     ($( $variant:ident($payload:ty) = $name:literal, version $version:literal; )*) => {
         /// Every event the gateway records.
@@ -747,6 +801,8 @@ catalog! {
     WebhookFailed(WebhookFailed) = "webhook_failed", version 1;
     WebhookDisabled(WebhookDisabled) = "webhook_disabled", version 1;
     PairCodeReceived(PairCodeReceived) = "pair_code_received", version 1;
+    GroupUpdated(GroupUpdated) = "group_updated", version 1;
+    GroupParticipantsChanged(GroupParticipantsChanged) = "group_participants_changed", version 1;
 }
 
 /// A stored event whose type or payload this build does not understand.

@@ -11,7 +11,9 @@ CREATE TABLE IF NOT EXISTS messages (
     has_media    INTEGER NOT NULL,
     status       TEXT    NOT NULL,
     status_rank  INTEGER NOT NULL,     -- received 0, sent 1, delivered 2, read 3, played 4: never lowered
-    created_at   INTEGER NOT NULL      -- unix milliseconds (recorded time)
+    created_at   INTEGER NOT NULL,     -- unix milliseconds (recorded time)
+    sender       TEXT                  -- the member who wrote a received group message (NULL otherwise);
+                                       -- added to older tables by `messages::ensure_columns`
 );
 -- A chat's page, newest first, optionally within a date range.
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (instance_id, remote_jid, created_at, position);

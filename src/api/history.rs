@@ -39,6 +39,10 @@ pub struct ChatMessage {
     /// back); `received` for received ones.
     pub status: String,
     pub created_at: String,
+    /// The group member who wrote it (received group messages only; the
+    /// chat is then the group). Absent on other messages.
+    #[oai(skip_serializing_if_is_none)]
+    pub sender: Option<String>,
 }
 
 /// A page of a chat's history, newest first.
@@ -107,6 +111,7 @@ impl HistoryApi {
                     has_media: m.has_media,
                     status: m.status,
                     created_at: api_time_ms(m.created_at),
+                    sender: m.sender,
                 })
                 .collect(),
             pagination: Pagination::new(total, limit, skip),

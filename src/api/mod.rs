@@ -7,6 +7,7 @@ pub mod auth;
 pub mod calls;
 pub mod chats;
 pub mod client_addr;
+pub mod groups;
 pub mod health;
 pub mod history;
 pub mod instances;
@@ -55,6 +56,7 @@ type Apis = (
     pairing::PairingApi,
     stream::StreamApi,
     chats::ChatsApi,
+    groups::GroupsApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -75,6 +77,7 @@ fn service() -> OpenApiService<Apis, ()> {
             pairing::PairingApi,
             stream::StreamApi,
             chats::ChatsApi,
+            groups::GroupsApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),

@@ -42,6 +42,8 @@ pub enum Tag {
     Sim,
     /// The live event stream (Server-Sent Events).
     Events,
+    /// Groups of an instance's account, and number checks.
+    Groups,
 }
 
 /// JWT from `POST /api/auth/login`.

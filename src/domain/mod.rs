@@ -16,6 +16,7 @@
 //! - [`storage`]: their tables, one module per table, with named changes.
 
 pub mod aggregate;
+pub mod groups;
 pub mod idempotency;
 pub mod instances;
 pub mod logins;

@@ -60,6 +60,8 @@ struct NewRow {
     status: String,
     rank: i64,
     created_at: i64,
+    /// The member who wrote a received group message.
+    sender: Option<String>,
 }
 
 impl NewRow {
@@ -153,8 +155,8 @@ impl BatchState {
         let mut chat_counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         let mut insert = conn.prepare_cached(
             "INSERT OR IGNORE INTO messages (position, id, instance_id, remote_jid, from_me, message_type, \
-             content, message_id, has_media, status, status_rank, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             content, message_id, has_media, status, status_rank, created_at, sender) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         for r in &self.pending {
             let inserted = insert.execute(rusqlite::params![
@@ -170,6 +172,7 @@ impl BatchState {
                 r.status,
                 r.rank,
                 r.created_at,
+                r.sender,
             ])?;
             if inserted > 0 {
                 *chat_counts
@@ -254,7 +257,7 @@ impl NewRow {
     }
 
     fn received(e: &RecordedEvent, m: &MessageReceived) -> Self {
-        Self::new(
+        let mut row = Self::new(
             e,
             m.instance_id.to_string(),
             m.chat.to_string(),
@@ -263,7 +266,9 @@ impl NewRow {
             m.body.clone(),
             m.message_id.to_string(),
             m.has_media,
-        )
+        );
+        row.sender = m.participant.as_ref().map(|p| p.to_string());
+        row
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -295,6 +300,7 @@ impl NewRow {
             status: status.to_string(),
             rank: status_rank(status),
             created_at: e.recorded_ms(),
+            sender: None,
         }
     }
 }
@@ -363,6 +369,24 @@ pub struct StoredMessage {
     pub has_media: bool,
     pub status: String,
     pub created_at: i64,
+    /// The member who wrote a received group message.
+    pub sender: Option<String>,
+}
+
+/// Adds the columns newer versions have to a table an older version
+/// created (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it is).
+pub async fn ensure_columns(views: &SqlitePool) -> Result<(), sqlx::Error> {
+    let has_sender: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'sender'",
+    )
+    .fetch_one(views)
+    .await?;
+    if has_sender == 0 {
+        sqlx::query("ALTER TABLE messages ADD COLUMN sender TEXT")
+            .execute(views)
+            .await?;
+    }
+    Ok(())
 }
 
 fn push_filters(qb: &mut QueryBuilder<Sqlite>, q: &HistoryQuery) {
@@ -399,7 +423,7 @@ pub async fn page(
     };
     let mut select = QueryBuilder::new(
         "SELECT id, instance_id, remote_jid, from_me, message_type, content, message_id, has_media, \
-         status, created_at FROM messages",
+         status, created_at, sender FROM messages",
     );
     push_filters(&mut select, q);
     select
@@ -422,6 +446,7 @@ pub async fn page(
                 has_media: r.try_get("has_media")?,
                 status: r.try_get("status")?,
                 created_at: r.try_get("created_at")?,
+                sender: r.try_get("sender")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;

@@ -211,6 +211,9 @@ pub async fn ensure_schemas(views: &SqlitePool) -> anyhow::Result<()> {
             .await
             .context("Failed to create the projection tables")?;
     }
+    messages::ensure_columns(views)
+        .await
+        .context("Failed to add the message history's new columns")?;
     Ok(())
 }
 

@@ -33,6 +33,12 @@ struct ReceivedData<'a> {
     /// The sender's LID, only when the message came from one (beyond the seed).
     #[serde(skip_serializing_if = "Option::is_none")]
     from_lid: Option<&'a Jid>,
+    /// The group, only on group messages (beyond the seed; `from` is then the member).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chat: Option<&'a Jid>,
+    /// The group member who sent it, only on group messages (beyond the seed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant: Option<&'a Jid>,
 }
 
 /// The seed's `message_sent` data.
@@ -113,7 +119,8 @@ fn body<D: Serialize>(event: &str, data: D, at: DateTime<Utc>) -> String {
     .expect("webhook bodies serialize")
 }
 
-/// Whether `event` is one of the six webhook events and passes the filters;
+/// Whether `event` is one of the webhook events (the seed's six, and the
+/// group events) and passes the filters;
 /// if so, its webhook event name and the exact body bytes to send.
 ///
 /// `message_status`: `delivered` (and `sent`, the server's ack, the first
@@ -132,6 +139,8 @@ pub fn render(
                 message_id: &e.message_id,
                 from: &e.from,
                 from_lid: e.from_lid.as_ref(),
+                chat: e.chat.is_group().then_some(&e.chat),
+                participant: e.participant.as_ref(),
                 body: &e.body,
                 message_type: &e.message_type,
                 timestamp: e.timestamp,
@@ -211,6 +220,10 @@ pub fn render(
             },
             at,
         ),
+        // Group changes go to every enabled webhook; their data is the
+        // event's own payload.
+        Event::GroupUpdated(e) => body(name, e, at),
+        Event::GroupParticipantsChanged(e) => body(name, e, at),
         _ => return None,
     };
     Some((name, json))
@@ -227,6 +240,8 @@ pub fn is_webhook_event(event_type: &str) -> bool {
             | "connection_closed"
             | "qr_received"
             | "pair_code_received"
+            | "group_updated"
+            | "group_participants_changed"
     )
 }
 
@@ -261,6 +276,7 @@ mod tests {
             message_id: "m".into(),
             from: "79001234567@s.whatsapp.net".into(),
             from_lid: None,
+            participant: None,
             chat: "79001234567@s.whatsapp.net".into(),
             body: "hi".into(),
             message_type: "conversation".into(),

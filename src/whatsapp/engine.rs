@@ -11,6 +11,10 @@ use crate::events::{Contact, SessionReason};
 use crate::ids::{InstanceId, MessageId};
 
 use super::Jid;
+use super::groups::{
+    GroupError, GroupInfo, GroupNotice, InviteLink, NumberCheck, ParticipantAction,
+    ParticipantResult,
+};
 
 /// A delivery state reported by the network.
 pub use crate::events::DeliveryStatus as Receipt;
@@ -118,6 +122,8 @@ impl std::fmt::Debug for KeptMedia {
             .field("size", &self.size)
             .finish_non_exhaustive()
     }
+    /// A group this account is in changed (another member's action, or WhatsApp's).
+    Group(GroupNotice),
 }
 
 /// Media to send.
@@ -208,4 +214,77 @@ pub enum FetchMediaError {
     /// The media is gone (expired at WhatsApp's CDN, or deleted).
     #[error("the media is no longer available")]
     Gone,
+
+    // Groups and number checks (types in `whatsapp::groups`). The defaults
+    // refuse, for engines without them.
+
+    /// Whether each number (digits) has a WhatsApp account, and its JID.
+    async fn check_numbers(&self, numbers: &[String]) -> Result<Vec<NumberCheck>, GroupError> {
+        let _ = numbers;
+        Err(unsupported())
+    }
+    /// The groups the account is in, with their participants.
+    async fn groups(&self) -> Result<Vec<GroupInfo>, GroupError> {
+        Err(unsupported())
+    }
+    /// One group the account is in.
+    async fn group_info(&self, group: &Jid) -> Result<GroupInfo, GroupError> {
+        let _ = group;
+        Err(unsupported())
+    }
+    /// Creates a group with the account as its creator (superadmin).
+    async fn create_group(
+        &self,
+        subject: &str,
+        description: Option<&str>,
+        participants: &[Jid],
+    ) -> Result<GroupInfo, GroupError> {
+        let _ = (subject, description, participants);
+        Err(unsupported())
+    }
+    /// Adds, removes, promotes or demotes participants (an admin's action);
+    /// the result says how each number fared.
+    async fn change_participants(
+        &self,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantResult>, GroupError> {
+        let _ = (group, action, participants);
+        Err(unsupported())
+    }
+    /// The group's invite link; `revoke` replaces it with a new one first.
+    async fn invite_link(&self, group: &Jid, revoke: bool) -> Result<InviteLink, GroupError> {
+        let _ = (group, revoke);
+        Err(unsupported())
+    }
+    /// Joins a group through its invite link; returns the group.
+    async fn join_group(&self, invite: &InviteLink) -> Result<Jid, GroupError> {
+        let _ = invite;
+        Err(unsupported())
+    }
+    /// Leaves a group.
+    async fn leave_group(&self, group: &Jid) -> Result<(), GroupError> {
+        let _ = group;
+        Err(unsupported())
+    }
+    /// Sets the group's subject (name).
+    async fn set_group_subject(&self, group: &Jid, subject: &str) -> Result<(), GroupError> {
+        let _ = (group, subject);
+        Err(unsupported())
+    }
+    /// Sets the group's description (`None` removes it).
+    async fn set_group_description(
+        &self,
+        group: &Jid,
+        description: Option<&str>,
+    ) -> Result<(), GroupError> {
+        let _ = (group, description);
+        Err(unsupported())
+    }
+}
+
+/// The refusal of an engine without groups.
+fn unsupported() -> GroupError {
+    GroupError::Engine(anyhow::anyhow!("this engine does not support groups"))
 }

@@ -2,10 +2,12 @@
 //! real engine (whatsapp-rust), the simulated network, media fetching and QR rendering.
 
 pub mod engine;
+pub mod groups;
 pub mod media;
 pub mod qr;
 pub mod real;
 pub mod sim;
+pub mod sim_groups;
 pub mod supervisor;
 pub mod vault;
 

@@ -24,6 +24,10 @@ use super::engine::{
     Engine, EngineEvent, EngineSession, EventSink, FetchMediaError, IncomingMedia, IncomingMessage,
     KeptMedia, OutgoingMedia, Receipt,
 };
+use super::groups::{
+    GroupError, GroupInfo, InviteLink, NumberCheck, ParticipantAction, ParticipantResult,
+};
+use super::sim_groups::{ADDRESS_BOOK_PREFIX, Fanout, SimGroups};
 
 /// Settings of the simulated network.
 #[derive(Debug, Clone)]
@@ -136,6 +140,8 @@ struct Net {
     sessions: Mutex<HashMap<String, Arc<SimSession>>>,
     /// Paired phone → instance id, for every live paired session.
     phones: Mutex<HashMap<String, String>>,
+    /// The network's groups (locked before `phones` and `sessions`, never after).
+    groups: Mutex<SimGroups>,
 }
 
 /// The simulated network; cheap to clone.
@@ -241,6 +247,7 @@ impl SimEngine {
         Self {
             net: Arc::new(Net {
                 seen: Mutex::new(Seen::load(&config.dir)),
+                groups: Mutex::new(SimGroups::load(&config.dir)),
                 config,
                 sessions: Mutex::new(HashMap::new()),
                 phones: Mutex::new(HashMap::new()),
@@ -361,6 +368,62 @@ impl SimEngine {
     }
 }
 
+impl Net {
+    /// The live session paired with `phone`, if any.
+    fn session_of(&self, phone: &str) -> Option<Arc<SimSession>> {
+        let owner = self.phones.lock().expect("sim lock").get(phone).cloned()?;
+        self.sessions.lock().expect("sim lock").get(&owner).cloned()
+    }
+
+    /// Whether `phone` has a WhatsApp account on this network: an instance
+    /// is paired with it, or it is one of the sim's address-book numbers.
+    fn on_whatsapp(&self, phone: &str) -> bool {
+        phone.starts_with(ADDRESS_BOOK_PREFIX)
+            || self.phones.lock().expect("sim lock").contains_key(phone)
+    }
+
+    /// The phones paired with live sessions (a snapshot, taken before the groups lock).
+    fn paired_phones(&self) -> std::collections::HashSet<String> {
+        self.phones
+            .lock()
+            .expect("sim lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Delivers group notices to the live sessions of the phones they name,
+    /// in order (a full queue falls back to a task).
+    fn tell(&self, fanouts: Vec<Fanout>) {
+        for f in fanouts {
+            for phone in &f.to {
+                let Some(s) = self.session_of(phone) else {
+                    continue;
+                };
+                let event = EngineEvent::Group(f.notice.clone());
+                if let Err(tokio::sync::mpsc::error::TrySendError::Full(event)) =
+                    s.events.try_send(event)
+                {
+                    let events = s.events.clone();
+                    tokio::spawn(async move {
+                        let _ = events.send(event).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A random code of `len` letters and digits (group ids, invite codes).
+fn random_code(len: usize, alphabet: &[u8]) -> String {
+    (0..len)
+        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// Letters and digits, as in WhatsApp's invite codes.
+const INVITE_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
 impl SimSession {
     fn pair(&self, net: &Net, phone: String) -> Result<(), SimError> {
         {
@@ -418,6 +481,35 @@ impl SimSession {
         }
     }
 
+    /// The network, while it exists.
+    fn network(&self) -> anyhow::Result<Arc<Net>> {
+        self.net
+            .upgrade()
+            .ok_or_else(|| anyhow::anyhow!("network gone"))
+    }
+
+    /// Runs a change of the group table as this account, with the paired
+    /// phones' snapshot as who is on WhatsApp.
+    fn with_groups<T>(
+        &self,
+        change: impl FnOnce(
+            &mut SimGroups,
+            &str,
+            &dyn Fn(&str) -> bool,
+        ) -> Result<(T, Vec<Fanout>), GroupError>,
+    ) -> Result<T, GroupError> {
+        let me = self.my_phone()?;
+        let net = self.network()?;
+        let paired = net.paired_phones();
+        let on_whatsapp = |p: &str| p.starts_with(ADDRESS_BOOK_PREFIX) || paired.contains(p);
+        let (answer, fanouts) = {
+            let mut groups = net.groups.lock().expect("sim lock");
+            change(&mut groups, &me, &on_whatsapp)?
+        };
+        net.tell(fanouts);
+        Ok(answer)
+    }
+
     fn my_phone(&self) -> anyhow::Result<String> {
         self.phone
             .lock()
@@ -452,17 +544,39 @@ impl SimSession {
             tracing::warn!(instance = %self.instance_id, message = %message_id,
                 "sim: the network already took this message id; acknowledged, not delivered again");
         }
-        let recipient = if to.is_group() || !first_time {
-            None
+        // A group the network has goes to its other members' instances; a
+        // person to theirs; anything else (a group the network does not
+        // know) is acknowledged and goes nowhere.
+        let members = if to.is_group() {
+            let members = net.groups.lock().expect("sim lock").members(to);
+            if members
+                .as_ref()
+                .is_some_and(|m| !m.iter().any(|p| *p == my_phone))
+            {
+                anyhow::bail!("not a participant of the group {to}");
+            }
+            members.unwrap_or_default()
         } else {
-            let owner = net.phones.lock().expect("sim lock").get(to.user()).cloned();
-            owner.and_then(|id| net.sessions.lock().expect("sim lock").get(&id).cloned())
+            vec![to.user().to_string()]
+        };
+        let recipients: Vec<Arc<SimSession>> = if first_time {
+            members
+                .iter()
+                .filter(|p| **p != my_phone)
+                .filter_map(|p| net.session_of(p))
+                .collect()
+        } else {
+            Vec::new()
         };
         let incoming = IncomingMessage {
             message_id: MessageId::from_stored(message_id),
             from: Jid::from_phone(&my_phone),
             from_lid: None,
-            chat: Jid::from_phone(&my_phone),
+            chat: if to.is_group() {
+                to.clone()
+            } else {
+                Jid::from_phone(&my_phone)
+            },
             body: body.to_string(),
             message_type: message_type.to_string(),
             timestamp: chrono::Utc::now().timestamp(),
@@ -486,13 +600,13 @@ impl SimSession {
                 let _ = events.send(kept_event(m)).await;
             }
             let _ = events.send(receipt(Receipt::Sent)).await;
-            if let Some(r) = &recipient {
+            for r in &recipients {
                 if let Some(m) = &kept {
                     let _ = r.events.send(kept_event(m)).await;
                 }
                 let _ = r
                     .events
-                    .send(EngineEvent::Message(Box::new(incoming)))
+                    .send(EngineEvent::Message(Box::new(incoming.clone())))
                     .await;
             }
             for r in [Receipt::Delivered, Receipt::Read] {
@@ -745,8 +859,111 @@ impl EngineSession for SimSession {
                 number: p,
                 is_group: false,
             }));
+            let groups = net.groups.lock().expect("sim lock").list(&phone);
+            list.extend(groups.into_iter().map(|g| Contact {
+                number: g.id.user().to_string(),
+                id: g.id,
+                name: g.subject,
+                is_group: true,
+            }));
         }
         Ok(list)
+    }
+
+    async fn check_numbers(&self, numbers: &[String]) -> Result<Vec<NumberCheck>, GroupError> {
+        self.my_phone()?;
+        let net = self.network()?;
+        Ok(numbers
+            .iter()
+            .map(|n| {
+                let exists = net.on_whatsapp(n);
+                NumberCheck {
+                    number: n.clone(),
+                    exists,
+                    jid: exists.then(|| Jid::from_phone(n)),
+                    lid: None,
+                }
+            })
+            .collect())
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupInfo>, GroupError> {
+        let me = self.my_phone()?;
+        let net = self.network()?;
+        Ok(net.groups.lock().expect("sim lock").list(&me))
+    }
+
+    async fn group_info(&self, group: &Jid) -> Result<GroupInfo, GroupError> {
+        let me = self.my_phone()?;
+        let net = self.network()?;
+        net.groups.lock().expect("sim lock").info(&me, group)
+    }
+
+    async fn create_group(
+        &self,
+        subject: &str,
+        description: Option<&str>,
+        participants: &[Jid],
+    ) -> Result<GroupInfo, GroupError> {
+        let id = format!("120363{}@g.us", random_code(12, b"0123456789"));
+        let invite = random_code(22, INVITE_ALPHABET);
+        let now = chrono::Utc::now().timestamp();
+        self.with_groups(|groups, me, on_wa| {
+            Ok(groups.create(
+                me,
+                &id,
+                subject,
+                description,
+                participants,
+                on_wa,
+                invite,
+                now,
+            ))
+        })
+    }
+
+    async fn change_participants(
+        &self,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantResult>, GroupError> {
+        let now = chrono::Utc::now().timestamp();
+        self.with_groups(|groups, me, on_wa| {
+            groups.change(me, group, action, participants, on_wa, now)
+        })
+    }
+
+    async fn invite_link(&self, group: &Jid, revoke: bool) -> Result<InviteLink, GroupError> {
+        let code = random_code(22, INVITE_ALPHABET);
+        let now = chrono::Utc::now().timestamp();
+        self.with_groups(|groups, me, _| groups.invite(me, group, revoke, code, now))
+    }
+
+    async fn join_group(&self, invite: &InviteLink) -> Result<Jid, GroupError> {
+        let now = chrono::Utc::now().timestamp();
+        self.with_groups(|groups, me, _| groups.join(me, invite, now))
+    }
+
+    async fn leave_group(&self, group: &Jid) -> Result<(), GroupError> {
+        let now = chrono::Utc::now().timestamp();
+        self.with_groups(|groups, me, _| Ok(((), groups.leave(me, group, now)?)))
+    }
+
+    async fn set_group_subject(&self, group: &Jid, subject: &str) -> Result<(), GroupError> {
+        let now = chrono::Utc::now().timestamp();
+        self.with_groups(|groups, me, _| Ok(((), groups.set_subject(me, group, subject, now)?)))
+    }
+
+    async fn set_group_description(
+        &self,
+        group: &Jid,
+        description: Option<&str>,
+    ) -> Result<(), GroupError> {
+        let now = chrono::Utc::now().timestamp();
+        self.with_groups(|groups, me, _| {
+            Ok(((), groups.set_description(me, group, description, now)?))
+        })
     }
 }
 

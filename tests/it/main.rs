@@ -12,6 +12,7 @@ mod concurrency;
 mod durability;
 mod edge;
 mod files;
+mod groups;
 mod idempotency;
 mod instances;
 mod logins;

@@ -92,6 +92,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
                 message_id: message_id.into(),
                 from: to.as_str().into(),
                 from_lid: None,
+                participant: None,
                 chat: to.into(),
                 body: format!("message {n}"),
                 message_type: "conversation".into(),

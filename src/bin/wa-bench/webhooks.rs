@@ -58,6 +58,7 @@ fn message(instance: &str, n: usize) -> MessageReceived {
         message_id: format!("{instance}-{n}").into(),
         from: "79001234567@s.whatsapp.net".into(),
         from_lid: None,
+        participant: None,
         chat: "79001234567@s.whatsapp.net".into(),
         body: "benchmark message".into(),
         message_type: "conversation".into(),

@@ -24,6 +24,7 @@
 
 mod acks;
 mod contacts;
+mod groups;
 pub mod map;
 mod media;
 pub mod proxy;
@@ -60,6 +61,9 @@ use super::Jid;
 use super::engine::{
     Engine, EngineEvent, EngineSession, EventSink, IncomingMessage, MediaKind, OutgoingMedia,
     Receipt,
+};
+use super::groups::{
+    GroupError, GroupInfo, InviteLink, NumberCheck, ParticipantAction, ParticipantResult,
 };
 
 /// A transport factory given from code (tests, benchmarks): every session
@@ -466,6 +470,7 @@ impl EventHandler for Forward {
             EventKind::PairingCode,
             EventKind::PairingCodeRefresh,
             EventKind::PairingCodeError,
+            EventKind::GroupUpdate,
         ])
     }
 }
@@ -660,6 +665,12 @@ impl Driver {
                     terminal: true,
                 })
                 .await;
+            }
+            Event::GroupUpdate(u) => {
+                let own = self.client.pn().map(|j| j.user.to_string());
+                if let Some(n) = groups::notice(u, own.as_deref()) {
+                    self.emit(EngineEvent::Group(n)).await;
+                }
             }
             Event::Messages(batch) => {
                 for m in batch.messages.iter() {
@@ -1056,5 +1067,65 @@ impl EngineSession for RealSession {
             }
         }
         Ok(list)
+    }
+
+    async fn check_numbers(&self, numbers: &[String]) -> Result<Vec<NumberCheck>, GroupError> {
+        groups::check_numbers(&self.client, numbers).await
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupInfo>, GroupError> {
+        groups::list(&self.client).await
+    }
+
+    async fn group_info(&self, group: &Jid) -> Result<GroupInfo, GroupError> {
+        groups::get(&self.client, group).await
+    }
+
+    async fn create_group(
+        &self,
+        subject: &str,
+        description: Option<&str>,
+        participants: &[Jid],
+    ) -> Result<GroupInfo, GroupError> {
+        groups::create(&self.client, subject, description, participants).await
+    }
+
+    async fn change_participants(
+        &self,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantResult>, GroupError> {
+        groups::change(&self.client, group, action, participants).await
+    }
+
+    async fn invite_link(&self, group: &Jid, revoke: bool) -> Result<InviteLink, GroupError> {
+        groups::invite(&self.client, group, revoke).await
+    }
+
+    async fn join_group(&self, invite: &InviteLink) -> Result<Jid, GroupError> {
+        groups::join(&self.client, invite).await
+    }
+
+    async fn leave_group(&self, group: &Jid) -> Result<(), GroupError> {
+        groups::leave(&self.client, group).await
+    }
+
+    async fn set_group_subject(&self, group: &Jid, subject: &str) -> Result<(), GroupError> {
+        groups::set_subject(&self.client, group, subject).await
+    }
+
+    async fn set_group_description(
+        &self,
+        group: &Jid,
+        description: Option<&str>,
+    ) -> Result<(), GroupError> {
+        groups::set_description(
+            &self.client,
+            group,
+            description,
+            whatsapp_rust::features::PreviousDescription::Resolve,
+        )
+        .await
     }
 }

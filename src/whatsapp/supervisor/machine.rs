@@ -281,6 +281,7 @@ impl State {
                 step.actions.push(Action::KeepMedia { message_id, media })
             }
             EngineEvent::PairCode { code, phone } => self.pair_code(code, phone, step),
+            EngineEvent::Group(notice) => step.events.push(notice.into_event(&self.instance_id)),
         }
     }
 
@@ -513,6 +514,7 @@ impl State {
         MessageReceived {
             instance_id: self.instance_id.clone(),
             message_id: m.message_id,
+            participant: m.chat.is_group().then(|| m.from.clone()),
             from: m.from,
             from_lid: m.from_lid,
             chat: m.chat,
@@ -1525,6 +1527,7 @@ mod tests {
                     message_id: mid("in-1"),
                     from: chat(),
                     from_lid: None,
+                    participant: None,
                     chat: chat(),
                     body: "look".into(),
                     message_type: "image".into(),

@@ -12,12 +12,17 @@
 //!   appends the events; the engine handle lives there.
 //! - `outbox.rs`: the outbound queue's worker, one task per instance: paced
 //!   sends of queued messages, in order (its loop is tested with paused time).
+//! - `groups.rs`: groups and number checks through the connected engine,
+//!   recording the changes this instance made.
 //! - here: the public types and [`Sessions`], the API's entry point (start,
 //!   stop, status, reconnect, logout, sends, the queue).
 
 mod driver;
+mod groups;
 mod machine;
 mod outbox;
+
+pub use groups::GroupFailure;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
