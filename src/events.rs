@@ -186,6 +186,9 @@ pub enum ReasonCode {
     /// The gateway process ended without closing the session (a crash,
     /// `kill -9`); recorded when it starts again, before it reconnects.
     ProcessRestart,
+    /// WhatsApp's server stopped answering keepalive pings: the connection
+    /// was closed (it would otherwise look connected while dead) and is reconnected.
+    KeepaliveTimeout,
 }
 
 impl ReasonCode {
@@ -204,6 +207,7 @@ impl ReasonCode {
         Self::ClientOutdated,
         Self::ConnectFailure,
         Self::ProcessRestart,
+        Self::KeepaliveTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -221,6 +225,7 @@ impl ReasonCode {
             Self::ClientOutdated => "client_outdated",
             Self::ConnectFailure => "connect_failure",
             Self::ProcessRestart => "process_restart",
+            Self::KeepaliveTimeout => "keepalive_timeout",
         }
     }
 }
@@ -622,6 +627,38 @@ pub struct WebhookDisabled {
     pub reason: String,
 }
 
+/// A connect attempt failed before a connection was up (WhatsApp could
+/// not be reached, the handshake failed, the engine could not start): the
+/// instance stays `connecting` and tries again; this says why, in plain words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectFailed {
+    pub instance_id: InstanceId,
+    /// What went wrong, in plain words (`DNS lookup failed for web.whatsapp.com`).
+    pub error: String,
+    /// Failed attempts in a row, this one included.
+    pub attempt: u32,
+    /// Milliseconds until the next attempt, when the gateway schedules it
+    /// (absent when the WhatsApp client retries on its own backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+}
+
+/// A sent message is still `sent`, with no `delivered` receipt, longer than
+/// `WA_STUCK_AFTER_SECS`: recorded once per message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStuck {
+    pub instance_id: InstanceId,
+    pub message_id: MessageId,
+    /// The recipient's JID.
+    pub to: Jid,
+    /// Unix milliseconds when the message was sent.
+    pub sent_at: i64,
+    /// Seconds it had waited for its receipt when found stuck.
+    pub waiting_secs: u64,
+}
+
 macro_rules! catalog {
     ($( $variant:ident($payload:ty) = $name:literal, version $version:literal; )*) => {
         /// Every event the gateway records.
@@ -715,6 +752,8 @@ catalog! {
     WebhookDelivered(WebhookDelivered) = "webhook_delivered", version 1;
     WebhookFailed(WebhookFailed) = "webhook_failed", version 1;
     WebhookDisabled(WebhookDisabled) = "webhook_disabled", version 1;
+    ConnectFailed(ConnectFailed) = "connect_failed", version 1;
+    MessageStuck(MessageStuck) = "message_stuck", version 1;
 }
 
 /// A stored event whose type or payload this build does not understand.

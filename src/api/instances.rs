@@ -243,6 +243,8 @@ pub struct InstanceDetail {
     pub webhook_settings: WebhookSettingsView,
     pub send_policy: SendPolicyView,
     pub connection_status: ConnectionStatus,
+    /// How the WhatsApp session is really doing (README, "Session health").
+    pub health: super::session_health::InstanceHealth,
 }
 
 /// The updated instance.
@@ -556,6 +558,7 @@ impl InstanceDetail {
     fn new(state: &AppState, i: Instance) -> Self {
         let cs = state.connection_status(&i.id);
         Self {
+            health: super::session_health::instance_health(state, &i.id),
             status: cs.status.clone(),
             connection_status: cs,
             webhook_settings: WebhookSettingsView {

@@ -12,6 +12,7 @@ pub mod instances;
 pub mod paging;
 pub mod rate_limit;
 pub mod security;
+pub mod session_health;
 pub mod sim;
 pub mod state;
 pub mod stats;
@@ -63,6 +64,7 @@ fn service() -> OpenApiService<Apis, ()> {
             history::HistoryApi,
             stats::StatsApi,
             webhooks::WebhooksApi,
+            session_health::SessionHealthApi,
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),
@@ -86,10 +88,14 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     Route::new()
         .nest("/docs", svc.swagger_ui())
         .nest("/openapi.json", svc.spec_endpoint())
+        .at("/metrics", poem::get(crate::metrics::guard::on_api_port))
         .nest("/", svc)
         .around(|ep, req| async move { serve(ep, req).await })
         .data(state)
 }
+
+/// The route label of requests that matched no route (bounded: never the raw path).
+const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Runs one request: allow-list, request id, errors turned into JSON, and
 /// the `api_called` event of an authenticated request.
@@ -101,7 +107,7 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let (client, allowed, max_body, recorder) = {
+    let (client, allowed, max_body, recorder, metrics) = {
         let state = req.data::<AppState>().expect("state is attached");
         let client = client_addr::resolve(&req, &state.config.trusted_proxies);
         (
@@ -109,6 +115,7 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
             client_allowed(state, client),
             body_cap(&state.config, &req),
             state.api_calls.clone(),
+            state.metrics.clone(),
         )
     };
     let declared_len = req
@@ -165,6 +172,12 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         if overflowed.is_some_and(|o| o.load(std::sync::atomic::Ordering::Acquire)) {
             resp = too_large();
         }
+        let route = match &pattern {
+            Some(p) => calls::route_template(&p.0),
+            None if path == "/metrics" => "/metrics".to_string(),
+            None => UNMATCHED_ROUTE.to_string(),
+        };
+        metrics.observe_http(&method, &route, resp.status().as_u16(), started.elapsed());
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED
             && let Some(allow) = allowed_methods(&path)
             && let Ok(v) = poem::http::HeaderValue::from_str(&allow)

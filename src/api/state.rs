@@ -41,6 +41,8 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::Sealer>,
     /// The webhook dispatcher (delivery log, manual retries).
     pub webhooks: crate::webhooks::Webhooks,
+    /// The Prometheus instruments and the session health book (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

@@ -14,6 +14,7 @@
 pub mod activity;
 pub mod messages;
 pub mod stats;
+pub mod stuck;
 
 use std::sync::Arc;
 

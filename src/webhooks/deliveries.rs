@@ -289,6 +289,13 @@ pub async fn pending_batch(
     rows.iter().map(row_to_delivery).collect()
 }
 
+/// How many deliveries are pending (the `wa_webhook_deliveries_pending` metric).
+pub async fn pending_count(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await
+}
+
 /// Instances with pending deliveries (to resume after a start).
 pub async fn instances_with_pending(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(

@@ -78,6 +78,12 @@ pub enum EngineEvent {
     },
     /// Contacts learned or changed.
     Contacts(Vec<Contact>),
+    /// WhatsApp's server answered a keepalive ping: the connection is alive
+    /// (the instance's `health.lastSeenAt`; nothing is recorded in the log).
+    Alive,
+    /// A connect attempt failed before a connection was up (the engine
+    /// retries by itself); `error` says why in plain words.
+    ConnectFailed { error: String, attempt: u32 },
 }
 
 /// Media to send.

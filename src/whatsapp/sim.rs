@@ -132,6 +132,9 @@ struct Net {
     sessions: Mutex<HashMap<String, Arc<SimSession>>>,
     /// Paired phone → instance id, for every live paired session.
     phones: Mutex<HashMap<String, String>>,
+    /// Phones whose device is off: the server acks messages to them, but no
+    /// delivered or read receipt ever comes (stuck messages).
+    unreachable: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The simulated network; cheap to clone.
@@ -238,7 +241,20 @@ impl SimEngine {
                 config,
                 sessions: Mutex::new(HashMap::new()),
                 phones: Mutex::new(HashMap::new()),
+                unreachable: Mutex::new(std::collections::HashSet::new()),
             }),
+        }
+    }
+
+    /// Turns a recipient's device off (`true`) or on: messages to an
+    /// unreachable phone are acknowledged by the server (`sent`) but never
+    /// delivered, so no receipt comes.
+    pub fn set_unreachable(&self, phone: &str, unreachable: bool) {
+        let mut set = self.net.unreachable.lock().expect("sim lock");
+        if unreachable {
+            set.insert(phone.to_string());
+        } else {
+            set.remove(phone);
         }
     }
 
@@ -438,6 +454,11 @@ impl SimSession {
         let events = self.events.clone();
         let stop = self.stop.clone();
         let (id, chat) = (MessageId::from_stored(message_id), to.clone());
+        let unreachable = net
+            .unreachable
+            .lock()
+            .expect("sim lock")
+            .contains(to.user());
         tokio::spawn(async move {
             let receipt = |r: Receipt| EngineEvent::Receipt {
                 message_ids: vec![id.clone()],
@@ -445,6 +466,9 @@ impl SimSession {
                 chat: chat.clone(),
             };
             let _ = events.send(receipt(Receipt::Sent)).await;
+            if unreachable {
+                return;
+            }
             if let Some(r) = &recipient {
                 let _ = r
                     .events
