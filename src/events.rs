@@ -315,6 +315,10 @@ pub struct WebhookConfig {
     pub retry_interval: u64,
     /// Whether a signing secret is set (the secret itself is never in an event).
     pub has_secret: bool,
+    /// The opt-in webhook event types the instance receives
+    /// (`webhookEvents`; absent when none, as in events of older versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// A user account was created.

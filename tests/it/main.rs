@@ -12,6 +12,7 @@ mod edge;
 mod files;
 mod idempotency;
 mod instances;
+mod kinds;
 mod logins;
 mod metrics;
 mod nats;
