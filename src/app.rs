@@ -254,7 +254,10 @@ impl App {
         ));
         let metrics_server = metrics_acceptor.map(|acceptor| {
             let routes = poem::Route::new()
-                .at("/metrics", poem::get(crate::metrics::guard::on_metrics_port))
+                .at(
+                    "/metrics",
+                    poem::get(crate::metrics::guard::on_metrics_port),
+                )
                 .data(state.clone());
             let stop = shutdown.clone();
             tokio::spawn(

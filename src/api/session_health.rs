@@ -125,9 +125,13 @@ impl SessionHealthApi {
         }
         let now = chrono::Utc::now().timestamp_millis();
         let cutoff = now - state.config.stuck_after.as_millis() as i64;
-        let rows =
-            crate::projections::stuck::of_instance(&state.views, owned.id().as_str(), cutoff, limit)
-                .await?;
+        let rows = crate::projections::stuck::of_instance(
+            &state.views,
+            owned.id().as_str(),
+            cutoff,
+            limit,
+        )
+        .await?;
         Ok(Json(StuckMessages {
             stuck_after_secs: state.config.stuck_after.as_secs(),
             messages: rows

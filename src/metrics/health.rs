@@ -14,7 +14,9 @@ use crate::events::Event;
 use crate::store::RecordedEvent;
 
 /// How far back reconnects are counted.
-const RECONNECT_WINDOW: Duration = Duration::hours(1);
+fn reconnect_window() -> Duration {
+    Duration::hours(1)
+}
 
 /// What the log says of one instance's session.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -100,7 +102,7 @@ impl HealthBook {
 
 /// Drops reconnects older than the window.
 fn prune(times: &mut VecDeque<DateTime<Utc>>, now: DateTime<Utc>) {
-    while times.front().is_some_and(|t| now - *t > RECONNECT_WINDOW) {
+    while times.front().is_some_and(|t| now - *t > reconnect_window()) {
         times.pop_front();
     }
 }

@@ -107,7 +107,8 @@ impl Metrics {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter")
         };
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("a valid counter");
+        let counter =
+            |name: &str, help: &str| IntCounter::new(name, help).expect("a valid counter");
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("a valid gauge");
         let m = Self {
             http_requests: reg(
@@ -281,7 +282,9 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         m.registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("the process metrics register once");
         Arc::new(m)
     }
@@ -337,7 +340,9 @@ impl Metrics {
                 self.messages_failed.with_label_values(&[reason]).inc();
             }
             Event::WebhookDelivered(d) => {
-                self.webhook_attempts.with_label_values(&["delivered"]).inc();
+                self.webhook_attempts
+                    .with_label_values(&["delivered"])
+                    .inc();
                 self.webhook_duration
                     .with_label_values(&["delivered"])
                     .observe(d.duration_ms / 1000.0);
@@ -365,7 +370,9 @@ impl Metrics {
     pub async fn render(&self, state: &crate::AppState) -> String {
         self.instances.reset();
         for (st, n) in state.sessions.state_counts() {
-            self.instances.with_label_values(&[st.as_str()]).set(n as i64);
+            self.instances
+                .with_label_values(&[st.as_str()])
+                .set(n as i64);
         }
         let store = &state.store;
         let head = store.head();
@@ -390,7 +397,9 @@ impl Metrics {
         }
         match crate::webhooks::deliveries::pending_count(state.webhooks.db()).await {
             Ok(n) => self.webhooks_pending.set(n),
-            Err(e) => tracing::warn!(error = %e, "metrics: failed to count pending webhook deliveries"),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: failed to count pending webhook deliveries")
+            }
         }
         let cutoff = now - state.config.stuck_after.as_millis() as i64;
         match crate::projections::stuck::count(&state.views, cutoff).await {
@@ -461,7 +470,12 @@ impl Consumer for Measured {
 }
 
 /// Counts every event committed from `after` on until `shutdown` (see the module docs).
-pub async fn tap(store: EventStore, metrics: Arc<Metrics>, after: i64, shutdown: CancellationToken) {
+pub async fn tap(
+    store: EventStore,
+    metrics: Arc<Metrics>,
+    after: i64,
+    shutdown: CancellationToken,
+) {
     let mut sub = store.subscribe(after);
     loop {
         let batch = tokio::select! {
@@ -497,7 +511,8 @@ mod tests {
         let mut i = 0;
         while let Some(at) = text[i..].find("wa_") {
             let start = i + at;
-            let boundary = start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+            let boundary = start == 0
+                || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
             let end = text[start..]
                 .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
                 .map_or(text.len(), |n| start + n);
@@ -521,9 +536,15 @@ mod tests {
             .cloned()
             .collect();
         let used = names(include_str!("grafana-dashboard.json"));
-        assert!(used.len() >= 15, "the dashboard shows the metrics: {used:?}");
+        assert!(
+            used.len() >= 15,
+            "the dashboard shows the metrics: {used:?}"
+        );
         let unknown: Vec<&String> = used.difference(&defined).collect();
-        assert!(unknown.is_empty(), "the dashboard uses undefined metrics: {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "the dashboard uses undefined metrics: {unknown:?}"
+        );
         for needed in [
             "wa_http_requests_total",
             "wa_consumer_lag_seconds",

@@ -11,6 +11,7 @@ pub const OPT_IN_EVENTS: &[&str] = &[
     "message_revoked",
     "poll_vote",
     "chat_presence",
+    "message_stuck",
 ];
 
 /// Longest `webhookEvents` list accepted (each name at most once).

@@ -193,6 +193,8 @@ pub fn render(
             },
             at,
         ),
+        // Opt-in (`webhookEvents`): the event's own payload.
+        Event::MessageStuck(e) => body(name, e, at),
         _ => return None,
     };
     Some((name, json))

@@ -120,6 +120,8 @@ async fn scrape_until(app: &TestApp, done: impl Fn(&Scrape) -> bool) -> Scrape {
 
 const SEND: &str = "/api/whatsapp/{instanceId}/send";
 const INSTANCE: &str = "/api/instances/{instanceId}";
+/// An instance id nobody has.
+const UNKNOWN: &str = "00000000-0000-4000-8000-00000000beef";
 
 #[tokio::test]
 async fn the_counters_move_with_the_traffic_sent_by_route_template_and_status() {
@@ -157,17 +159,18 @@ async fn the_counters_move_with_the_traffic_sent_by_route_template_and_status() 
             .await
             .expect(200);
     }
-    app.get("/api/instances/not-an-instance", As::Key(&key))
+    app.get(&format!("/api/instances/{UNKNOWN}"), As::Key(&key))
         .await
         .expect_error(404);
-    ok.wait_for(3).await;
+    // Three message_sent and one message_received.
+    ok.wait_for(4).await;
     app.wait_for_projections().await;
 
     let sent_before = before.value("wa_messages_sent_total", &[]);
     let after = scrape_until(&app, |s| {
         s.value("wa_messages_sent_total", &[]) >= sent_before + 3.0
             && s.value("wa_messages_received_total", &[]) >= 1.0
-            && s.value("wa_webhook_attempts_total", &[("outcome", "delivered")]) >= 3.0
+            && s.value("wa_webhook_attempts_total", &[("outcome", "delivered")]) >= 4.0
     })
     .await;
 
@@ -188,21 +191,21 @@ async fn the_counters_move_with_the_traffic_sent_by_route_template_and_status() 
     let misses = [("method", "GET"), ("route", INSTANCE), ("status", "404")];
     assert_eq!(after.value("wa_http_requests_total", &misses), 1.0);
     assert!(
-        !after.text.contains(&id) && !after.text.contains("not-an-instance"),
+        !after.text.contains(&id) && !after.text.contains(UNKNOWN),
         "no raw path or instance id in any label"
     );
 
     // Messages, instances by state, webhooks.
-    assert_eq!(after.value("wa_messages_sent_total", &[]) - sent_before, 3.0);
+    assert_eq!(
+        after.value("wa_messages_sent_total", &[]) - sent_before,
+        3.0
+    );
     assert_eq!(after.value("wa_messages_received_total", &[]), 1.0);
     assert_eq!(after.value("wa_instances", &[("state", "connected")]), 1.0);
     assert_eq!(after.value("wa_instances", &[("state", "qr")]), 0.0);
     let delivered = after.value("wa_webhook_attempts_total", &[("outcome", "delivered")]);
-    assert_eq!(
-        delivered,
-        ok.hits().len() as f64,
-        "one delivered attempt per webhook the receiver got"
-    );
+    assert_eq!(delivered, 4.0, "one delivered attempt per webhook");
+    assert_eq!(ok.hits().len(), 4);
     assert_eq!(
         after.value(
             "wa_webhook_attempt_duration_seconds_count",

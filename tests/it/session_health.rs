@@ -12,6 +12,7 @@ use wa_gateway::whatsapp::real::TransportHook;
 
 use crate::fake_wa::FakeWa;
 use crate::helpers::{As, TestApp, WAIT};
+use crate::receiver::Receiver;
 
 /// The real client's first connect after pairing waits ~10 s on purpose.
 const LONG_WAIT: Duration = Duration::from_secs(60);
@@ -45,6 +46,22 @@ async fn nth_event_where(
     })
     .await
     .unwrap_or_else(|_| panic!("no {nth}th matching {event_type} for {id} within {within:?}"))
+}
+
+/// Reads the instance until its `health` satisfies `done` (the health book
+/// follows the log asynchronously).
+async fn instance_when(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let v = instance(app, id).await;
+            if done(&v["health"]) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the health block caught up")
 }
 
 async fn instance(app: &TestApp, id: &str) -> Value {
@@ -83,16 +100,22 @@ async fn a_connection_that_stops_answering_keepalives_is_closed_and_reconnected(
     // The socket stays up, but the server no longer answers pings.
     assert_eq!(fake.stop_answering_pings(PHONE), 1);
     let closed = nth_event_where(&app, &id, "connection_closed", 1, LONG_WAIT, |_| true).await;
-    assert_eq!(closed.data["reason"], "keepalive_timeout", "{}", closed.data);
+    assert_eq!(
+        closed.data["reason"], "keepalive_timeout",
+        "{}",
+        closed.data
+    );
     assert_eq!(closed.data["willReconnect"], true);
     assert!(fake.pings_ignored() >= 1);
 
     // A new connection logs in, and answers pings again.
     nth_event_where(&app, &id, "connection_opened", 2, LONG_WAIT, |_| true).await;
-    assert!(fake.logins() > logins, "a fresh login after the dead socket");
-    let after = instance(&app, &id).await;
+    assert!(
+        fake.logins() > logins,
+        "a fresh login after the dead socket"
+    );
+    let after = instance_when(&app, &id, |h| h["reconnectsLastHour"] == 1).await;
     assert_eq!(after["status"], "connected", "{after}");
-    assert_eq!(after["health"]["reconnectsLastHour"], 1, "{after}");
     assert!(after["health"]["lastSeenAt"].is_string(), "{after}");
     assert!(after["health"].get("lastConnectError").is_none(), "{after}");
     let problems = fake.problems();
@@ -118,7 +141,7 @@ async fn an_instance_that_cannot_reach_whatsapp_says_why_in_plain_words() {
         failed.data
     );
     assert_eq!(failed.data["attempt"], 1);
-    let shown = instance(&app, &id).await;
+    let shown = instance_when(&app, &id, |h| h["lastConnectError"].is_object()).await;
     assert_eq!(shown["status"], "connecting");
     let error = &shown["health"]["lastConnectError"];
     assert_eq!(
@@ -154,23 +177,13 @@ async fn health_shows_reconnects_the_last_message_and_when_whatsapp_was_last_hea
     .expect(200);
     app.wait_for_nth_event(&id, "connection_opened", 2).await;
     let sent = app.wait_for_event(&id, "message_sent", |_| true).await;
-    // The health book follows the log asynchronously: poll for it.
-    let shown = tokio::time::timeout(WAIT, async {
-        loop {
-            let v = instance(&app, &id).await;
-            if v["health"]["reconnectsLastHour"] == 1 && v["health"]["lastMessageAt"].is_string()
-            {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let shown = instance_when(&app, &id, |h| {
+        h["reconnectsLastHour"] == 1 && h["lastMessageAt"].is_string()
     })
-    .await
-    .expect("the health block caught up");
-    let last_message = chrono::DateTime::parse_from_rfc3339(
-        shown["health"]["lastMessageAt"].as_str().unwrap(),
-    )
-    .unwrap();
+    .await;
+    let last_message =
+        chrono::DateTime::parse_from_rfc3339(shown["health"]["lastMessageAt"].as_str().unwrap())
+            .unwrap();
     assert_eq!(
         last_message.timestamp_millis(),
         sent.recorded_at.timestamp_millis()
@@ -189,6 +202,16 @@ async fn a_message_without_a_receipt_shows_as_stuck_and_is_reported_once() {
     let app = TestApp::spawn_with(|c| c.stuck_after = Duration::from_millis(300)).await;
     let key = app.admin.api_key.clone();
     let id = app.connected_instance(&app.admin, "79001250001").await;
+    // The instance opts in to `message_stuck` webhooks.
+    let hook = Receiver::start().await;
+    app.put(
+        &format!("/api/instances/{id}"),
+        As::Key(&key),
+        json!({"webhookUrl": hook.url(), "webhookEnabled": true,
+               "webhookSettings": {"webhookEvents": ["message_stuck"]}}),
+    )
+    .await
+    .expect(200);
     let sim = app.state.sim.clone().expect("the sim engine");
     sim.set_unreachable("79001250009", true);
     let send = |to: &'static str| {
@@ -220,9 +243,14 @@ async fn a_message_without_a_receipt_shows_as_stuck_and_is_reported_once() {
         .await;
     assert_eq!(stuck.data["to"], "79001250009@s.whatsapp.net");
     assert!(stuck.data["waitingSecs"].is_u64());
+    let hit = hook.wait_until(|h| h.event() == "message_stuck").await;
+    assert_eq!(hit.json["data"]["messageId"], lost.as_str());
 
     let list = app
-        .get(&format!("/api/instances/{id}/stuck-messages"), As::Key(&key))
+        .get(
+            &format!("/api/instances/{id}/stuck-messages"),
+            As::Key(&key),
+        )
         .await
         .expect(200);
     assert_eq!(list["stuckAfterSecs"], 0);
@@ -232,7 +260,11 @@ async fn a_message_without_a_receipt_shows_as_stuck_and_is_reported_once() {
         .iter()
         .map(|m| m["messageId"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec![lost.as_str()], "only the message without a receipt");
+    assert_eq!(
+        ids,
+        vec![lost.as_str()],
+        "only the message without a receipt"
+    );
     assert_eq!(list["messages"][0]["to"], "79001250009@s.whatsapp.net");
     assert_eq!(list["messages"][0]["type"], "text");
 

@@ -377,7 +377,11 @@ pub fn plain_connect_error(host: &str, raw: &str) -> String {
         format!("DNS lookup failed for {host}")
     } else if has(&["connection refused"]) {
         format!("{host} refused the connection")
-    } else if has(&["network is unreachable", "no route to host", "host is unreachable"]) {
+    } else if has(&[
+        "network is unreachable",
+        "no route to host",
+        "host is unreachable",
+    ]) {
         format!("no network route to {host}")
     } else if has(&["timed out", "timeout"]) {
         format!("timed out connecting to {host}")

@@ -768,7 +768,10 @@ async fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
     }
     let xmlns = attr(node, "xmlns").unwrap_or_default();
     if xmlns == "w:p" && conn.deaf.load(Ordering::Relaxed) {
-        server.counters.pings_ignored.fetch_add(1, Ordering::Relaxed);
+        server
+            .counters
+            .pings_ignored
+            .fetch_add(1, Ordering::Relaxed);
         return Vec::new();
     }
     let first = children(node).first();
