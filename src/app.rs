@@ -253,6 +253,7 @@ impl App {
             shutdown.child_token(),
         ));
         let metrics_server = metrics_acceptor.map(|acceptor| {
+            use poem::EndpointExt;
             let routes = poem::Route::new()
                 .at(
                     "/metrics",

@@ -48,6 +48,7 @@ type Apis = (
     history::HistoryApi,
     stats::StatsApi,
     webhooks::WebhooksApi,
+    session_health::SessionHealthApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {

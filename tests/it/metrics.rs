@@ -253,7 +253,7 @@ async fn failed_webhook_attempts_are_counted_by_outcome() {
     app.create_instance(
         &app.admin,
         json!({"name": "hooked", "webhookUrl": failing.url(), "webhookEnabled": true,
-               "maxRetries": 1, "retryInterval": 50}),
+               "maxRetries": 1, "retryInterval": 100}),
     )
     .await;
     // The first QR code is a webhook: it fails, is retried once, then given up.
