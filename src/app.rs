@@ -26,6 +26,8 @@ use crate::whatsapp::{Engine, Sessions};
 pub struct App {
     state: AppState,
     acceptor: BoxAcceptor,
+    /// `WA_METRICS_LISTEN`'s listener, when set.
+    metrics_acceptor: Option<BoxAcceptor>,
     local_addr: SocketAddr,
     shutdown: CancellationToken,
     consumers: Vec<Arc<dyn Consumer>>,
@@ -37,7 +39,10 @@ async fn build_consumers(state: &AppState) -> anyhow::Result<Vec<Arc<dyn Consume
     crate::projections::ensure_schemas(&state.views).await?;
     consumers.extend(crate::projections::consumers(&state.views)?);
     consumers.extend([state.webhooks.intake()]);
-    Ok(consumers)
+    Ok(consumers
+        .into_iter()
+        .map(|c| state.metrics.measured(c))
+        .collect())
 }
 
 fn make_engine(
@@ -62,6 +67,8 @@ fn make_engine(
                 transport: config.whatsapp_transport.clone(),
                 http: config.whatsapp_http.clone(),
                 ack_timeout: config.send_ack_timeout,
+                keepalive_interval: config.keepalive_interval,
+                keepalive_timeout: config.keepalive_timeout,
             })?
             .with_proxies(proxies, config.proxy_allow_private);
             Ok((Arc::new(engine), None))
@@ -169,6 +176,24 @@ impl App {
                 .boxed(),
             _ => tcp.boxed(),
         };
+        let metrics = crate::metrics::Metrics::new(&store);
+        let metrics_acceptor = match &config.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let acceptor = TcpListener::bind(addr.clone())
+                    .into_acceptor()
+                    .await
+                    .with_context(|| format!("Failed to listen on {addr} (WA_METRICS_LISTEN)"))?;
+                if let Some(bound) = acceptor
+                    .local_addr()
+                    .first()
+                    .and_then(|a| a.as_socket_addr().copied())
+                {
+                    metrics.set_listen_addr(bound);
+                }
+                Some(acceptor.boxed())
+            }
+        };
         let api_calls = crate::api::calls::Recorder::new(store.clone(), sessions.clone());
         let rate_limits = Arc::new(crate::api::rate_limit::RateLimits::new(
             config.rate_limit_per_min,
@@ -193,11 +218,13 @@ impl App {
             idempotency: Arc::default(),
             api_calls,
             shutdown: shutdown.child_token(),
+            metrics,
         };
         let consumers = build_consumers(&state).await?;
         Ok(Self {
             state,
             acceptor,
+            metrics_acceptor,
             local_addr,
             shutdown,
             consumers,
@@ -224,10 +251,38 @@ impl App {
         let App {
             state,
             acceptor,
+            metrics_acceptor,
             shutdown,
             consumers,
             ..
         } = self;
+        let tap_task = tokio::spawn(crate::metrics::tap(
+            state.store.clone(),
+            state.metrics.clone(),
+            state.store.head(),
+            shutdown.child_token(),
+        ));
+        let stuck_task = tokio::spawn(crate::metrics::stuck::watch(
+            state.clone(),
+            shutdown.child_token(),
+        ));
+        let metrics_server = metrics_acceptor.map(|acceptor| {
+            use poem::EndpointExt;
+            let routes = poem::Route::new()
+                .at(
+                    "/metrics",
+                    poem::get(crate::metrics::guard::on_metrics_port),
+                )
+                .data(state.clone());
+            let stop = shutdown.clone();
+            tokio::spawn(
+                poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                    routes,
+                    async move { stop.cancelled().await },
+                    Some(Duration::from_secs(5)),
+                ),
+            )
+        });
         let webhook_task = state.webhooks.spawn(shutdown.child_token());
         let consumer_tasks: Vec<_> = consumers
             .into_iter()
@@ -256,6 +311,11 @@ impl App {
             let _ = task.await;
         }
         let _ = webhook_task.await;
+        let _ = tap_task.await;
+        let _ = stuck_task.await;
+        if let Some(task) = metrics_server {
+            let _ = task.await;
+        }
         // Nothing appends any more: the relay publishes up to the head, then stops.
         if let (Backbone::Nats(nats, store), Some(task)) = (&state.backbone, relay_task) {
             crate::relay::drain(nats, store, crate::relay::DRAIN_TIMEOUT).await;

@@ -150,6 +150,17 @@ pub struct Config {
     /// `WA_SEND_ACK_TIMEOUT_MS`: how long a sent message may wait for WhatsApp's
     /// server ack before its status becomes `failed` (`no_server_ack`).
     pub send_ack_timeout: Duration,
+    /// `WA_METRICS_TOKEN`: when set, `/metrics` asks for `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+    /// `WA_METRICS_LISTEN`: serve `/metrics` on this address instead of the API's port.
+    pub metrics_listen: Option<String>,
+    /// `WA_KEEPALIVE_INTERVAL_MS`: how often the real engine pings WhatsApp's server.
+    pub keepalive_interval: Duration,
+    /// `WA_KEEPALIVE_TIMEOUT_MS`: a ping unanswered this long closes the
+    /// connection (`keepalive_timeout`) and the instance reconnects.
+    pub keepalive_timeout: Duration,
+    /// `WA_STUCK_AFTER_SECS`: a message still `sent` (no `delivered`) this long is stuck.
+    pub stuck_after: Duration,
 }
 
 impl Config {
@@ -199,6 +210,11 @@ impl Config {
             reconnect_base: Duration::from_secs(1),
             send_wait: Duration::from_secs(3),
             send_ack_timeout: Duration::from_secs(60),
+            metrics_token: None,
+            metrics_listen: None,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            stuck_after: Duration::from_secs(600),
         }
     }
 
@@ -372,6 +388,28 @@ impl Config {
         if let Some(v) = get("WA_SEND_ACK_TIMEOUT_MS") {
             c.send_ack_timeout =
                 Duration::from_millis(v.parse().context("WA_SEND_ACK_TIMEOUT_MS")?);
+        }
+        c.metrics_token = get("WA_METRICS_TOKEN")
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        c.metrics_listen = get("WA_METRICS_LISTEN").filter(|l| !l.is_empty());
+        if let Some(v) = get("WA_KEEPALIVE_INTERVAL_MS") {
+            c.keepalive_interval =
+                Duration::from_millis(v.parse().context("WA_KEEPALIVE_INTERVAL_MS")?);
+        }
+        if let Some(v) = get("WA_KEEPALIVE_TIMEOUT_MS") {
+            c.keepalive_timeout =
+                Duration::from_millis(v.parse().context("WA_KEEPALIVE_TIMEOUT_MS")?);
+        }
+        if c.keepalive_interval.is_zero() || c.keepalive_timeout.is_zero() {
+            bail!("WA_KEEPALIVE_INTERVAL_MS and WA_KEEPALIVE_TIMEOUT_MS must be above 0");
+        }
+        if let Some(v) = get("WA_STUCK_AFTER_SECS") {
+            let secs: u64 = v.parse().context("WA_STUCK_AFTER_SECS")?;
+            if secs == 0 {
+                bail!("WA_STUCK_AFTER_SECS must be above 0");
+            }
+            c.stuck_after = Duration::from_secs(secs);
         }
         if let Some(v) = get("WA_RECONNECT_BASE_MS") {
             c.reconnect_base = Duration::from_millis(v.parse().context("WA_RECONNECT_BASE_MS")?);

@@ -191,6 +191,9 @@ pub enum ReasonCode {
     /// A reconnect was asked for (through the API, or because the
     /// instance's proxy changed) while connected.
     Reconnect,
+    /// WhatsApp's server stopped answering keepalive pings: the connection
+    /// was closed (it would otherwise look connected while dead) and is reconnected.
+    KeepaliveTimeout,
 }
 
 impl ReasonCode {
@@ -210,6 +213,7 @@ impl ReasonCode {
         Self::ConnectFailure,
         Self::ProcessRestart,
         Self::Reconnect,
+        Self::KeepaliveTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -228,6 +232,7 @@ impl ReasonCode {
             Self::ConnectFailure => "connect_failure",
             Self::ProcessRestart => "process_restart",
             Self::Reconnect => "reconnect",
+            Self::KeepaliveTimeout => "keepalive_timeout",
         }
     }
 }
@@ -317,6 +322,10 @@ pub struct WebhookConfig {
     pub retry_interval: u64,
     /// Whether a signing secret is set (the secret itself is never in an event).
     pub has_secret: bool,
+    /// The opt-in webhook event types the instance receives
+    /// (`webhookEvents`; absent when none, as in events of older versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// A user account was created.
@@ -707,6 +716,38 @@ pub struct GroupParticipantsChanged {
     pub timestamp: i64,
 }
 
+/// A connect attempt failed before a connection was up (WhatsApp could
+/// not be reached, the handshake failed, the engine could not start): the
+/// instance stays `connecting` and tries again; this says why, in plain words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectFailed {
+    pub instance_id: InstanceId,
+    /// What went wrong, in plain words (`DNS lookup failed for web.whatsapp.com`).
+    pub error: String,
+    /// Failed attempts in a row, this one included.
+    pub attempt: u32,
+    /// Milliseconds until the next attempt, when the gateway schedules it
+    /// (absent when the WhatsApp client retries on its own backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+}
+
+/// A sent message is still `sent`, with no `delivered` receipt, longer than
+/// `WA_STUCK_AFTER_SECS`: recorded once per message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStuck {
+    pub instance_id: InstanceId,
+    pub message_id: MessageId,
+    /// The recipient's JID.
+    pub to: Jid,
+    /// Unix milliseconds when the message was sent.
+    pub sent_at: i64,
+    /// Seconds it had waited for its receipt when found stuck.
+    pub waiting_secs: u64,
+}
+
 macro_rules! catalog {
     ($( $variant:ident($payload:ty) = $name:literal, version $version:literal; )*) => {
         /// Every event the gateway records.
@@ -803,6 +844,8 @@ catalog! {
     PairCodeReceived(PairCodeReceived) = "pair_code_received", version 1;
     GroupUpdated(GroupUpdated) = "group_updated", version 1;
     GroupParticipantsChanged(GroupParticipantsChanged) = "group_participants_changed", version 1;
+    ConnectFailed(ConnectFailed) = "connect_failed", version 1;
+    MessageStuck(MessageStuck) = "message_stuck", version 1;
 }
 
 /// A stored event whose type or payload this build does not understand.

@@ -37,6 +37,9 @@
 //! - [`relay`]: the outbox relay, log → JetStream, each event once and in order.
 //! - [`replay`]: NDJSON export of the log (or the stream) for analytics.
 //! - [`webhooks`]: the webhook dispatcher: intake consumer, durable queue, signed retried sends.
+//! - [`metrics`]: Prometheus metrics at `/metrics` (guarded), fed by the request
+//!   middleware, an in-process tap of the log and measured consumers; the
+//!   per-instance session health; the stuck-message watcher.
 //! - [`tls`]: native HTTPS (`WA_TLS_CERT`/`WA_TLS_KEY`), certificate changes picked up live.
 //! - [`dashboard`]: the web page at `/` (embedded HTML/CSS/JS, a client of the public API).
 //! - [`app`]: builds all of it and runs it under one shutdown token.
@@ -51,6 +54,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod metrics;
 pub mod net;
 pub mod projections;
 pub mod relay;

@@ -31,3 +31,7 @@ CREATE TABLE IF NOT EXISTS message_chats (
 -- Statuses used to wait here for their message; the supervisor now holds
 -- early receipts (the one place they wait), so the table of older versions goes.
 DROP TABLE IF EXISTS message_early_status;
+
+-- Sent messages still waiting for their delivered receipt (stuck-message
+-- reports and the `wa_messages_stuck` metric read only these).
+CREATE INDEX IF NOT EXISTS messages_waiting ON messages (created_at) WHERE status = 'sent' AND from_me = 1;

@@ -18,6 +18,15 @@ CREATE TABLE IF NOT EXISTS webhook_settings (
     retry_interval  INTEGER NOT NULL
 );
 
+-- The opt-in webhook event types of an instance (`webhookEvents`, a JSON
+-- array), as of the same event as its row in `webhook_settings`; no row:
+-- none (the seed's behaviour). Its own table so that a webhooks.db made
+-- before the list existed gains it without altering a table.
+CREATE TABLE IF NOT EXISTS webhook_opt_ins (
+    instance_id TEXT PRIMARY KEY,
+    events      TEXT NOT NULL
+);
+
 -- Every delivery: the durable work queue (status = 'pending') and the delivery log.
 -- `seq` orders one instance's deliveries in event order.
 CREATE TABLE IF NOT EXISTS webhook_deliveries (

@@ -47,6 +47,11 @@ pub struct CreateInstanceRequest {
     pub max_retries: Option<u32>,
     /// Milliseconds before the first retry, 100 to 86,400,000, default 60,000.
     pub retry_interval: Option<u64>,
+    /// Opt-in webhook event types to receive besides the seed's six (default
+    /// none): `message_reaction`, `message_edited`, `message_revoked`,
+    /// `poll_vote`, `chat_presence`. Any other name is a 400.
+    #[oai(validator(max_items = 64))]
+    pub webhook_events: Option<Vec<Text>>,
     /// HMAC key for `X-Webhook-Signature` and `webhook-signature`.
     pub webhook_secret: Option<Text>,
     /// Send pacing; off unless given. `{"enabled": true}` switches on the
@@ -145,6 +150,9 @@ pub struct WebhookSettingsUpdate {
     pub notify_read: Option<bool>,
     pub max_retries: Option<u32>,
     pub retry_interval: Option<u64>,
+    /// Replaces the opt-in webhook event types (`[]`: none); see the create request.
+    #[oai(validator(max_items = 64))]
+    pub webhook_events: Option<Vec<Text>>,
     /// A new signing secret; `null` removes it.
     pub secret: MaybeUndefined<Text>,
 }
@@ -243,6 +251,8 @@ pub struct WebhookSettingsView {
     pub notify_read: bool,
     pub max_retries: u32,
     pub retry_interval: u64,
+    /// The opt-in webhook event types the instance receives (empty: none).
+    pub webhook_events: Vec<String>,
 }
 
 /// One instance in full.
@@ -270,6 +280,8 @@ pub struct InstanceDetail {
     /// Whether the proxy has credentials (absent: no proxy).
     #[oai(skip_serializing_if_is_none)]
     pub proxy_auth: Option<bool>,
+    /// How the WhatsApp session is really doing (README, "Session health").
+    pub health: super::session_health::InstanceHealth,
 }
 
 /// The updated instance.
@@ -394,6 +406,10 @@ impl CreateInstanceRequest {
                 max_retries: self.max_retries.unwrap_or(d.max_retries),
                 retry_interval: self.retry_interval.unwrap_or(d.retry_interval),
                 has_secret: false,
+                events: self
+                    .webhook_events
+                    .map(|l| l.into_iter().map(|t| t.0).collect())
+                    .unwrap_or_default(),
             },
             secret: self
                 .webhook_secret
@@ -457,6 +473,9 @@ impl UpdateInstanceRequest {
             changes.notify_read = ws.notify_read;
             changes.max_retries = ws.max_retries;
             changes.retry_interval = ws.retry_interval;
+            changes.webhook_events = ws
+                .webhook_events
+                .map(|l| l.into_iter().map(|t| t.0).collect());
             changes.secret = match &ws.secret {
                 MaybeUndefined::Value(s) => match parse_secret(s, &state.secrets)? {
                     Some(s) => Change::Set(s),
@@ -659,6 +678,7 @@ impl InstanceDetail {
         Self {
             proxy_url,
             proxy_auth,
+            health: super::session_health::instance_health(state, &i.id),
             status: cs.status.clone(),
             connection_status: cs,
             webhook_settings: WebhookSettingsView {
@@ -668,6 +688,7 @@ impl InstanceDetail {
                 notify_read: i.webhook.notify_read,
                 max_retries: i.webhook.max_retries,
                 retry_interval: i.webhook.retry_interval,
+                webhook_events: i.webhook.events.clone(),
             },
             send_policy: i.send_policy.into(),
             id: i.id.into_string(),

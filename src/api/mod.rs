@@ -16,6 +16,7 @@ pub mod paging;
 pub mod pairing;
 pub mod rate_limit;
 pub mod security;
+pub mod session_health;
 pub mod sim;
 pub mod state;
 pub mod stats;
@@ -40,44 +41,56 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// Every API of the gateway. poem-openapi takes tuples of at most 16, so
+/// the APIs come in two groups: the seed's, then the later ones.
 type Apis = (
-    health::HealthApi,
-    auth::AuthApi,
-    users::UsersApi,
-    instances::InstancesApi,
-    whatsapp::InstanceSessionApi,
-    whatsapp::WhatsAppApi,
-    sim::SimApi,
-    activity::ActivityApi,
-    history::HistoryApi,
-    stats::StatsApi,
-    webhooks::WebhooksApi,
-    media::MediaApi,
-    pairing::PairingApi,
-    stream::StreamApi,
-    chats::ChatsApi,
-    groups::GroupsApi,
+    (
+        health::HealthApi,
+        auth::AuthApi,
+        users::UsersApi,
+        instances::InstancesApi,
+        whatsapp::InstanceSessionApi,
+        whatsapp::WhatsAppApi,
+        sim::SimApi,
+        activity::ActivityApi,
+        history::HistoryApi,
+        stats::StatsApi,
+        webhooks::WebhooksApi,
+    ),
+    (
+        media::MediaApi,
+        pairing::PairingApi,
+        stream::StreamApi,
+        chats::ChatsApi,
+        groups::GroupsApi,
+        session_health::SessionHealthApi,
+    ),
 );
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
-            health::HealthApi,
-            auth::AuthApi,
-            users::UsersApi,
-            instances::InstancesApi,
-            whatsapp::InstanceSessionApi,
-            whatsapp::WhatsAppApi,
-            sim::SimApi,
-            activity::ActivityApi,
-            history::HistoryApi,
-            stats::StatsApi,
-            webhooks::WebhooksApi,
-            media::MediaApi,
-            pairing::PairingApi,
-            stream::StreamApi,
-            chats::ChatsApi,
-            groups::GroupsApi,
+            (
+                health::HealthApi,
+                auth::AuthApi,
+                users::UsersApi,
+                instances::InstancesApi,
+                whatsapp::InstanceSessionApi,
+                whatsapp::WhatsAppApi,
+                sim::SimApi,
+                activity::ActivityApi,
+                history::HistoryApi,
+                stats::StatsApi,
+                webhooks::WebhooksApi,
+            ),
+            (
+                media::MediaApi,
+                pairing::PairingApi,
+                stream::StreamApi,
+                chats::ChatsApi,
+                groups::GroupsApi,
+                session_health::SessionHealthApi,
+            ),
         ),
         "wa-gateway",
         env!("CARGO_PKG_VERSION"),
@@ -102,6 +115,7 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .nest("/docs", svc.swagger_ui())
         .nest("/openapi.json", svc.spec_endpoint())
         .at("/ui/:file", poem::get(crate::dashboard::asset))
+        .at("/metrics", poem::get(crate::metrics::guard::on_api_port))
         .nest("/", svc)
         // The dashboard's page at `/` (the API's nest at `/` claims that path).
         .around(|ep, req| async move {
@@ -114,6 +128,9 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .data(state)
 }
 
+/// The route label of requests that matched no route (bounded: never the raw path).
+const UNMATCHED_ROUTE: &str = "unmatched";
+
 /// Runs one request: allow-list, request id, errors turned into JSON, and
 /// the `api_called` event of an authenticated request.
 async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Result<Response> {
@@ -124,7 +141,7 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let (client, allowed, max_body, recorder) = {
+    let (client, allowed, max_body, recorder, metrics) = {
         let state = req.data::<AppState>().expect("state is attached");
         let client = client_addr::resolve(&req, &state.config.trusted_proxies);
         (
@@ -132,6 +149,7 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
             client_allowed(state, client),
             body_cap(&state.config, &req),
             state.api_calls.clone(),
+            state.metrics.clone(),
         )
     };
     let declared_len = req
@@ -188,6 +206,12 @@ async fn serve<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Re
         if overflowed.is_some_and(|o| o.load(std::sync::atomic::Ordering::Acquire)) {
             resp = too_large();
         }
+        let route = match &pattern {
+            Some(p) => calls::route_template(&p.0),
+            None if path == "/metrics" => "/metrics".to_string(),
+            None => UNMATCHED_ROUTE.to_string(),
+        };
+        metrics.observe_http(&method, &route, resp.status().as_u16(), started.elapsed());
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED
             && let Some(allow) = allowed_methods(&path)
             && let Ok(v) = poem::http::HeaderValue::from_str(&allow)

@@ -43,6 +43,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Webhooks,
     /// Cancelled when the gateway stops (ends the live event streams).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The Prometheus instruments and the session health book (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

@@ -98,6 +98,8 @@ pub struct InstanceChanges {
     pub notify_read: Option<bool>,
     pub max_retries: Option<u32>,
     pub retry_interval: Option<u64>,
+    /// A new `webhookEvents` list (replaces the old one).
+    pub webhook_events: Option<Vec<String>>,
     /// Sealed for storage, as in [`NewInstance::secret`].
     pub secret: Change<Secret>,
     /// The send policy's fields to change.
@@ -175,6 +177,8 @@ pub fn decide(
 fn decide_create(new: &NewInstance) -> Result<Vec<Event>, DomainError> {
     let webhook = WebhookSettings {
         has_secret: new.secret.is_some(),
+        events: crate::webhooks::opt_in::parse_list(&new.webhook.events)
+            .map_err(DomainError::Invalid)?,
         ..new.webhook.clone()
     };
     webhook.validate()?;
@@ -220,6 +224,9 @@ fn decide_update(i: &Instance, c: &InstanceChanges) -> Result<Vec<Event>, Domain
     w.notify_read = c.notify_read.unwrap_or(w.notify_read);
     w.max_retries = c.max_retries.unwrap_or(w.max_retries);
     w.retry_interval = c.retry_interval.unwrap_or(w.retry_interval);
+    if let Some(events) = &c.webhook_events {
+        w.events = crate::webhooks::opt_in::parse_list(events).map_err(DomainError::Invalid)?;
+    }
     let secret_changed = match &c.secret {
         Change::Keep => false,
         Change::Set(s) => {

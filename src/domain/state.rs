@@ -26,6 +26,9 @@ pub struct WebhookSettings {
     pub max_retries: u32,
     pub retry_interval: u64,
     pub has_secret: bool,
+    /// Opt-in webhook event types delivered besides the seed's
+    /// ([`crate::webhooks::opt_in`]); empty by default.
+    pub events: Vec<String>,
 }
 
 impl Default for WebhookSettings {
@@ -40,6 +43,7 @@ impl Default for WebhookSettings {
             max_retries: 3,
             retry_interval: 60_000,
             has_secret: false,
+            events: Vec::new(),
         }
     }
 }
@@ -57,6 +61,7 @@ impl WebhookSettings {
             max_retries: self.max_retries,
             retry_interval: self.retry_interval,
             has_secret: self.has_secret,
+            events: self.events.clone(),
         }
     }
 
@@ -72,6 +77,7 @@ impl WebhookSettings {
             max_retries: w.max_retries,
             retry_interval: w.retry_interval,
             has_secret: w.has_secret,
+            events: w.events.clone(),
         }
     }
 
@@ -80,6 +86,7 @@ impl WebhookSettings {
         if self.enabled && self.url.is_none() {
             return Err(DomainError::invalid("webhookEnabled needs a webhookUrl"));
         }
+        crate::webhooks::opt_in::parse_list(&self.events).map_err(DomainError::Invalid)?;
         if !MAX_RETRIES_RANGE.contains(&self.max_retries) {
             return Err(DomainError::invalid(format!(
                 "maxRetries must be between {} and {}",

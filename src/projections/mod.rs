@@ -16,6 +16,7 @@ pub mod activity;
 pub mod chat_list;
 pub mod messages;
 pub mod stats;
+pub mod stuck;
 
 use std::sync::Arc;
 

@@ -422,16 +422,57 @@ struct Inner {
     counters: Arc<Counters>,
 }
 
-/// Running totals of the store's work (benchmarks and diagnostics).
-#[derive(Default)]
+/// Running totals of the store's work (benchmarks and diagnostics), and
+/// the histograms `/metrics` shows of it.
 pub(crate) struct Counters {
     commits: AtomicU64,
     events_written: AtomicU64,
     reads_from_memory: AtomicU64,
     reads_from_disk: AtomicU64,
+    /// Events per committed batch (group commit).
+    batch_events: prometheus::Histogram,
+    /// Time from taking a batch to its commit.
+    commit_seconds: prometheus::Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        let batch_events = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "wa_event_store_batch_events",
+                "Events per committed batch of the event store's writer (group commit).",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
+        )
+        .expect("a valid histogram");
+        let commit_seconds = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "wa_event_store_commit_duration_seconds",
+                "Time the event store's writer took to commit one batch.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.5, 12).expect("valid buckets")),
+        )
+        .expect("a valid histogram");
+        Self {
+            commits: AtomicU64::new(0),
+            events_written: AtomicU64::new(0),
+            reads_from_memory: AtomicU64::new(0),
+            reads_from_disk: AtomicU64::new(0),
+            batch_events,
+            commit_seconds,
+        }
+    }
 }
 
 impl Counters {
+    /// A batch of `events` committed in `took` (the histograms of `/metrics`).
+    pub(crate) fn observed_commit(&self, events: i64, took: std::time::Duration) {
+        self.batch_events.observe(events as f64);
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
     pub(crate) fn committed(&self, events: usize) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.events_written
@@ -705,6 +746,26 @@ impl EventStore {
                 .map(Arc::new)
                 .collect()),
         }
+    }
+
+    /// The store's own instruments (batch sizes, commit latency), for the
+    /// metrics registry; clones that share their values with the writer.
+    pub fn instruments(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let c = &self.inner.counters;
+        vec![
+            Box::new(c.batch_events.clone()),
+            Box::new(c.commit_seconds.clone()),
+        ]
+    }
+
+    /// When the event at `position` was recorded (unix ms), if it exists.
+    pub async fn recorded_ms_at(&self, position: i64) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT recorded_at FROM events WHERE position = ?")
+                .bind(position)
+                .fetch_optional(&self.inner.pool)
+                .await?,
+        )
     }
 
     /// What the store has done since it was opened.

@@ -138,6 +138,7 @@ pub(super) async fn run(
     let mut held: Option<PoolConnection<Sqlite>> = None;
     let checkpointer = super::Checkpointer::new(pool.clone());
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        let started = std::time::Instant::now();
         let conn = match &mut held {
             Some(conn) => conn,
             None => match pool.acquire().await {
@@ -163,6 +164,9 @@ pub(super) async fn run(
         };
         match committed {
             Ok(new_head) => {
+                publish
+                    .counters
+                    .observed_commit(new_head - head, started.elapsed());
                 head = new_head;
                 checkpointer.committed();
             }

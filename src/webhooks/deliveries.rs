@@ -45,6 +45,8 @@ pub struct Settings {
     pub notify_read: bool,
     pub max_retries: u32,
     pub retry_interval: u64,
+    /// The opt-in event types the instance listed in `webhookEvents`.
+    pub events: Vec<String>,
 }
 
 /// Stores the settings an `instance_created` / `instance_updated` carries.
@@ -73,8 +75,32 @@ pub async fn upsert_settings(
     .bind(w.notify_read)
     .bind(w.max_retries as i64)
     .bind(w.retry_interval as i64)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    set_opt_ins(conn, instance_id, &w.events).await
+}
+
+/// Stores an instance's `webhookEvents` list (none: its row removed).
+async fn set_opt_ins(
+    conn: &mut SqliteConnection,
+    instance_id: &str,
+    events: &[String],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        sqlx::query("DELETE FROM webhook_opt_ins WHERE instance_id = ?")
+            .bind(instance_id)
+            .execute(conn)
+            .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO webhook_opt_ins (instance_id, events) VALUES (?, ?) \
+             ON CONFLICT(instance_id) DO UPDATE SET events = excluded.events",
+        )
+        .bind(instance_id)
+        .bind(serde_json::to_string(events).expect("names serialize"))
+        .execute(conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -97,9 +123,9 @@ pub async fn delete_settings(
 ) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM webhook_settings WHERE instance_id = ?")
         .bind(instance_id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    set_opt_ins(conn, instance_id, &[]).await
 }
 
 /// An instance's settings as of the last applied event.
@@ -108,8 +134,9 @@ pub async fn settings(
     instance_id: &str,
 ) -> Result<Option<Settings>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT user_id, url, enabled, notify_received, notify_sent, notify_delivery, notify_read, \
-         max_retries, retry_interval FROM webhook_settings WHERE instance_id = ?",
+        "SELECT s.user_id, s.url, s.enabled, s.notify_received, s.notify_sent, s.notify_delivery, \
+         s.notify_read, s.max_retries, s.retry_interval, o.events FROM webhook_settings s \
+         LEFT JOIN webhook_opt_ins o ON o.instance_id = s.instance_id WHERE s.instance_id = ?",
     )
     .bind(instance_id)
     .fetch_optional(conn)
@@ -126,8 +153,10 @@ pub async fn settings_of(
     let mut found = HashMap::with_capacity(instance_ids.len());
     for chunk in instance_ids.chunks(500) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT instance_id, user_id, url, enabled, notify_received, notify_sent, notify_delivery, \
-             notify_read, max_retries, retry_interval FROM webhook_settings WHERE instance_id IN (",
+            "SELECT s.instance_id, s.user_id, s.url, s.enabled, s.notify_received, s.notify_sent, \
+             s.notify_delivery, s.notify_read, s.max_retries, s.retry_interval, o.events \
+             FROM webhook_settings s LEFT JOIN webhook_opt_ins o ON o.instance_id = s.instance_id \
+             WHERE s.instance_id IN (",
         );
         let mut list = q.separated(", ");
         for id in chunk {
@@ -152,6 +181,10 @@ fn settings_row(r: &sqlx::sqlite::SqliteRow) -> Result<Settings, sqlx::Error> {
         notify_read: r.try_get("notify_read")?,
         max_retries: r.try_get::<i64, _>("max_retries")? as u32,
         retry_interval: r.try_get::<i64, _>("retry_interval")? as u64,
+        events: match r.try_get::<Option<String>, _>("events")? {
+            Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -287,6 +320,13 @@ pub async fn pending_batch(
     .fetch_all(pool)
     .await?;
     rows.iter().map(row_to_delivery).collect()
+}
+
+/// How many deliveries are pending (the `wa_webhook_deliveries_pending` metric).
+pub async fn pending_count(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await
 }
 
 /// Instances with pending deliveries (to resume after a start).

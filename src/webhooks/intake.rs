@@ -1,6 +1,6 @@
 //! The dispatcher's intake: a [`Consumer`] of the log that keeps each
-//! instance's webhook settings as of the log and turns the six webhook events
-//! into queued deliveries, in the same transaction as its checkpoint.
+//! instance's webhook settings as of the log and turns the seed's six webhook
+//! events, and the opt-in ones an instance lists, into queued deliveries, in the same transaction as its checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::deliveries::{self, NewDelivery, Settings};
+use super::opt_in;
 use super::payload::{self, Filters};
 use super::worker::{Shared, now_ms};
 use crate::backbone::{Consumer, load_checkpoint, save_checkpoint};
@@ -130,6 +131,9 @@ impl Consumer for Intake {
             let Some(url) = s.url.as_deref().filter(|_| s.enabled) else {
                 continue;
             };
+            if !opt_in::wanted(&e.event_type, &s.events) {
+                continue;
+            }
             let filters = Filters {
                 notify_received: s.notify_received,
                 notify_sent: s.notify_sent,

@@ -13,6 +13,7 @@
 //! - [`signing`]: `X-Webhook-Signature` and the Standard Webhooks headers.
 //! - [`payload`]: the seed's `{event, data, timestamp}` bodies and the notify filters.
 //! - [`intake`]: the log consumer.
+//! - [`opt_in`]: the event types sent only to instances that list them in `webhookEvents`.
 //! - [`worker`]: lanes, retries, `Retry-After`, 410, the recorder.
 //! - [`deliveries`]: table access, schema in `projections/webhooks/`.
 //!
@@ -22,6 +23,7 @@
 
 pub mod deliveries;
 pub mod intake;
+pub mod opt_in;
 pub mod payload;
 pub mod signing;
 pub mod worker;

@@ -224,13 +224,21 @@ pub fn render(
         // event's own payload.
         Event::GroupUpdated(e) => body(name, e, at),
         Event::GroupParticipantsChanged(e) => body(name, e, at),
+        // Opt-in (`webhookEvents`): the event's own payload.
+        Event::MessageStuck(e) => body(name, e, at),
         _ => return None,
     };
     Some((name, json))
 }
 
-/// Whether an event type can ever become a webhook (cheap pre-filter before decoding).
+/// Whether an event type can ever become a webhook (cheap pre-filter before
+/// decoding): one of the seed's six, or an opt-in type ([`super::opt_in`]).
 pub fn is_webhook_event(event_type: &str) -> bool {
+    is_seed_event(event_type) || super::opt_in::is_opt_in(event_type)
+}
+
+/// Whether an event type is one of the seed's six webhook events.
+pub fn is_seed_event(event_type: &str) -> bool {
     matches!(
         event_type,
         "message_received"

@@ -95,6 +95,14 @@ pub enum EngineEvent {
     /// [`EngineSession::pair_with_code`], or its replacement after WhatsApp
     /// retired the previous one.
     PairCode { code: String, phone: String },
+    /// A group this account is in changed (another member's action, or WhatsApp's).
+    Group(GroupNotice),
+    /// WhatsApp's server answered a keepalive ping: the connection is alive
+    /// (the instance's `health.lastSeenAt`; nothing is recorded in the log).
+    Alive,
+    /// A connect attempt failed before a connection was up (the engine
+    /// retries by itself); `error` says why in plain words.
+    ConnectFailed { error: String, attempt: u32 },
 }
 
 /// What the gateway keeps of a message's media to fetch it again: the
@@ -122,8 +130,6 @@ impl std::fmt::Debug for KeptMedia {
             .field("size", &self.size)
             .finish_non_exhaustive()
     }
-    /// A group this account is in changed (another member's action, or WhatsApp's).
-    Group(GroupNotice),
 }
 
 /// Media to send.

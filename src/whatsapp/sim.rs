@@ -142,6 +142,9 @@ struct Net {
     phones: Mutex<HashMap<String, String>>,
     /// The network's groups (locked before `phones` and `sessions`, never after).
     groups: Mutex<SimGroups>,
+    /// Phones whose device is off: the server acks messages to them, but no
+    /// delivered or read receipt ever comes (stuck messages).
+    unreachable: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The simulated network; cheap to clone.
@@ -251,7 +254,20 @@ impl SimEngine {
                 config,
                 sessions: Mutex::new(HashMap::new()),
                 phones: Mutex::new(HashMap::new()),
+                unreachable: Mutex::new(std::collections::HashSet::new()),
             }),
+        }
+    }
+
+    /// Turns a recipient's device off (`true`) or on: messages to an
+    /// unreachable phone are acknowledged by the server (`sent`) but never
+    /// delivered, so no receipt comes.
+    pub fn set_unreachable(&self, phone: &str, unreachable: bool) {
+        let mut set = self.net.unreachable.lock().expect("sim lock");
+        if unreachable {
+            set.insert(phone.to_string());
+        } else {
+            set.remove(phone);
         }
     }
 
@@ -586,6 +602,11 @@ impl SimSession {
         let events = self.events.clone();
         let stop = self.stop.clone();
         let (id, chat) = (MessageId::from_stored(message_id), to.clone());
+        let unreachable = net
+            .unreachable
+            .lock()
+            .expect("sim lock")
+            .contains(to.user());
         tokio::spawn(async move {
             let receipt = |r: Receipt| EngineEvent::Receipt {
                 message_ids: vec![id.clone()],
@@ -600,6 +621,9 @@ impl SimSession {
                 let _ = events.send(kept_event(m)).await;
             }
             let _ = events.send(receipt(Receipt::Sent)).await;
+            if unreachable {
+                return;
+            }
             for r in &recipients {
                 if let Some(m) = &kept {
                     let _ = r.events.send(kept_event(m)).await;

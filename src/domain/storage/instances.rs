@@ -13,8 +13,8 @@ use crate::store::StateChange;
 
 const COLUMNS: &str = "id, user_id, name, description, webhook_url, webhook_enabled, notify_received, \
     notify_sent, notify_delivery, notify_read, max_retries, retry_interval, \
-    webhook_secret IS NOT NULL AS has_secret, send_policy, created_at, updated_at, version, \
-    proxy_url, proxy_auth IS NOT NULL AS has_proxy_auth";
+    webhook_secret IS NOT NULL AS has_secret, send_policy, webhook_events, created_at, updated_at, \
+    version, proxy_url, proxy_auth IS NOT NULL AS has_proxy_auth";
 
 fn row_to_instance(row: &sqlx::sqlite::SqliteRow) -> Result<(Instance, i64), sqlx::Error> {
     let flag = |name: &str| row.try_get::<i64, _>(name).map(|v| v != 0);
@@ -33,6 +33,12 @@ fn row_to_instance(row: &sqlx::sqlite::SqliteRow) -> Result<(Instance, i64), sql
             max_retries: row.try_get::<i64, _>("max_retries")? as u32,
             retry_interval: row.try_get::<i64, _>("retry_interval")? as u64,
             has_secret: flag("has_secret")?,
+            events: match row.try_get::<Option<String>, _>("webhook_events")? {
+                Some(json) => {
+                    serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+                }
+                None => Vec::new(),
+            },
         },
         send_policy: match row.try_get::<Option<String>, _>("send_policy")? {
             Some(json) => {
@@ -102,6 +108,11 @@ fn policy_json(p: &SendPolicy) -> String {
     serde_json::to_string(p).expect("a policy serializes")
 }
 
+/// The `webhookEvents` list as its column holds it (`NULL` when empty).
+fn events_json(events: &[String]) -> Option<String> {
+    (!events.is_empty()).then(|| serde_json::to_string(events).expect("names serialize"))
+}
+
 /// Writes a new instance's row at `version`.
 pub async fn insert_instance(
     conn: &mut SqliteConnection,
@@ -112,7 +123,8 @@ pub async fn insert_instance(
     sqlx::query(
         "INSERT INTO instances (id, user_id, name, description, webhook_url, webhook_enabled, \
          notify_received, notify_sent, notify_delivery, notify_read, max_retries, retry_interval, \
-         send_policy, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         send_policy, webhook_events, created_at, updated_at, version) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&i.id)
     .bind(&i.user_id)
@@ -127,6 +139,7 @@ pub async fn insert_instance(
     .bind(w.max_retries as i64)
     .bind(w.retry_interval as i64)
     .bind(policy_json(&i.send_policy))
+    .bind(events_json(&w.events))
     .bind(i.created_at)
     .bind(i.updated_at)
     .bind(version)
@@ -145,7 +158,7 @@ pub async fn update_instance(
     sqlx::query(
         "UPDATE instances SET name = ?, description = ?, webhook_url = ?, webhook_enabled = ?, \
          notify_received = ?, notify_sent = ?, notify_delivery = ?, notify_read = ?, max_retries = ?, \
-         retry_interval = ?, send_policy = ?, updated_at = ?, version = ? WHERE id = ?",
+         retry_interval = ?, send_policy = ?, webhook_events = ?, updated_at = ?, version = ? WHERE id = ?",
     )
     .bind(&i.name)
     .bind(&i.description)
@@ -158,6 +171,7 @@ pub async fn update_instance(
     .bind(w.max_retries as i64)
     .bind(w.retry_interval as i64)
     .bind(policy_json(&i.send_policy))
+    .bind(events_json(&w.events))
     .bind(i.updated_at)
     .bind(version)
     .bind(&i.id)

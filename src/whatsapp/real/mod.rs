@@ -94,6 +94,10 @@ pub struct RealConfig {
     /// How long a sent message may wait for the server's ack before it is
     /// reported `failed` (`no_server_ack`).
     pub ack_timeout: Duration,
+    /// How often a connected session pings WhatsApp's server.
+    pub keepalive_interval: Duration,
+    /// A ping unanswered this long closes the connection (`keepalive_timeout`).
+    pub keepalive_timeout: Duration,
 }
 
 /// How long a resolved web-client version is trusted.
@@ -331,6 +335,8 @@ impl Engine for RealEngine {
         let dialer = Arc::new(Dialer {
             inner: transport,
             instance_id: instance_id.to_string(),
+            host: server_host(self.shared.config.url.as_deref()),
+            sink: events.clone(),
             attempts: AtomicU32::new(0),
             settled: AtomicBool::new(false),
         });
@@ -354,7 +360,9 @@ impl Engine for RealEngine {
         let stop = CancellationToken::new();
         let acks = Arc::new(Acks::new(self.shared.config.ack_timeout));
         let pairing_phone = Arc::new(std::sync::Mutex::new(None));
+        let online = Arc::new(AtomicBool::new(false));
         let driver = Driver {
+            online: online.clone(),
             acks: acks.clone(),
             instance_id: instance_id.to_string(),
             client: client.clone(),
@@ -364,6 +372,19 @@ impl Engine for RealEngine {
             stopping: stopping.clone(),
             stop: stop.clone(),
         };
+        tokio::spawn(
+            Keepalive {
+                client: client.clone(),
+                sink: driver.sink.clone(),
+                online: online.clone(),
+                stopping: stopping.clone(),
+                stop: stop.clone(),
+                interval: self.shared.config.keepalive_interval,
+                timeout: self.shared.config.keepalive_timeout,
+                instance_id: instance_id.to_string(),
+            }
+            .run(),
+        );
         let task = tokio::spawn(driver.run(rx, handle));
         Ok(Arc::new(RealSession {
             acks,
@@ -393,10 +414,136 @@ impl Engine for RealEngine {
 struct Dialer {
     inner: Arc<dyn TransportFactory>,
     instance_id: String,
+    /// The server's host name, for the plain-words error.
+    host: String,
+    /// Where failed attempts are reported (`connect_failed`).
+    sink: EventSink,
     attempts: AtomicU32,
     /// Whether the last attempt needs no report at its retry: it got through
     /// (a QR, paired, logged in) or its failure was reported already.
     settled: AtomicBool,
+}
+
+impl Dialer {
+    /// Tells the supervisor (never waits: the client's connect loop must not stall).
+    fn report(&self, error: String, attempt: u32) {
+        let _ = self
+            .sink
+            .try_send(EngineEvent::ConnectFailed { error, attempt });
+    }
+}
+
+/// The host of the WhatsApp server URL (`web.whatsapp.com` by default).
+fn server_host(url: Option<&str>) -> String {
+    url.and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "web.whatsapp.com".to_string())
+}
+
+/// A transport error in plain words: what an operator can act on, with the
+/// host it was about (`DNS lookup failed for web.whatsapp.com`).
+pub fn plain_connect_error(host: &str, raw: &str) -> String {
+    let lower = raw.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    if has(&[
+        "lookup address",
+        "name or service not known",
+        "nodename nor servname",
+        "no address associated",
+        "name resolution",
+        "dns",
+    ]) {
+        format!("DNS lookup failed for {host}")
+    } else if has(&["connection refused"]) {
+        format!("{host} refused the connection")
+    } else if has(&[
+        "network is unreachable",
+        "no route to host",
+        "host is unreachable",
+    ]) {
+        format!("no network route to {host}")
+    } else if has(&["timed out", "timeout"]) {
+        format!("timed out connecting to {host}")
+    } else if has(&["certificate", "tls", "ssl"]) {
+        format!("TLS handshake with {host} failed: {raw}")
+    } else if has(&["connection reset", "broken pipe", "unexpected eof"]) {
+        format!("{host} closed the connection while connecting")
+    } else {
+        format!("could not connect to {host}: {raw}")
+    }
+}
+
+/// Pings WhatsApp's server while the session is logged in: a ping
+/// unanswered within the timeout means the socket is dead although nothing
+/// said so, and the session reports `Closed` (`keepalive_timeout`, not
+/// terminal) so that the supervisor reconnects. The crate's own keepalive
+/// (15–30 s, then a 20 s dead-socket check, after which it reconnects by
+/// itself without any event) stays in place; this one is the gateway's, so
+/// that the drop is seen, recorded and timed by `WA_KEEPALIVE_*`.
+struct Keepalive {
+    client: Arc<Client>,
+    sink: EventSink,
+    /// Logged in (set by the driver on `Connected`, cleared on a drop).
+    online: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
+    stop: CancellationToken,
+    interval: Duration,
+    timeout: Duration,
+    instance_id: String,
+}
+
+impl Keepalive {
+    async fn run(self) {
+        use whatsapp_rust::IqError;
+        use whatsapp_rust::wacore::iq::keepalive::KeepaliveSpec;
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+            if !self.online.load(Ordering::Relaxed) {
+                continue;
+            }
+            let ping = self
+                .client
+                .execute(KeepaliveSpec::with_timeout(self.timeout));
+            // A backstop in case the client's own IQ timeout does not fire.
+            let answer = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                a = tokio::time::timeout(self.timeout + Duration::from_secs(1), ping) => a,
+            };
+            let event = match answer {
+                // Any answer, an error included, means the server is there.
+                Ok(Ok(())) | Ok(Err(IqError::ServerError { .. })) => EngineEvent::Alive,
+                Ok(Err(IqError::Timeout)) | Err(_) => {
+                    if !self.online.load(Ordering::Relaxed) {
+                        // The connection went away meanwhile: the drop is reported already.
+                        continue;
+                    }
+                    tracing::warn!(instance = %self.instance_id, timeout_ms = self.timeout.as_millis() as u64,
+                        "WhatsApp did not answer a keepalive ping: closing the connection to reconnect");
+                    self.online.store(false, Ordering::Relaxed);
+                    EngineEvent::Closed {
+                        reason: ReasonCode::KeepaliveTimeout.into(),
+                        terminal: false,
+                    }
+                }
+                // Not connected, or the connection is closing: the client reports that itself.
+                Ok(Err(_)) => continue,
+            };
+            let closing = matches!(event, EngineEvent::Closed { .. });
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::select! {
+                _ = self.sink.send(event) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            if closing {
+                return;
+            }
+        }
+    }
 }
 
 struct DialerRef(Arc<Dialer>);
@@ -417,12 +564,21 @@ impl TransportFactory for DialerRef {
         if attempt > 1 && !d.settled.swap(false, Ordering::Relaxed) {
             tracing::warn!(instance = %d.instance_id, attempt = attempt - 1,
                 "connect attempt failed (no login); the client retries with backoff");
+            d.report(
+                format!(
+                    "no login from {}: the connection failed or timed out before logging in",
+                    d.host
+                ),
+                attempt - 1,
+            );
         }
         let result = d.inner.create_transport().await;
         if let Err(e) = &result {
-            tracing::warn!(instance = %d.instance_id, attempt, error = %format!("{e:#}"),
+            let raw = format!("{e:#}");
+            tracing::warn!(instance = %d.instance_id, attempt, error = %raw,
                 "could not reach WhatsApp; the client retries with backoff");
             d.settled.store(true, Ordering::Relaxed);
+            d.report(plain_connect_error(&d.host, &raw), attempt);
         }
         result
     }
@@ -478,6 +634,8 @@ impl EventHandler for Forward {
 /// One session's event loop: maps client events to engine events until the
 /// session stops or the client ends.
 struct Driver {
+    /// Logged in; read by the [`Keepalive`].
+    online: Arc<AtomicBool>,
     instance_id: String,
     client: Arc<Client>,
     sink: EventSink,
@@ -591,10 +749,12 @@ impl Driver {
                 tracing::warn!(instance = %id, error = %e.error, "pairing by code failed");
             }
             Event::Connected(_) => {
+                self.online.store(true, Ordering::Relaxed);
                 let phone = self.client.pn().map(|j| j.user.to_string());
                 self.emit(EngineEvent::Connected { phone }).await;
             }
             Event::Disconnected(d) => {
+                self.online.store(false, Ordering::Relaxed);
                 tracing::info!(instance = %id, reason = %d.reason, "connection dropped");
                 self.emit(EngineEvent::Closed {
                     reason: SessionReason::with_detail(

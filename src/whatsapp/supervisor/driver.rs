@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::instances::Instance;
 use crate::domain::pacing::SendPolicy;
-use crate::events::Event;
+use crate::events::{ConnectFailed, Event};
 use crate::ids::{InstanceId, UserId};
 use crate::store::{Append, Effect, EventStore, Metadata, StoreError, StreamId};
 use crate::whatsapp::engine::{EngineEvent, EngineSession};
@@ -56,6 +56,8 @@ pub(super) struct Session {
     pub(super) queue_lock: tokio::sync::Mutex<()>,
     /// Stops the outbound queue's worker (deletion, shutdown).
     pub(super) worker_stop: CancellationToken,
+    /// When the engine last reported anything (a keepalive answer included).
+    pub(super) last_seen: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Session {
@@ -78,6 +80,7 @@ impl Session {
             outbox: Notify::new(),
             queue_lock: tokio::sync::Mutex::new(()),
             worker_stop,
+            last_seen: Mutex::new(None),
         }
     }
 
@@ -118,7 +121,7 @@ impl Session {
     }
 
     /// When the machine wants its next connect attempt.
-    fn retry_at(&self) -> Option<TokioInstant> {
+    pub(super) fn retry_at(&self) -> Option<TokioInstant> {
         let machine = self.machine.lock().expect("machine lock");
         machine.retry_at().map(TokioInstant::from_std)
     }
@@ -162,6 +165,8 @@ struct Driver {
     retry_at: Option<TokioInstant>,
     /// Set by [`Action::Exit`].
     exit: bool,
+    /// Events the driver adds to the machine's (`connect_failed`).
+    extra: Vec<Event>,
 }
 
 impl Driver {
@@ -181,6 +186,7 @@ impl Driver {
                     next = Some(answer);
                 }
             }
+            out.append(&mut self.extra);
             self.session.publish();
         }
     }
@@ -231,6 +237,15 @@ impl Driver {
             }) => {
                 tracing::warn!(instance = %id, error = %error, attempt,
                     retry_in_ms = retry_in.as_millis() as u64, "connect attempt failed");
+                self.extra.push(
+                    ConnectFailed {
+                        instance_id: id.clone(),
+                        error,
+                        attempt,
+                        retry_in_ms: Some(retry_in.as_millis() as u64),
+                    }
+                    .into(),
+                );
             }
             Action::Note(Note::CrashLoop { drops }) => {
                 tracing::warn!(instance = %id, drops, "crash loop: not reconnecting until asked");
@@ -261,18 +276,39 @@ impl Driver {
     /// [`BATCH`]), and records all their events in one append.
     async fn engine_events(&mut self, first: Option<EngineEvent>) {
         let mut out = Vec::new();
-        self.feed(first.map_or(Input::EngineGone, Input::Engine), &mut out)
-            .await;
+        match first {
+            None => self.feed(Input::EngineGone, &mut out).await,
+            Some(event) => self.engine_event(event, &mut out).await,
+        }
         for _ in 0..BATCH {
             let Some(rx) = self.events.as_mut() else {
                 break;
             };
             match rx.try_recv() {
-                Ok(event) => self.feed(Input::Engine(event), &mut out).await,
+                Ok(event) => self.engine_event(event, &mut out).await,
                 Err(_) => break,
             }
         }
         self.record(out).await;
+    }
+
+    /// One engine event: the session was heard from; keepalive answers and
+    /// failed connect attempts stop here, the rest go to the machine.
+    async fn engine_event(&mut self, event: EngineEvent, out: &mut Vec<Event>) {
+        *self.session.last_seen.lock().expect("last seen lock") = Some(chrono::Utc::now());
+        match event {
+            EngineEvent::Alive => {}
+            EngineEvent::ConnectFailed { error, attempt } => out.push(
+                ConnectFailed {
+                    instance_id: self.session.instance_id.clone(),
+                    error,
+                    attempt,
+                    retry_in_ms: None,
+                }
+                .into(),
+            ),
+            event => self.feed(Input::Engine(event), out).await,
+        }
     }
 
     /// Appends engine events (none: nothing), logging a failure.
@@ -318,6 +354,7 @@ pub(super) async fn supervise(
         inner,
         events: None,
         exit: false,
+        extra: Vec::new(),
     };
     while !d.exit {
         tokio::select! {

@@ -270,6 +270,8 @@ impl State {
                 self.failures_of.insert(message_id.clone(), reason);
                 self.receipt(message_id, Receipt::Failed, &chat, step);
             }
+            // The driver takes these before the machine (health and the log only).
+            EngineEvent::Alive | EngineEvent::ConnectFailed { .. } => {}
             EngineEvent::Contacts(contacts) => step.events.push(
                 ContactsUpdated {
                     instance_id: self.instance_id.clone(),

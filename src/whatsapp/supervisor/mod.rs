@@ -93,6 +93,15 @@ impl SessionStatus {
     }
 }
 
+/// What only the supervisor knows of a session's health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorHealth {
+    /// When the engine last reported anything (a keepalive answer included).
+    pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The wait until the next connect attempt the supervisor scheduled.
+    pub backoff: Option<Duration>,
+}
+
 /// Supervisor settings.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
@@ -385,6 +394,41 @@ impl Sessions {
                 pair_code: None,
             },
         }
+    }
+
+    /// How many running instances are in each connection state (`/metrics`).
+    pub fn state_counts(&self) -> Vec<(ConnState, usize)> {
+        let sessions = self.inner.sessions.read().expect("sessions lock");
+        let mut counts: Vec<(ConnState, usize)> = [
+            ConnState::Connecting,
+            ConnState::Qr,
+            ConnState::Connected,
+            ConnState::Disconnected,
+            ConnState::LoggedOut,
+        ]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+        for s in sessions.values() {
+            let state = s.status.borrow().state;
+            if let Some(c) = counts.iter_mut().find(|(st, _)| *st == state) {
+                c.1 += 1;
+            }
+        }
+        counts
+    }
+
+    /// What the supervisor knows of a session's health (`None`: no session).
+    pub fn health(&self, instance_id: &InstanceId) -> Option<SupervisorHealth> {
+        let s = self.get(instance_id)?;
+        let last_seen_at = *s.last_seen.lock().expect("last seen lock");
+        let backoff = s
+            .retry_at()
+            .map(|at| at.saturating_duration_since(tokio::time::Instant::now()));
+        Some(SupervisorHealth {
+            last_seen_at,
+            backoff,
+        })
     }
 
     /// Restarts the session: a fresh connect (a new QR when not paired).

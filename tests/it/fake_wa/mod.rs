@@ -71,6 +71,8 @@ struct Conn {
     phone: Mutex<Option<String>>,
     /// QR refs handed to this connection.
     refs: Mutex<Vec<String>>,
+    /// Keepalive pings (`xmlns="w:p"`) go unanswered: a half-dead socket.
+    deaf: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -79,6 +81,7 @@ struct Counters {
     ik: AtomicU32,
     logins: AtomicU32,
     pair_requests: AtomicU32,
+    pings_ignored: AtomicU32,
 }
 
 struct Inner {
@@ -209,6 +212,30 @@ impl FakeWa {
         conns.len()
     }
 
+    /// Every live connection of `phone` stops answering keepalive pings
+    /// (everything else still flows), as a half-dead socket does; later
+    /// connections answer again. Returns how many connections went deaf.
+    pub fn stop_answering_pings(&self, phone: &str) -> usize {
+        let conns: Vec<Arc<Conn>> = self
+            .inner
+            .conns
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| c.phone.lock().unwrap().as_deref() == Some(phone))
+            .cloned()
+            .collect();
+        for c in &conns {
+            c.deaf.store(true, Ordering::Relaxed);
+        }
+        conns.len()
+    }
+
+    /// Keepalive pings left unanswered so far.
+    pub fn pings_ignored(&self) -> u32 {
+        self.inner.counters.pings_ignored.load(Ordering::Relaxed)
+    }
+
     /// The phone unlinks its companion device while it is offline: the
     /// server forgets it and drops its connections; its next login is refused.
     pub fn unlink(&self, phone: &str) -> usize {
@@ -337,6 +364,7 @@ fn open_conn(
         close: CancellationToken::new(),
         phone: Mutex::new(None),
         refs: Mutex::new(Vec::new()),
+        deaf: std::sync::atomic::AtomicBool::new(false),
     });
     server.conns.lock().unwrap().insert(conn.id, conn.clone());
     let _ = events_tx.try_send(TransportEvent::Connected);
@@ -852,6 +880,13 @@ async fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
         return Vec::new();
     }
     let xmlns = attr(node, "xmlns").unwrap_or_default();
+    if xmlns == "w:p" && conn.deaf.load(Ordering::Relaxed) {
+        server
+            .counters
+            .pings_ignored
+            .fetch_add(1, Ordering::Relaxed);
+        return Vec::new();
+    }
     let first = children(node).first();
     match xmlns.as_str() {
         // Exiting passive mode: the offline queue is empty.
