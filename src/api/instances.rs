@@ -251,7 +251,9 @@ pub struct WebhookSettingsView {
     pub notify_read: bool,
     pub max_retries: u32,
     pub retry_interval: u64,
-    /// The opt-in webhook event types the instance receives (empty: none).
+    /// The opt-in webhook event types the instance receives; absent when
+    /// none (the seed's shape).
+    #[oai(skip_serializing_if_is_empty)]
     pub webhook_events: Vec<String>,
 }
 
