@@ -331,6 +331,8 @@ pub async fn reseal_all(pool: &SqlitePool, sealer: &Sealer) -> anyhow::Result<u6
         .bind(&message)
         .execute(&mut *tx)
         .await?;
+        count += 1;
+    }
     let proxies: Vec<(String, String)> =
         sqlx::query_as("SELECT id, proxy_auth FROM instances WHERE proxy_auth IS NOT NULL")
             .fetch_all(&mut *tx)

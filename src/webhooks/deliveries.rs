@@ -182,7 +182,9 @@ fn settings_row(r: &sqlx::sqlite::SqliteRow) -> Result<Settings, sqlx::Error> {
         max_retries: r.try_get::<i64, _>("max_retries")? as u32,
         retry_interval: r.try_get::<i64, _>("retry_interval")? as u64,
         events: match r.try_get::<Option<String>, _>("events")? {
-            Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+            }
             None => Vec::new(),
         },
     })

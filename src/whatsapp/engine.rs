@@ -206,20 +206,6 @@ pub trait EngineSession: Send + Sync + 'static {
         let _ = phone;
         anyhow::bail!("this engine cannot pair by code")
     }
-}
-
-/// Why [`EngineSession::fetch_media`] failed, where the caller must tell the user something specific.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchMediaError {
-    /// The engine keeps no media.
-    #[error("this engine cannot fetch media")]
-    Unsupported,
-    /// The media is larger than allowed.
-    #[error("the media is larger than {0} bytes")]
-    TooLarge(u64),
-    /// The media is gone (expired at WhatsApp's CDN, or deleted).
-    #[error("the media is no longer available")]
-    Gone,
 
     // Groups and number checks (types in `whatsapp::groups`). The defaults
     // refuse, for engines without them.
@@ -288,6 +274,20 @@ pub enum FetchMediaError {
         let _ = (group, description);
         Err(unsupported())
     }
+}
+
+/// Why [`EngineSession::fetch_media`] failed, where the caller must tell the user something specific.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchMediaError {
+    /// The engine keeps no media.
+    #[error("this engine cannot fetch media")]
+    Unsupported,
+    /// The media is larger than allowed.
+    #[error("the media is larger than {0} bytes")]
+    TooLarge(u64),
+    /// The media is gone (expired at WhatsApp's CDN, or deleted).
+    #[error("the media is no longer available")]
+    Gone,
 }
 
 /// The refusal of an engine without groups.

@@ -567,7 +567,7 @@ impl SimSession {
             let members = net.groups.lock().expect("sim lock").members(to);
             if members
                 .as_ref()
-                .is_some_and(|m| !m.iter().any(|p| *p == my_phone))
+                .is_some_and(|m| !m.contains(&my_phone))
             {
                 anyhow::bail!("not a participant of the group {to}");
             }

@@ -96,7 +96,12 @@ async fn webhook_events_are_validated_stored_shown_and_replaced_and_default_to_n
 
     // Unknown names, seed event names and wrong JSON types: 400, nothing changes.
     let before = app.command_events().await.len();
-    for bad in [json!(["nope"]), json!(["message_received"]), json!("poll_vote"), json!([1])] {
+    for bad in [
+        json!(["nope"]),
+        json!(["message_received"]),
+        json!("poll_vote"),
+        json!([1]),
+    ] {
         let e = app
             .post(
                 "/api/instances",
@@ -142,7 +147,10 @@ async fn webhook_events_are_validated_stored_shown_and_replaced_and_default_to_n
     .await
     .expect(200);
     let d = detail(&app, &who, &listed).await;
-    assert_eq!(d["webhookSettings"]["webhookEvents"], json!(["message_edited"]));
+    assert_eq!(
+        d["webhookSettings"]["webhookEvents"],
+        json!(["message_edited"])
+    );
     assert_eq!(d["webhookSettings"]["notifyRead"], true);
     assert_eq!(dispatcher_list(&app, &listed).await, vec!["message_edited"]);
     app.put(
