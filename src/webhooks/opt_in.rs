@@ -12,6 +12,8 @@ pub const OPT_IN_EVENTS: &[&str] = &[
     "poll_vote",
     "chat_presence",
     "message_stuck",
+    "group_updated",
+    "group_participants_changed",
 ];
 
 /// Longest `webhookEvents` list accepted (each name at most once).

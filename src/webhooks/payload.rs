@@ -220,8 +220,7 @@ pub fn render(
             },
             at,
         ),
-        // Group changes go to every enabled webhook; their data is the
-        // event's own payload.
+        // Group changes (opt-in, `webhookEvents`): the event's own payload.
         Event::GroupUpdated(e) => body(name, e, at),
         Event::GroupParticipantsChanged(e) => body(name, e, at),
         // Opt-in (`webhookEvents`): the event's own payload.
@@ -248,8 +247,6 @@ pub fn is_seed_event(event_type: &str) -> bool {
             | "connection_closed"
             | "qr_received"
             | "pair_code_received"
-            | "group_updated"
-            | "group_participants_changed"
     )
 }
 

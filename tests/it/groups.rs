@@ -21,7 +21,8 @@ async fn hooked_and_paired(app: &TestApp, who: &Creds, url: &str, phone: &str) -
     let id = app
         .create_instance(
             who,
-            json!({"name": format!("hooked {phone}"), "webhookUrl": url, "webhookEnabled": true}),
+            json!({"name": format!("hooked {phone}"), "webhookUrl": url, "webhookEnabled": true,
+                "webhookEvents": ["group_updated", "group_participants_changed"]}),
         )
         .await;
     app.wait_for_event(&id, "qr_received", |_| true).await;
