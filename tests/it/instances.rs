@@ -98,12 +98,16 @@ async fn create_list_get_update_delete_follow_the_seed_field_for_field() {
             "createdAt",
             "updatedAt",
             "webhookSettings",
-            // Beyond the seed: the send pacing (issue 16), off by default.
+            // Beyond the seed: the send pacing (issue 16), off by default,
+            // and the session's health (issue 15).
             "sendPolicy",
+            "health",
             "connectionStatus"
         ])
     );
     assert_eq!(one["sendPolicy"]["enabled"], false);
+    assert_eq!(one["health"]["reconnectsLastHour"], 0);
+    assert!(one["health"].get("lastConnectError").is_none());
     assert_eq!(
         one["webhookSettings"],
         json!({"notifyReceived": true, "notifySent": true, "notifyDelivery": false, "notifyRead": false,
