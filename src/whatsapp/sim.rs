@@ -565,10 +565,7 @@ impl SimSession {
         // know) is acknowledged and goes nowhere.
         let members = if to.is_group() {
             let members = net.groups.lock().expect("sim lock").members(to);
-            if members
-                .as_ref()
-                .is_some_and(|m| !m.contains(&my_phone))
-            {
+            if members.as_ref().is_some_and(|m| !m.contains(&my_phone)) {
                 anyhow::bail!("not a participant of the group {to}");
             }
             members.unwrap_or_default()
