@@ -75,8 +75,10 @@ pub struct NumberCheckView {
     /// Whether it has a WhatsApp account.
     pub exists: bool,
     /// Its JID, when it exists (send to it with `phone`).
+    #[oai(skip_serializing_if_is_none)]
     pub jid: Option<String>,
     /// Its LID, when WhatsApp told it (real engine only).
+    #[oai(skip_serializing_if_is_none)]
     pub lid: Option<String>,
 }
 
@@ -109,10 +111,13 @@ pub struct GroupView {
     /// The group's JID: use it as `phone` to send to the group, and in the paths below.
     pub id: String,
     pub subject: String,
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
     /// The creator's JID, when known.
+    #[oai(skip_serializing_if_is_none)]
     pub owner: Option<String>,
     /// When it was created (ISO 8601), when known.
+    #[oai(skip_serializing_if_is_none)]
     pub created_at: Option<String>,
     pub size: u32,
     pub participants: Vec<ParticipantView>,
@@ -245,6 +250,7 @@ pub struct ParticipantResultView {
     /// `ok`, `not_on_whatsapp`, `already_participant`, `not_participant` or `refused`.
     pub status: String,
     /// WhatsApp's error code on `refused`, when it gave one.
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
 }
 
@@ -419,7 +425,7 @@ impl GroupsApi {
     /// Join a group by its invite link (or code). Records
     /// `group_participants_changed` (`join`). 404 for an unknown or revoked link,
     /// 409 when already in the group.
-    #[oai(path = "/api/whatsapp/:instanceId/groups/join", method = "post")]
+    #[oai(path = "/api/whatsapp/:instanceId/join-group", method = "post")]
     async fn join(
         &self,
         state: Data<&AppState>,

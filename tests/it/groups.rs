@@ -299,7 +299,7 @@ async fn two_instances_share_a_group_from_creation_to_leaving_and_both_see_every
         .await;
     assert_eq!(revoked.data["by"], ja.as_str());
     app.post(
-        &wa(&c, "/groups/join"),
+        &wa(&c, "/join-group"),
         As::Key(&key),
         json!({"invite": old_link}),
     )
@@ -307,7 +307,7 @@ async fn two_instances_share_a_group_from_creation_to_leaving_and_both_see_every
     .expect_error(404);
     let joined = app
         .post(
-            &wa(&c, "/groups/join"),
+            &wa(&c, "/join-group"),
             As::Key(&key),
             json!({"invite": new["code"]}),
         )
@@ -319,7 +319,7 @@ async fn two_instances_share_a_group_from_creation_to_leaving_and_both_see_every
         assert_eq!(e["participants"], json!([jc]), "{id}");
     }
     app.post(
-        &wa(&c, "/groups/join"),
+        &wa(&c, "/join-group"),
         As::Key(&key),
         json!({"invite": new["link"]}),
     )
@@ -444,7 +444,7 @@ async fn bad_group_input_is_a_clear_400_and_records_nothing() {
         ),
         (
             "POST",
-            wa(&a, "/groups/join"),
+            wa(&a, "/join-group"),
             json!({"invite": "https://example.com/x"}),
         ),
         (
