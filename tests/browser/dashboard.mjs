@@ -70,10 +70,12 @@ try {
   await page.screenshot({ path: join(shots, 'pairing.png') });
   await until(page, (fp) => { const i = document.querySelector('#qr-img'); return i && i.dataset.fingerprint !== fp; }, first);
 
-  step('pairing by code answers (or says it is not available)');
-  await page.fill('#pair-code-form input[name=phone]', '79001234567');
+  step('pairing by phone number shows the code to type into the phone');
+  await page.fill('#pair-code-form input[name=phone]', '79005550000');
   await page.click('#pair-code-form button[type=submit]');
   await page.waitForSelector('#pair-code p');
+  const code = await page.evaluate(() => document.querySelector('#pair-code p.code')?.textContent ?? document.querySelector('#pair-code').textContent);
+  if (!/^[0-9A-Z]{4}-[0-9A-Z]{4}$/.test(code)) fail.push('the pair-code form showed no code: ' + code);
 
   step('the sim scan turns the page to connected');
   const login = await fetch(base + '/api/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' },
