@@ -494,3 +494,51 @@ async fn texts_go_both_ways_through_the_real_client_with_real_signal_sessions() 
     assert_eq!(rows[0]["remoteJid"], "79005550505@s.whatsapp.net");
     fake.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paced_text_shows_typing_to_the_contact_before_it_arrives() {
+    let fake = FakeWa::new();
+    let contact = fake.add_contact(CONTACT, "Olga", None);
+    let app = gateway_on(&fake).await;
+    let key = app.admin.api_key.clone();
+    let id = app
+        .create_instance(
+            &app.admin,
+            json!({"name": "paced", "sendPolicy": {"enabled": true, "perMinute": 60,
+                   "delayMinMs": 0, "delayMaxMs": 0, "typing": true,
+                   "typingMsPerChar": 10, "typingMaxMs": 300,
+                   "warmupDays": 0, "warmupFirstDay": 1}}),
+        )
+        .await;
+    let qr = nth_event(&app, &id, "qr_received", 1).await;
+    fake.scan(qr.data["qrCode"].as_str().unwrap(), PHONE)
+        .await
+        .expect("scan");
+    nth_event(&app, &id, "connection_opened", 1).await;
+
+    let sent = app
+        .post(
+            &format!("/api/whatsapp/{id}/send"),
+            As::Key(&key),
+            json!({"phone": CONTACT, "message": "typed by a person, it seems"}),
+        )
+        .await
+        .expect(200);
+    let mid = sent["id"].as_str().unwrap().to_string();
+    let got = tokio::time::timeout(LONG_WAIT, contact.nth_message(1))
+        .await
+        .expect("the contact got the message");
+    assert_eq!(got.id, mid);
+    let to = format!("{CONTACT}@s.whatsapp.net");
+    let seen: Vec<String> = fake
+        .outbound()
+        .into_iter()
+        .filter(|line| line.ends_with(&to))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![format!("chatstate composing {to}"), format!("message {to}")],
+        "\"typing…\" is shown to the contact, then the message arrives"
+    );
+    fake.assert_clean();
+}

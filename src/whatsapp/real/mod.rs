@@ -1122,6 +1122,17 @@ impl EngineSession for RealSession {
         Ok(())
     }
 
+    async fn typing(&self, to: &Jid, typing: bool) -> anyhow::Result<()> {
+        let chat = self.to_wa(to)?;
+        let states = self.client.chatstate();
+        let sent = if typing {
+            states.send_composing(&chat).await
+        } else {
+            states.send_paused(&chat).await
+        };
+        sent.map_err(|e| anyhow::anyhow!("Failed to send the chat state: {e}"))
+    }
+
     async fn send_text(&self, message_id: &MessageId, to: &Jid, text: &str) -> anyhow::Result<()> {
         let message = wa::Message {
             conversation: Some(text.to_string()),

@@ -100,6 +100,9 @@ struct Inner {
     keys: Mutex<HashMap<String, network::AccountKeys>>,
     /// Unknown stanzas, unanswered IQs, nacks, retry receipts, ...
     problems: Mutex<Vec<String>>,
+    /// What the client sent towards contacts, in order: `message <to>`,
+    /// `chatstate <state> <to>` (typing shown before a paced send).
+    outbound: Mutex<Vec<String>>,
     /// The fake CDN's files, by direct path.
     cdn: Mutex<HashMap<String, Vec<u8>>>,
     /// Pairing-code flows, by phone.
@@ -139,6 +142,7 @@ impl FakeWa {
                 contacts: Mutex::new(HashMap::new()),
                 keys: Mutex::new(HashMap::new()),
                 problems: Mutex::new(Vec::new()),
+                outbound: Mutex::new(Vec::new()),
                 cdn: Mutex::new(HashMap::new()),
                 codes: Mutex::new(HashMap::new()),
                 tcp_peers: Mutex::new(Vec::new()),
@@ -229,6 +233,12 @@ impl FakeWa {
             c.deaf.store(true, Ordering::Relaxed);
         }
         conns.len()
+    }
+
+    /// What the client sent towards contacts, in order (`message <to>`,
+    /// `chatstate composing <to>`, ...).
+    pub fn outbound(&self) -> Vec<String> {
+        self.inner.outbound.lock().unwrap().clone()
     }
 
     /// Keepalive pings left unanswered so far.
@@ -854,13 +864,38 @@ async fn run_conn(
 async fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
     match node.tag.as_ref() {
         "iq" => {}
-        "message" => return network::client_message(server, conn, node).await,
+        "message" => {
+            let to = attr(node, "to").unwrap_or_default();
+            server
+                .outbound
+                .lock()
+                .unwrap()
+                .push(format!("message {to}"));
+            return network::client_message(server, conn, node).await;
+        }
+        "chatstate" => {
+            let to = attr(node, "to").unwrap_or_default();
+            match children(node).first().map(|c| c.tag.to_string()) {
+                Some(state) if ["composing", "recording", "paused"].contains(&state.as_str()) => {
+                    server
+                        .outbound
+                        .lock()
+                        .unwrap()
+                        .push(format!("chatstate {state} {to}"));
+                }
+                _ => server.problem(format!(
+                    "a chat state the fake does not know: {}",
+                    show(node)
+                )),
+            }
+            return Vec::new();
+        }
         "receipt" => {
             network::client_receipt(server, node);
             return Vec::new();
         }
         // The client's acks of what we pushed, its presence and chat states.
-        "ack" | "presence" | "chatstate" => return Vec::new(),
+        "ack" | "presence" => return Vec::new(),
         // The client's session marker (for the server's analytics).
         "ib" if children(node).iter().all(|c| c.tag == "unified_session") => return Vec::new(),
         _ => {
