@@ -8,7 +8,7 @@ use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{Enum, Object, OpenApi};
 
 use crate::api::AppState;
 use crate::domain::{api_time_ms, groups as rules};
@@ -63,6 +63,27 @@ impl Example for CheckNumbersResponse {
                     lid: None,
                 },
             ],
+        }
+    }
+}
+
+/// What an admin does to participants (the path's last segment).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum ParticipantChange {
+    Add,
+    Remove,
+    Promote,
+    Demote,
+}
+
+impl From<ParticipantChange> for ParticipantAction {
+    fn from(change: ParticipantChange) -> Self {
+        match change {
+            ParticipantChange::Add => ParticipantAction::Add,
+            ParticipantChange::Remove => ParticipantAction::Remove,
+            ParticipantChange::Promote => ParticipantAction::Promote,
+            ParticipantChange::Demote => ParticipantAction::Demote,
         }
     }
 }
@@ -461,64 +482,24 @@ impl GroupsApi {
         Ok(Json(info.into()))
     }
 
-    /// Add participants (admins only: 403 otherwise).
+    /// Add, remove, promote or demote participants (admins only: 403
+    /// otherwise; the creator can be neither removed nor demoted). Answers
+    /// each number's result; records `group_participants_changed` for the
+    /// numbers it was done for.
     #[oai(
-        path = "/api/whatsapp/:instanceId/groups/:groupId/participants/add",
+        path = "/api/whatsapp/:instanceId/groups/:groupId/participants/:action",
         method = "post"
     )]
-    async fn add(
+    async fn participants(
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
         #[oai(name = "groupId")] group_id: Path<String>,
+        /// `add`, `remove`, `promote` or `demote`.
+        action: Path<ParticipantChange>,
         body: Json<ParticipantsRequest>,
     ) -> ApiResult<Json<ParticipantsResponse>> {
-        change(&state, &owned, &group_id, ParticipantAction::Add, &body).await
-    }
-
-    /// Remove participants (admins only).
-    #[oai(
-        path = "/api/whatsapp/:instanceId/groups/:groupId/participants/remove",
-        method = "post"
-    )]
-    async fn remove(
-        &self,
-        state: Data<&AppState>,
-        #[oai(name = "instanceId")] owned: owned_instance::Path,
-        #[oai(name = "groupId")] group_id: Path<String>,
-        body: Json<ParticipantsRequest>,
-    ) -> ApiResult<Json<ParticipantsResponse>> {
-        change(&state, &owned, &group_id, ParticipantAction::Remove, &body).await
-    }
-
-    /// Make participants admins (admins only).
-    #[oai(
-        path = "/api/whatsapp/:instanceId/groups/:groupId/participants/promote",
-        method = "post"
-    )]
-    async fn promote(
-        &self,
-        state: Data<&AppState>,
-        #[oai(name = "instanceId")] owned: owned_instance::Path,
-        #[oai(name = "groupId")] group_id: Path<String>,
-        body: Json<ParticipantsRequest>,
-    ) -> ApiResult<Json<ParticipantsResponse>> {
-        change(&state, &owned, &group_id, ParticipantAction::Promote, &body).await
-    }
-
-    /// Take admin rights away (admins only; the creator keeps them).
-    #[oai(
-        path = "/api/whatsapp/:instanceId/groups/:groupId/participants/demote",
-        method = "post"
-    )]
-    async fn demote(
-        &self,
-        state: Data<&AppState>,
-        #[oai(name = "instanceId")] owned: owned_instance::Path,
-        #[oai(name = "groupId")] group_id: Path<String>,
-        body: Json<ParticipantsRequest>,
-    ) -> ApiResult<Json<ParticipantsResponse>> {
-        change(&state, &owned, &group_id, ParticipantAction::Demote, &body).await
+        change(&state, &owned, &group_id, action.0.into(), &body).await
     }
 
     /// The group's invite link (admins only).

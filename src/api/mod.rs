@@ -41,9 +41,20 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Every API of the gateway. poem-openapi takes tuples of at most 16, so
-/// the APIs come in two groups: the seed's, then the later ones.
-type Apis = (
+/// Declares [`Apis`], the tuple of every API, and [`all_apis`], its value,
+/// from one list. poem-openapi takes tuples of at most 16, so the APIs come
+/// in two groups: the seed's, then the later ones.
+macro_rules! apis {
+    (($($m1:ident::$t1:ident),* $(,)?), ($($m2:ident::$t2:ident),* $(,)?)) => {
+        type Apis = (($($m1::$t1,)*), ($($m2::$t2,)*));
+
+        fn all_apis() -> Apis {
+            (($($m1::$t1,)*), ($($m2::$t2,)*))
+        }
+    };
+}
+
+apis!(
     (
         health::HealthApi,
         auth::AuthApi,
@@ -64,38 +75,11 @@ type Apis = (
         chats::ChatsApi,
         groups::GroupsApi,
         session_health::SessionHealthApi,
-    ),
+    )
 );
 
 fn service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new(
-        (
-            (
-                health::HealthApi,
-                auth::AuthApi,
-                users::UsersApi,
-                instances::InstancesApi,
-                whatsapp::InstanceSessionApi,
-                whatsapp::WhatsAppApi,
-                sim::SimApi,
-                activity::ActivityApi,
-                history::HistoryApi,
-                stats::StatsApi,
-                webhooks::WebhooksApi,
-            ),
-            (
-                media::MediaApi,
-                pairing::PairingApi,
-                stream::StreamApi,
-                chats::ChatsApi,
-                groups::GroupsApi,
-                session_health::SessionHealthApi,
-            ),
-        ),
-        "wa-gateway",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
+    OpenApiService::new(all_apis(), "wa-gateway", env!("CARGO_PKG_VERSION")).description(
         "Multi-instance WhatsApp HTTP API gateway. Authenticate with `Authorization: Bearer <JWT>` \
          (from `POST /api/auth/login`) or `x-api-key: <key>`. Errors are JSON `{error, message}`.",
     )

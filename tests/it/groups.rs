@@ -439,6 +439,11 @@ async fn bad_group_input_is_a_clear_400_and_records_nothing() {
         ),
         (
             "POST",
+            wa(&a, &format!("/groups/{group}/participants/ban")),
+            json!({"participants": ["79002000002"]}),
+        ),
+        (
+            "POST",
             wa(&a, "/groups/not-a-group/participants/add"),
             json!({"participants": ["79002000002"]}),
         ),
