@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::domain::pacing::SendPolicy;
 use crate::ids::{InstanceId, Jid, MessageId, UserId};
+pub use crate::kinds::{
+    ChatMarkedRead, ChatPresence, ChatStateSent, MessageEdited, MessageExtras, MessageReaction,
+    MessageRevoked, PollVoted, PresenceSet,
+};
 
 /// How far a message got: `sent` (the server acknowledged it), `delivered`
 /// (it reached the recipient's device), `read`, `played` (a voice or video
@@ -121,6 +125,12 @@ pub enum SentKind {
     Video,
     Audio,
     Document,
+    /// A voice note (push-to-talk audio).
+    Voice,
+    Sticker,
+    Location,
+    Contact,
+    Poll,
 }
 
 impl SentKind {
@@ -131,6 +141,11 @@ impl SentKind {
             Self::Video => "video",
             Self::Audio => "audio",
             Self::Document => "document",
+            Self::Voice => "voice",
+            Self::Sticker => "sticker",
+            Self::Location => "location",
+            Self::Contact => "contact",
+            Self::Poll => "poll",
         }
     }
 }
@@ -480,13 +495,17 @@ pub struct MessageSent {
     pub to: Jid,
     /// Text, or the media caption.
     pub body: String,
-    /// `text`, `image`, `video`, `audio` or `document`.
+    /// `text`, `image`, `video`, `audio`, `document`, `voice`, `sticker`,
+    /// `location`, `contact` or `poll`.
     #[serde(rename = "type")]
     pub message_type: SentKind,
     /// Unix seconds.
     pub timestamp: i64,
     pub has_media: bool,
     pub media: Option<MediaInfo>,
+    /// Reply, mentions, location, contact card, poll (fields absent when none).
+    #[serde(flatten)]
+    pub extras: MessageExtras,
 }
 
 /// A message arrived.
@@ -512,6 +531,9 @@ pub struct MessageReceived {
     pub has_media: bool,
     pub push_name: Option<String>,
     pub media: Option<MediaInfo>,
+    /// Reply, mentions, location, contact card, poll (fields absent when none).
+    #[serde(flatten)]
+    pub extras: MessageExtras,
 }
 
 /// A message's delivery state advanced: `sent`, `delivered`, `read` or
@@ -719,6 +741,14 @@ catalog! {
     WebhookDelivered(WebhookDelivered) = "webhook_delivered", version 1;
     WebhookFailed(WebhookFailed) = "webhook_failed", version 1;
     WebhookDisabled(WebhookDisabled) = "webhook_disabled", version 1;
+    MessageReaction(MessageReaction) = "message_reaction", version 1;
+    MessageEdited(MessageEdited) = "message_edited", version 1;
+    MessageRevoked(MessageRevoked) = "message_revoked", version 1;
+    PollVoted(PollVoted) = "poll_vote", version 1;
+    ChatPresence(ChatPresence) = "chat_presence", version 1;
+    ChatMarkedRead(ChatMarkedRead) = "chat_marked_read", version 1;
+    ChatStateSent(ChatStateSent) = "chat_state_sent", version 1;
+    PresenceSet(PresenceSet) = "presence_set", version 1;
 }
 
 /// A stored event whose type or payload this build does not understand.
@@ -755,6 +785,7 @@ mod tests {
             timestamp: 1,
             has_media: false,
             media: None,
+            extras: Default::default(),
         });
         assert_eq!(e.event_type(), "message_sent");
         let data = e.data();

@@ -9,6 +9,7 @@ pub mod client_addr;
 pub mod health;
 pub mod history;
 pub mod instances;
+pub mod kinds;
 pub mod paging;
 pub mod rate_limit;
 pub mod security;
@@ -42,6 +43,7 @@ type Apis = (
     instances::InstancesApi,
     whatsapp::InstanceSessionApi,
     whatsapp::WhatsAppApi,
+    kinds::KindsApi,
     sim::SimApi,
     activity::ActivityApi,
     history::HistoryApi,
@@ -58,6 +60,7 @@ fn service() -> OpenApiService<Apis, ()> {
             instances::InstancesApi,
             whatsapp::InstanceSessionApi,
             whatsapp::WhatsAppApi,
+            kinds::KindsApi,
             sim::SimApi,
             activity::ActivityApi,
             history::HistoryApi,
@@ -249,7 +252,11 @@ fn allowed_methods(path: &str) -> Option<String> {
 /// the form around the file) where a file is uploaded, `WA_JSON_MAX_BYTES`
 /// everywhere else.
 fn body_cap(config: &crate::config::Config, req: &Request) -> u64 {
-    if req.method() == poem::http::Method::POST && req.uri().path().ends_with("/send-file") {
+    let path = req.uri().path();
+    let upload = ["/send-file", "/send-voice", "/send-sticker"]
+        .iter()
+        .any(|p| path.ends_with(p));
+    if req.method() == poem::http::Method::POST && upload {
         config.media_max_bytes + 64 * 1024
     } else {
         config.json_max_bytes

@@ -270,6 +270,7 @@ impl State {
                 }
                 .into(),
             ),
+            EngineEvent::Happened(h) => step.events.push(h.into_event(self.instance_id.clone())),
         }
     }
 
@@ -489,6 +490,7 @@ impl State {
                 file_name: md.file_name,
                 size: md.size,
             }),
+            extras: m.extras,
         }
     }
 }
@@ -1393,6 +1395,7 @@ mod tests {
                 file_name: None,
                 size: 1234,
             }),
+            extras: Default::default(),
         })));
         assert_eq!(
             step.events,
@@ -1414,6 +1417,7 @@ mod tests {
                         file_name: None,
                         size: 1234
                     }),
+                    extras: Default::default(),
                 }
                 .into()
             ]
@@ -1435,6 +1439,7 @@ mod tests {
             timestamp: 1,
             push_name: None,
             media: None,
+            extras: Default::default(),
         })));
         let Event::MessageReceived(m) = &step.events[0] else {
             panic!("{:?}", step.events)

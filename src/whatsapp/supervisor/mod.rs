@@ -12,10 +12,13 @@
 //!   appends the events; the engine handle lives there.
 //! - `outbox.rs`: the outbound queue's worker, one task per instance: paced
 //!   sends of queued messages, in order (its loop is tested with paused time).
+//! - `kinds.rs`: sends of the message kinds beyond text and media, read
+//!   marks, chat state and presence.
 //! - here: the public types and [`Sessions`], the API's entry point (start,
 //!   stop, status, reconnect, logout, sends, the queue).
 
 mod driver;
+mod kinds;
 mod machine;
 mod outbox;
 
