@@ -13,6 +13,10 @@ use serde_json::Value;
 use crate::domain::pacing::SendPolicy;
 use crate::domain::proxy::ProxyPublic;
 use crate::ids::{InstanceId, Jid, MessageId, UserId};
+pub use crate::kinds::{
+    ChatMarkedRead, ChatPresence, ChatStateSent, MessageEdited, MessageExtras, MessageReaction,
+    MessageRevoked, PollVoted, PresenceSet,
+};
 use crate::whatsapp::groups::{GroupChange, ParticipantAction};
 
 /// How far a message got: `sent` (the server acknowledged it), `delivered`
@@ -123,6 +127,12 @@ pub enum SentKind {
     Video,
     Audio,
     Document,
+    /// A voice note (push-to-talk audio).
+    Voice,
+    Sticker,
+    Location,
+    Contact,
+    Poll,
 }
 
 impl SentKind {
@@ -133,6 +143,11 @@ impl SentKind {
             Self::Video => "video",
             Self::Audio => "audio",
             Self::Document => "document",
+            Self::Voice => "voice",
+            Self::Sticker => "sticker",
+            Self::Location => "location",
+            Self::Contact => "contact",
+            Self::Poll => "poll",
         }
     }
 }
@@ -517,13 +532,17 @@ pub struct MessageSent {
     pub to: Jid,
     /// Text, or the media caption.
     pub body: String,
-    /// `text`, `image`, `video`, `audio` or `document`.
+    /// `text`, `image`, `video`, `audio`, `document`, `voice`, `sticker`,
+    /// `location`, `contact` or `poll`.
     #[serde(rename = "type")]
     pub message_type: SentKind,
     /// Unix seconds.
     pub timestamp: i64,
     pub has_media: bool,
     pub media: Option<MediaInfo>,
+    /// Reply, mentions, location, contact card, poll (fields absent when none).
+    #[serde(flatten)]
+    pub extras: MessageExtras,
 }
 
 /// A message arrived.
@@ -553,6 +572,9 @@ pub struct MessageReceived {
     pub has_media: bool,
     pub push_name: Option<String>,
     pub media: Option<MediaInfo>,
+    /// Reply, mentions, location, contact card, poll (fields absent when none).
+    #[serde(flatten)]
+    pub extras: MessageExtras,
 }
 
 /// A message's delivery state advanced: `sent`, `delivered`, `read` or
@@ -846,6 +868,14 @@ catalog! {
     GroupParticipantsChanged(GroupParticipantsChanged) = "group_participants_changed", version 1;
     ConnectFailed(ConnectFailed) = "connect_failed", version 1;
     MessageStuck(MessageStuck) = "message_stuck", version 1;
+    MessageReaction(MessageReaction) = "message_reaction", version 1;
+    MessageEdited(MessageEdited) = "message_edited", version 1;
+    MessageRevoked(MessageRevoked) = "message_revoked", version 1;
+    PollVoted(PollVoted) = "poll_vote", version 1;
+    ChatPresence(ChatPresence) = "chat_presence", version 1;
+    ChatMarkedRead(ChatMarkedRead) = "chat_marked_read", version 1;
+    ChatStateSent(ChatStateSent) = "chat_state_sent", version 1;
+    PresenceSet(PresenceSet) = "presence_set", version 1;
 }
 
 /// A stored event whose type or payload this build does not understand.
@@ -882,6 +912,7 @@ mod tests {
             timestamp: 1,
             has_media: false,
             media: None,
+            extras: Default::default(),
         });
         assert_eq!(e.event_type(), "message_sent");
         let data = e.data();

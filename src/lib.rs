@@ -17,6 +17,8 @@
 //!
 //! - [`config`]: `WA_*` settings with documented defaults.
 //! - [`ids`]: typed identifiers (`InstanceId`, `UserId`, `MessageId`, `Jid`), parsed once at the edge.
+//! - [`kinds`]: message kinds beyond text and media (replies, reactions, polls, edits, ...):
+//!   the values sends, engines, events and history share.
 //! - [`events`]: the event catalog (the public contract; JSON Schemas in `schemas/`).
 //! - [`store`]: the append-only log: optimistic concurrency, group commit, subscriptions.
 //! - [`domain`]: the aggregates (users, instances): pure `decide`/`apply`, appended with the
@@ -54,6 +56,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod kinds;
 pub mod metrics;
 pub mod net;
 pub mod projections;

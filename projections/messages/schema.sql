@@ -35,3 +35,44 @@ DROP TABLE IF EXISTS message_early_status;
 -- Sent messages still waiting for their delivered receipt (stuck-message
 -- reports and the `wa_messages_stuck` metric read only these).
 CREATE INDEX IF NOT EXISTS messages_waiting ON messages (created_at) WHERE status = 'sent' AND from_me = 1;
+-- Message kinds. What a message carries beyond its text (reply, mentions,
+-- location, contact card, poll): the JSON of its extras.
+CREATE TABLE IF NOT EXISTS message_extras (
+    instance_id TEXT    NOT NULL,
+    message_id  TEXT    NOT NULL,
+    from_me     INTEGER NOT NULL,
+    extras      TEXT    NOT NULL,
+    PRIMARY KEY (instance_id, message_id, from_me)
+) WITHOUT ROWID;
+
+-- Edits and deletes for everyone: `messages.content` holds the current
+-- text, the original is kept here (from the first edit or delete).
+CREATE TABLE IF NOT EXISTS message_changes (
+    instance_id TEXT    NOT NULL,
+    message_id  TEXT    NOT NULL,
+    from_me     INTEGER NOT NULL,
+    original    TEXT    NOT NULL,
+    edited_at   INTEGER,                -- unix ms of the last edit
+    deleted_at  INTEGER,                -- unix ms of the revoke
+    PRIMARY KEY (instance_id, message_id, from_me)
+) WITHOUT ROWID;
+
+-- Reactions attached to a message: each reactor's current emoji.
+CREATE TABLE IF NOT EXISTS message_reactions (
+    instance_id TEXT    NOT NULL,
+    message_id  TEXT    NOT NULL,       -- the message reacted to
+    reactor     TEXT    NOT NULL,       -- JID
+    emoji       TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, message_id, reactor)
+) WITHOUT ROWID;
+
+-- Poll votes attached to a poll: each voter's current choice (JSON array of option names).
+CREATE TABLE IF NOT EXISTS message_poll_votes (
+    instance_id TEXT    NOT NULL,
+    message_id  TEXT    NOT NULL,       -- the poll
+    voter       TEXT    NOT NULL,       -- JID
+    options     TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, message_id, voter)
+) WITHOUT ROWID;

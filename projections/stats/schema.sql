@@ -24,3 +24,16 @@ CREATE TABLE IF NOT EXISTS usage_user_days (
     PRIMARY KEY (user_id, day)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS usage_user_days_by_day ON usage_user_days (day);
+
+-- Messages per kind (text, image, video, audio, voice, document, sticker,
+-- location, contact, poll, other) per instance per UTC day and direction
+-- (`sent` / `received`). Reactions, edits, revokes and poll votes are not
+-- messages and are not counted.
+CREATE TABLE IF NOT EXISTS usage_daily_kinds (
+    instance_id TEXT    NOT NULL,
+    day         TEXT    NOT NULL,
+    direction   TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    count       INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, day, direction, kind)
+) WITHOUT ROWID;

@@ -43,6 +43,137 @@ pub struct ChatMessage {
     /// chat is then the group). Absent on other messages.
     #[oai(skip_serializing_if_is_none)]
     pub sender: Option<String>,
+    /// The message this one replies to.
+    #[oai(skip_serializing_if_is_none)]
+    pub quoted_message_id: Option<String>,
+    /// JIDs mentioned.
+    #[oai(skip_serializing_if_is_empty)]
+    pub mentions: Vec<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub location: Option<LocationView>,
+    #[oai(skip_serializing_if_is_none)]
+    pub contact: Option<ContactCardView>,
+    /// A poll, with its votes counted per option.
+    #[oai(skip_serializing_if_is_none)]
+    pub poll: Option<PollView>,
+    /// Edited: `content` is the latest text, `originalContent` the first.
+    #[oai(skip_serializing_if_is_none)]
+    pub edited_at: Option<String>,
+    /// Deleted for everyone (revoked) at this time.
+    #[oai(skip_serializing_if_is_none)]
+    pub deleted_at: Option<String>,
+    /// The text before it was edited or deleted.
+    #[oai(skip_serializing_if_is_none)]
+    pub original_content: Option<String>,
+    /// Reactions to it: each reactor's current emoji.
+    #[oai(skip_serializing_if_is_empty)]
+    pub reactions: Vec<ReactionView>,
+}
+
+/// A location pin.
+#[derive(Object)]
+pub struct LocationView {
+    pub latitude: f64,
+    pub longitude: f64,
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub address: Option<String>,
+}
+
+/// A contact card.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ContactCardView {
+    pub display_name: String,
+    pub vcard: String,
+}
+
+/// A poll and its votes.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PollView {
+    pub question: String,
+    /// 1: single choice; more: that many options may be picked.
+    pub selectable_count: u32,
+    /// Every option, in order, with its votes.
+    pub options: Vec<PollOptionView>,
+}
+
+/// One poll option and who chose it.
+#[derive(Object)]
+pub struct PollOptionView {
+    pub name: String,
+    pub votes: u32,
+    /// JIDs of the voters who chose it.
+    pub voters: Vec<String>,
+}
+
+/// One reaction.
+#[derive(Object)]
+pub struct ReactionView {
+    /// Who reacted (JID).
+    pub from: String,
+    pub emoji: String,
+}
+
+/// The history's view of a message with its details.
+fn chat_message(m: messages::StoredMessage, d: messages::MessageDetails) -> ChatMessage {
+    let poll = d.extras.poll.map(|p| PollView {
+        question: p.question,
+        selectable_count: p.selectable_count,
+        options: p
+            .options
+            .into_iter()
+            .map(|name| {
+                let voters: Vec<String> = d
+                    .votes
+                    .iter()
+                    .filter(|(_, chosen)| chosen.contains(&name))
+                    .map(|(voter, _)| voter.clone())
+                    .collect();
+                PollOptionView {
+                    votes: voters.len() as u32,
+                    voters,
+                    name,
+                }
+            })
+            .collect(),
+    });
+    ChatMessage {
+        id: m.id,
+        instance_id: m.instance_id,
+        remote_jid: m.remote_jid,
+        from_me: m.from_me,
+        message_type: m.message_type,
+        content: m.content,
+        message_id: m.message_id,
+        has_media: m.has_media,
+        status: m.status,
+        created_at: api_time_ms(m.created_at),
+        sender: m.sender,
+        quoted_message_id: d.extras.quoted_message_id.map(|q| q.into_string()),
+        mentions: d.extras.mentions.iter().map(|j| j.to_string()).collect(),
+        location: d.extras.location.map(|l| LocationView {
+            latitude: l.latitude,
+            longitude: l.longitude,
+            name: l.name,
+            address: l.address,
+        }),
+        contact: d.extras.contact.map(|c| ContactCardView {
+            display_name: c.display_name,
+            vcard: c.vcard,
+        }),
+        poll,
+        edited_at: d.edited_at.map(api_time_ms),
+        deleted_at: d.deleted_at.map(api_time_ms),
+        original_content: d.original,
+        reactions: d
+            .reactions
+            .into_iter()
+            .map(|(from, emoji)| ReactionView { from, emoji })
+            .collect(),
+    }
 }
 
 /// A page of a chat's history, newest first.
@@ -97,23 +228,13 @@ impl HistoryApi {
             },
         )
         .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for m in rows {
+            let d = messages::details(&state.views, &m).await?;
+            out.push(chat_message(m, d));
+        }
         Ok(Json(ChatMessages {
-            messages: rows
-                .into_iter()
-                .map(|m| ChatMessage {
-                    id: m.id,
-                    instance_id: m.instance_id,
-                    remote_jid: m.remote_jid,
-                    from_me: m.from_me,
-                    message_type: m.message_type,
-                    content: m.content,
-                    message_id: m.message_id,
-                    has_media: m.has_media,
-                    status: m.status,
-                    created_at: api_time_ms(m.created_at),
-                    sender: m.sender,
-                })
-                .collect(),
+            messages: out,
             pagination: Pagination::new(total, limit, skip),
         }))
     }

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod health;
 pub mod history;
 pub mod instances;
+pub mod kinds;
 pub mod media;
 pub mod paging;
 pub mod pairing;
@@ -74,6 +75,7 @@ apis!(
         stream::StreamApi,
         chats::ChatsApi,
         groups::GroupsApi,
+        kinds::KindsApi,
         session_health::SessionHealthApi,
     )
 );
@@ -280,7 +282,11 @@ fn allowed_methods(path: &str) -> Option<String> {
 /// the form around the file) where a file is uploaded, `WA_JSON_MAX_BYTES`
 /// everywhere else.
 fn body_cap(config: &crate::config::Config, req: &Request) -> u64 {
-    if req.method() == poem::http::Method::POST && req.uri().path().ends_with("/send-file") {
+    let path = req.uri().path();
+    let upload = ["/send-file", "/send-voice", "/send-sticker"]
+        .iter()
+        .any(|p| path.ends_with(p));
+    if req.method() == poem::http::Method::POST && upload {
         config.media_max_bytes + 64 * 1024
     } else {
         config.json_max_bytes

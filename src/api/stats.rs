@@ -96,6 +96,18 @@ pub struct InstanceUsageDetail {
     pub counters: UsageCounters,
     /// Every day of the period, oldest first (days without traffic count zero).
     pub daily_stats: Vec<DailyStat>,
+    /// Messages over the period per kind (`text`, `image`, `video`,
+    /// `audio`, `voice`, `document`, `sticker`, `location`, `contact`,
+    /// `poll`, `other`); kinds without messages are absent. Reactions,
+    /// edits, deletes and poll votes are not messages.
+    pub messages_by_kind: MessagesByKind,
+}
+
+/// Message counts per kind, sent and received.
+#[derive(Object)]
+pub struct MessagesByKind {
+    pub sent: std::collections::BTreeMap<String, i64>,
+    pub received: std::collections::BTreeMap<String, i64>,
 }
 
 /// An instance's statistics.
@@ -199,10 +211,29 @@ impl StatsApi {
         )
         .await?;
         let t = stats::total(days.iter().map(|(_, u)| u));
+        let mut by_kind = MessagesByKind {
+            sent: Default::default(),
+            received: Default::default(),
+        };
+        let kinds = stats::instance_kinds(
+            &state.views,
+            owned.id().as_str(),
+            first.map(day_key).as_deref(),
+        )
+        .await?;
+        for ((direction, kind), n) in kinds {
+            let side = if direction == "sent" {
+                &mut by_kind.sent
+            } else {
+                &mut by_kind.received
+            };
+            side.insert(kind, n);
+        }
         Ok(Json(InstanceStats {
             usage: InstanceUsageDetail {
                 counters: t.into(),
                 daily_stats: daily(&days, first, today),
+                messages_by_kind: by_kind,
             },
         }))
     }

@@ -14,6 +14,7 @@ use crate::domain::send::{self, OnRecord, OutgoingText};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Contact, FailReason};
 use crate::ids::{InstanceId, MessageId};
+use crate::whatsapp::engine::{OutgoingContent, SendContext};
 use crate::whatsapp::media::{self, MediaError};
 use crate::whatsapp::supervisor::{Outgoing, SendError};
 use crate::whatsapp::{ConnState, Jid, qr};
@@ -24,15 +25,21 @@ use super::types::Text;
 
 /// A text message.
 #[derive(Object)]
+#[oai(rename_all = "camelCase")]
 pub struct SendTextRequest {
     /// Phone number (digits, optional `+`, spaces, dashes; 7–15 digits) or a full JID.
     pub phone: Text,
     /// The text (1 to 65,536 characters).
     pub message: Text,
+    /// Reply to this message (its WhatsApp id, sent or received by this instance; 404 when unknown).
+    pub quoted_message_id: Option<Text>,
+    /// Phone numbers or JIDs mentioned (write `@<number>` in the text where they appear).
+    pub mentions: Option<Vec<Text>>,
 }
 
 /// Media by URL.
 #[derive(Object)]
+#[oai(rename_all = "camelCase")]
 pub struct SendMediaRequest {
     pub phone: Text,
     /// http(s) URL of the media; its content type decides image / video / audio / document.
@@ -40,6 +47,10 @@ pub struct SendMediaRequest {
     pub caption: Option<Text>,
     /// File name shown to the recipient (documents).
     pub filename: Option<Text>,
+    /// Reply to this message (its WhatsApp id; 404 when unknown).
+    pub quoted_message_id: Option<Text>,
+    /// Phone numbers or JIDs mentioned in the caption.
+    pub mentions: Option<Vec<Text>>,
 }
 
 /// A file upload.
@@ -255,18 +266,46 @@ impl WhatsAppApi {
     ) -> ApiResult<Json<SentMessageId>> {
         let text = OutgoingText::parse(&body.phone, &body.message)?;
         let key = parse_key(&idempotency_key)?;
-        let print = fingerprint(&[
-            b"send",
+        let context = super::kinds::send_context(
+            &state,
+            owned.id(),
+            body.quoted_message_id.as_deref(),
+            body.mentions.as_deref(),
+        )
+        .await?;
+        let mut print_parts: Vec<&[u8]> = vec![
+            b"send".as_slice(),
             owned.id().as_str().as_bytes(),
             text.to.as_str().as_bytes(),
             text.text.as_bytes(),
-        ]);
+        ];
+        let extra = context_print(&context);
+        if let Some(extra) = &extra {
+            print_parts.push(extra.as_bytes());
+        }
+        let print = fingerprint(&print_parts);
         let mut ticket = match begin_send(&state, &owned, key, print).await? {
             Begun::Replay(id) => {
                 return Ok(sent(id));
             }
             Begun::Fresh(ticket) => ticket,
         };
+        if context != SendContext::default() {
+            let id = state
+                .sessions
+                .send_content(
+                    owned.id(),
+                    &text.to,
+                    OutgoingContent::Text {
+                        text: text.text,
+                        context,
+                    },
+                    owned.meta(),
+                    ticket.on_record(),
+                )
+                .await?;
+            return Ok(sent(id));
+        }
         let id = dispatch(
             &state,
             &owned,
@@ -297,14 +336,26 @@ impl WhatsAppApi {
         let key = parse_key(&idempotency_key)?;
         let caption = checked_caption(body.caption.map(String::from))?;
         let file_name = body.filename.map(String::from);
-        let print = fingerprint(&[
-            b"send-media",
+        let context = super::kinds::send_context(
+            &state,
+            owned.id(),
+            body.quoted_message_id.as_deref(),
+            body.mentions.as_deref(),
+        )
+        .await?;
+        let extra = context_print(&context);
+        let mut print_parts: Vec<&[u8]> = vec![
+            b"send-media".as_slice(),
             owned.id().as_str().as_bytes(),
             to.as_str().as_bytes(),
             body.url.as_bytes(),
             caption.as_deref().unwrap_or_default().as_bytes(),
             file_name.as_deref().unwrap_or_default().as_bytes(),
-        ]);
+        ];
+        if let Some(extra) = &extra {
+            print_parts.push(extra.as_bytes());
+        }
+        let print = fingerprint(&print_parts);
         let mut ticket = match begin_send(&state, &owned, key, print).await? {
             Begun::Replay(id) => {
                 return Ok(sent(id));
@@ -323,6 +374,19 @@ impl WhatsAppApi {
             file_name,
         )
         .await?;
+        if context != SendContext::default() {
+            let id = state
+                .sessions
+                .send_content(
+                    owned.id(),
+                    &to,
+                    OutgoingContent::Media { media, context },
+                    owned.meta(),
+                    ticket.on_record(),
+                )
+                .await?;
+            return Ok(sent(id));
+        }
         let id = dispatch(
             &state,
             &owned,
@@ -598,6 +662,21 @@ async fn dispatch(
                 .await
         }
     }
+}
+
+/// What a reply and mentions add to a send's idempotency fingerprint
+/// (nothing when there are none, so plain sends keep their fingerprint).
+fn context_print(c: &SendContext) -> Option<String> {
+    if *c == SendContext::default() {
+        return None;
+    }
+    let quoted = c
+        .quoted
+        .as_ref()
+        .map(|q| q.message_id.as_str())
+        .unwrap_or_default();
+    let mentions: Vec<&str> = c.mentions.iter().map(|m| m.as_str()).collect();
+    Some(format!("quoted={quoted};mentions={}", mentions.join(",")))
 }
 
 /// The answer of a send: its message id.

@@ -8,6 +8,7 @@
 //! - [`types`]: other values parsed at the edge (e-mail, names, URLs).
 //! - [`aggregate`]: the aggregate trait and the decide-then-append loop.
 //! - [`users`], [`instances`]: the aggregates and their commands.
+//! - [`kinds`]: message kinds' input and the decisions on reactions, edits, revokes.
 //! - [`idempotency`]: sends made at most once per `Idempotency-Key`.
 //! - [`logins`]: logins throttled after repeated failures, each failure recorded.
 //! - [`pacing`]: an instance's send policy and the pure pacer of its outbound queue.
@@ -19,6 +20,7 @@ pub mod aggregate;
 pub mod groups;
 pub mod idempotency;
 pub mod instances;
+pub mod kinds;
 pub mod logins;
 pub mod pacing;
 pub mod proxy;

@@ -98,6 +98,7 @@ pub fn message_sent(
         timestamp,
         has_media: media.is_some(),
         media,
+        extras: Default::default(),
     }
 }
 

@@ -6,6 +6,11 @@
 //! (it holds early receipts, the one place they wait), so such a status is
 //! for a message sent outside the gateway. An instance's history is deleted
 //! with the instance.
+//!
+//! Message kinds: a message's extras (reply, mentions, location, contact
+//! card, poll) are kept beside it; an edit replaces its content and keeps
+//! the original, a revoke marks it deleted, reactions and poll votes attach
+//! to their message (each reactor's or voter's latest).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +18,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::Projection;
 use crate::events::{Event, MessageQueued, MessageReceived, MessageSent, MessageStatus};
+use crate::kinds::{MessageExtras, MessageReaction, PollVoted};
 use crate::store::{RecordedEvent, SharedEvent};
 
 /// The projection's name.
@@ -309,8 +315,129 @@ fn delete_instance(conn: &rusqlite::Connection, instance_id: &str) -> anyhow::Re
     for sql in [
         "DELETE FROM messages WHERE instance_id = ?1",
         "DELETE FROM message_chats WHERE instance_id = ?1",
+        "DELETE FROM message_extras WHERE instance_id = ?1",
+        "DELETE FROM message_changes WHERE instance_id = ?1",
+        "DELETE FROM message_reactions WHERE instance_id = ?1",
+        "DELETE FROM message_poll_votes WHERE instance_id = ?1",
     ] {
         conn.prepare_cached(sql)?.execute([instance_id])?;
+    }
+    Ok(())
+}
+
+/// Keeps a message's extras (nothing when it has none).
+fn save_extras(
+    conn: &rusqlite::Connection,
+    instance_id: &str,
+    message_id: &str,
+    from_me: bool,
+    extras: &MessageExtras,
+) -> anyhow::Result<()> {
+    if extras.is_empty() {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO message_extras (instance_id, message_id, from_me, extras) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(rusqlite::params![
+        instance_id,
+        message_id,
+        from_me,
+        serde_json::to_string(extras)?
+    ])?;
+    Ok(())
+}
+
+/// An edit (`Some(new text)`) or a revoke (`None`) of a stored message: the
+/// original is kept once, the content replaced or the message marked deleted.
+fn edit(
+    conn: &rusqlite::Connection,
+    (instance_id, message_id, from_me): (&str, &str, bool),
+    text: Option<&str>,
+    at: i64,
+) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO message_changes (instance_id, message_id, from_me, original) \
+         SELECT instance_id, message_id, from_me, content FROM messages \
+         WHERE instance_id = ?1 AND message_id = ?2 AND from_me = ?3",
+    )?
+    .execute(rusqlite::params![instance_id, message_id, from_me])?;
+    let params = rusqlite::params![instance_id, message_id, from_me, at];
+    match text {
+        Some(text) => {
+            conn.prepare_cached(
+                "UPDATE message_changes SET edited_at = ?4 \
+                 WHERE instance_id = ?1 AND message_id = ?2 AND from_me = ?3",
+            )?
+            .execute(params)?;
+            conn.prepare_cached(
+                "UPDATE messages SET content = ?4 \
+                 WHERE instance_id = ?1 AND message_id = ?2 AND from_me = ?3",
+            )?
+            .execute(rusqlite::params![instance_id, message_id, from_me, text])?;
+        }
+        None => {
+            conn.prepare_cached(
+                "UPDATE message_changes SET deleted_at = ?4 \
+                 WHERE instance_id = ?1 AND message_id = ?2 AND from_me = ?3",
+            )?
+            .execute(params)?;
+        }
+    }
+    Ok(())
+}
+
+/// A reaction attaches to its message (an empty emoji removes the reactor's).
+fn react(conn: &rusqlite::Connection, r: &MessageReaction, at: i64) -> anyhow::Result<()> {
+    if r.emoji.is_empty() {
+        conn.prepare_cached(
+            "DELETE FROM message_reactions WHERE instance_id = ?1 AND message_id = ?2 AND reactor = ?3",
+        )?
+        .execute(rusqlite::params![
+            r.instance_id.as_str(),
+            r.target_message_id.as_str(),
+            r.from.as_str()
+        ])?;
+    } else {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO message_reactions (instance_id, message_id, reactor, emoji, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(rusqlite::params![
+            r.instance_id.as_str(),
+            r.target_message_id.as_str(),
+            r.from.as_str(),
+            r.emoji,
+            at
+        ])?;
+    }
+    Ok(())
+}
+
+/// A vote replaces the voter's earlier one on its poll (none chosen: withdrawn).
+fn vote(conn: &rusqlite::Connection, v: &PollVoted, at: i64) -> anyhow::Result<()> {
+    if v.selected_options.is_empty() {
+        conn.prepare_cached(
+            "DELETE FROM message_poll_votes WHERE instance_id = ?1 AND message_id = ?2 AND voter = ?3",
+        )?
+        .execute(rusqlite::params![
+            v.instance_id.as_str(),
+            v.poll_message_id.as_str(),
+            v.voter.as_str()
+        ])?;
+    } else {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO message_poll_votes (instance_id, message_id, voter, options, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(rusqlite::params![
+            v.instance_id.as_str(),
+            v.poll_message_id.as_str(),
+            v.voter.as_str(),
+            serde_json::to_string(&v.selected_options)?,
+            at
+        ])?;
     }
     Ok(())
 }
@@ -319,13 +446,51 @@ impl Projection for Messages {
     const NAME: &'static str = NAME;
     const SCHEMA: &'static str = include_str!("../../projections/messages/schema.sql");
     const DROP: &'static str = include_str!("../../projections/messages/drop.sql");
-    const TABLES: &'static [&'static str] = &["messages", "message_chats"];
+    const TABLES: &'static [&'static str] = &[
+        "messages",
+        "message_chats",
+        "message_extras",
+        "message_changes",
+        "message_reactions",
+        "message_poll_votes",
+    ];
 
     fn apply_events(conn: &rusqlite::Connection, events: &[SharedEvent]) -> anyhow::Result<()> {
         let mut batch = BatchState::default();
         for e in events {
             match &e.event {
-                Some(Event::MessageSent(m)) => batch.add_message(conn, NewRow::sent(e, m))?,
+                Some(Event::MessageSent(m)) => {
+                    save_extras(
+                        conn,
+                        m.instance_id.as_str(),
+                        m.message_id.as_str(),
+                        true,
+                        &m.extras,
+                    )?;
+                    batch.add_message(conn, NewRow::sent(e, m))?
+                }
+                Some(Event::MessageReceived(m)) if !m.extras.is_empty() => {
+                    save_extras(
+                        conn,
+                        m.instance_id.as_str(),
+                        m.message_id.as_str(),
+                        false,
+                        &m.extras,
+                    )?;
+                    batch.add_message(conn, NewRow::received(e, m))?
+                }
+                Some(Event::MessageEdited(m)) => {
+                    batch.flush(conn)?;
+                    let key = (m.instance_id.as_str(), m.message_id.as_str(), m.from_me);
+                    edit(conn, key, Some(&m.text), e.recorded_ms())?;
+                }
+                Some(Event::MessageRevoked(m)) => {
+                    batch.flush(conn)?;
+                    let key = (m.instance_id.as_str(), m.message_id.as_str(), m.from_me);
+                    edit(conn, key, None, e.recorded_ms())?;
+                }
+                Some(Event::MessageReaction(r)) => react(conn, r, e.recorded_ms())?,
+                Some(Event::PollVoted(v)) => vote(conn, v, e.recorded_ms())?,
                 Some(Event::MessageQueued(m)) => batch.add_message(conn, NewRow::queued(e, m))?,
                 Some(Event::MessageReceived(m)) => {
                     batch.add_message(conn, NewRow::received(e, m))?
@@ -451,4 +616,95 @@ pub async fn page(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok((messages, total))
+}
+
+/// What the history shows of a message beyond its row: extras, edit and
+/// delete marks, reactions, poll votes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageDetails {
+    pub extras: MessageExtras,
+    /// The text before the first edit or delete.
+    pub original: Option<String>,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    /// `(reactor, emoji)`, oldest first.
+    pub reactions: Vec<(String, String)>,
+    /// `(voter, options chosen)`, oldest first.
+    pub votes: Vec<(String, Vec<String>)>,
+}
+
+/// The details of one message of the history.
+pub async fn details(views: &SqlitePool, m: &StoredMessage) -> Result<MessageDetails, sqlx::Error> {
+    let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
+    let mut d = MessageDetails::default();
+    let extras: Option<String> = sqlx::query_scalar(
+        "SELECT extras FROM message_extras WHERE instance_id = ? AND message_id = ? AND from_me = ?",
+    )
+    .bind(&m.instance_id)
+    .bind(&m.message_id)
+    .bind(m.from_me)
+    .fetch_optional(views)
+    .await?;
+    if let Some(json) = extras {
+        d.extras = serde_json::from_str(&json).map_err(decode)?;
+    }
+    let change: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT original, edited_at, deleted_at FROM message_changes \
+         WHERE instance_id = ? AND message_id = ? AND from_me = ?",
+    )
+    .bind(&m.instance_id)
+    .bind(&m.message_id)
+    .bind(m.from_me)
+    .fetch_optional(views)
+    .await?;
+    if let Some((original, edited_at, deleted_at)) = change {
+        d.original = Some(original);
+        d.edited_at = edited_at;
+        d.deleted_at = deleted_at;
+    }
+    d.reactions = sqlx::query_as(
+        "SELECT reactor, emoji FROM message_reactions WHERE instance_id = ? AND message_id = ? \
+         ORDER BY created_at, reactor",
+    )
+    .bind(&m.instance_id)
+    .bind(&m.message_id)
+    .fetch_all(views)
+    .await?;
+    if d.extras.poll.is_some() {
+        let votes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT voter, options FROM message_poll_votes WHERE instance_id = ? AND message_id = ? \
+             ORDER BY created_at, voter",
+        )
+        .bind(&m.instance_id)
+        .bind(&m.message_id)
+        .fetch_all(views)
+        .await?;
+        for (voter, options) in votes {
+            d.votes
+                .push((voter, serde_json::from_str(&options).map_err(decode)?));
+        }
+    }
+    Ok(d)
+}
+
+/// The ids of a chat's last received messages, newest first (for "mark the chat read").
+pub async fn last_received(
+    views: &SqlitePool,
+    instance_id: &str,
+    chat: &str,
+    limit: i64,
+) -> Result<Vec<crate::ids::MessageId>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT message_id FROM messages WHERE instance_id = ? AND remote_jid = ? AND from_me = 0 \
+         ORDER BY created_at DESC, position DESC LIMIT ?",
+    )
+    .bind(instance_id)
+    .bind(chat)
+    .bind(limit)
+    .fetch_all(views)
+    .await?;
+    Ok(ids
+        .into_iter()
+        .map(crate::ids::MessageId::from_stored)
+        .collect())
 }

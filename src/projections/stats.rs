@@ -7,6 +7,9 @@
 //! - `api_called`: apiCalls + 1, on the instance when the route named one the
 //!   caller may use, else on the caller with no instance.
 //! - `webhook_delivered`: webhookSent + 1.
+//! - `message_sent` / `message_received` also count per kind
+//!   ([`crate::kinds::stats_kind`]) and direction in `usage_daily_kinds`;
+//!   reactions, edits, revokes and poll votes are not messages.
 //!
 //! A batch is aggregated in memory and written as one upsert per
 //! (instance, day). Counters outlive their instance (usage happened).
@@ -52,10 +55,14 @@ impl Usage {
 /// Key of a counter row: instance ('' for calls without one), owner, day.
 type Key = (String, String, String);
 
+/// Key of a per-kind counter: instance, day, direction, kind.
+type KindKey = (String, String, &'static str, &'static str);
+
 #[derive(Default)]
 struct Batch {
     counters: BTreeMap<Key, Usage>,
     user_days: BTreeSet<(String, String)>,
+    kinds: BTreeMap<KindKey, i64>,
 }
 
 impl Batch {
@@ -63,6 +70,18 @@ impl Batch {
         self.counters
             .entry((instance.to_string(), user.to_string(), day.to_string()))
             .or_default()
+    }
+
+    fn count_kind(&mut self, instance: &str, day: &str, direction: &'static str, kind: &str) {
+        *self
+            .kinds
+            .entry((
+                instance.to_string(),
+                day.to_string(),
+                direction,
+                crate::kinds::stats_kind(kind),
+            ))
+            .or_default() += 1;
     }
 
     fn active(&mut self, user: &str, day: &str) {
@@ -76,6 +95,12 @@ impl Batch {
         match &e.event {
             Some(Event::MessageSent(m)) => {
                 let day = day_of(e);
+                self.count_kind(
+                    m.instance_id.as_str(),
+                    &day,
+                    "sent",
+                    m.message_type.as_str(),
+                );
                 let u = self.bump(m.instance_id.as_str(), owner, &day);
                 u.messages_sent += 1;
                 if let Some(media) = &m.media {
@@ -86,6 +111,7 @@ impl Batch {
             }
             Some(Event::MessageReceived(m)) => {
                 let day = day_of(e);
+                self.count_kind(m.instance_id.as_str(), &day, "received", &m.message_type);
                 let u = self.bump(m.instance_id.as_str(), owner, &day);
                 u.messages_received += 1;
                 if let Some(media) = &m.media {
@@ -123,7 +149,8 @@ impl Projection for Stats {
     const NAME: &'static str = NAME;
     const SCHEMA: &'static str = include_str!("../../projections/stats/schema.sql");
     const DROP: &'static str = include_str!("../../projections/stats/drop.sql");
-    const TABLES: &'static [&'static str] = &["usage_daily", "usage_user_days"];
+    const TABLES: &'static [&'static str] =
+        &["usage_daily", "usage_user_days", "usage_daily_kinds"];
 
     fn apply_events(conn: &rusqlite::Connection, events: &[SharedEvent]) -> anyhow::Result<()> {
         let mut batch = Batch::default();
@@ -162,6 +189,14 @@ impl Projection for Stats {
         )?;
         for (user, day) in &batch.user_days {
             insert.execute(rusqlite::params![user, day])?;
+        }
+        let mut kinds = conn.prepare_cached(
+            "INSERT INTO usage_daily_kinds (instance_id, day, direction, kind, count) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (instance_id, day, direction, kind) \
+             DO UPDATE SET count = count + excluded.count",
+        )?;
+        for ((instance, day, direction, kind), n) in &batch.kinds {
+            kinds.execute(rusqlite::params![instance, day, direction, kind, n])?;
         }
         Ok(())
     }
@@ -230,6 +265,31 @@ pub async fn system(views: &SqlitePool, since: Option<&str>) -> Result<Usage, sq
     .fetch_one(views)
     .await?;
     usage_at(&row, 0)
+}
+
+/// One instance's messages per direction (`sent`, `received`) and kind from
+/// `since` (`YYYY-MM-DD`, inclusive; `None` = all).
+pub async fn instance_kinds(
+    views: &SqlitePool,
+    instance_id: &str,
+    since: Option<&str>,
+) -> Result<BTreeMap<(String, String), i64>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT direction, kind, SUM(count) AS n FROM usage_daily_kinds \
+         WHERE instance_id = ? AND day >= ? GROUP BY direction, kind",
+    )
+    .bind(instance_id)
+    .bind(since.unwrap_or(""))
+    .fetch_all(views)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                (r.try_get("direction")?, r.try_get("kind")?),
+                r.try_get("n")?,
+            ))
+        })
+        .collect()
 }
 
 /// How many users were active on or after `since`.

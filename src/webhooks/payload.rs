@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::domain::api_time;
 use crate::events::{DeliveryStatus, Event, SentKind, SessionReason};
 use crate::ids::{InstanceId, Jid, MessageId};
+use crate::kinds::MessageExtras;
 
 /// The notify flags and the switch a delivery decision needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,9 @@ struct ReceivedData<'a> {
     /// The group member who sent it, only on group messages (beyond the seed).
     #[serde(skip_serializing_if = "Option::is_none")]
     participant: Option<&'a Jid>,
+    /// Reply, mentions, location, contact card, poll: only those present (beyond the seed).
+    #[serde(flatten)]
+    extras: &'a MessageExtras,
 }
 
 /// The seed's `message_sent` data.
@@ -53,6 +57,9 @@ struct SentData<'a> {
     message_type: SentKind,
     timestamp: i64,
     has_media: bool,
+    /// Reply, mentions, location, contact card, poll: only those present (beyond the seed).
+    #[serde(flatten)]
+    extras: &'a MessageExtras,
 }
 
 /// The seed's `message_status` data.
@@ -146,6 +153,7 @@ pub fn render(
                 timestamp: e.timestamp,
                 has_media: e.has_media,
                 push_name: e.push_name.as_deref(),
+                extras: &e.extras,
             },
             at,
         ),
@@ -159,6 +167,7 @@ pub fn render(
                 message_type: e.message_type,
                 timestamp: e.timestamp,
                 has_media: e.has_media,
+                extras: &e.extras,
             },
             at,
         ),
@@ -225,6 +234,13 @@ pub fn render(
         Event::GroupParticipantsChanged(e) => body(name, e, at),
         // Opt-in (`webhookEvents`): the event's own payload.
         Event::MessageStuck(e) => body(name, e, at),
+        // Opt-in event types (the intake sends them only to instances that
+        // list them in `webhookEvents`): the event's own payload as `data`.
+        Event::MessageReaction(e) => body(name, e, at),
+        Event::MessageEdited(e) => body(name, e, at),
+        Event::MessageRevoked(e) => body(name, e, at),
+        Event::PollVoted(e) => body(name, e, at),
+        Event::ChatPresence(e) => body(name, e, at),
         _ => return None,
     };
     Some((name, json))
@@ -289,6 +305,7 @@ mod tests {
             has_media: false,
             push_name: Some("Ivan".into()),
             media: None,
+            extras: Default::default(),
         }
         .into();
         let at = crate::store::ms_to_time(1672574400000);

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::events::{Contact, SessionReason};
 use crate::ids::{InstanceId, MessageId};
+use crate::kinds::{ChatState, ContactCard, Happening, Location, MessageExtras, PollSpec};
 
 use super::Jid;
 use super::groups::{
@@ -46,6 +47,8 @@ pub struct IncomingMessage {
     pub timestamp: i64,
     pub push_name: Option<String>,
     pub media: Option<IncomingMedia>,
+    /// Reply, mentions, location, contact card, poll (empty for plain messages).
+    pub extras: MessageExtras,
 }
 
 /// What an engine session reports.
@@ -82,6 +85,8 @@ pub enum EngineEvent {
     },
     /// Contacts learned or changed.
     Contacts(Vec<Contact>),
+    /// A reaction, edit, revoke, poll vote or typing presence (not a new message).
+    Happened(Box<Happening>),
     /// A message's media can be fetched again later through
     /// [`EngineSession::fetch_media`]: sent before the message's own
     /// [`EngineEvent::Message`] (received media) or from a media send. The
@@ -142,6 +147,82 @@ pub struct OutgoingMedia {
     pub data: Bytes,
 }
 
+/// An earlier message that an outgoing one names (reply, reaction, edit, revoke).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetMessage {
+    pub message_id: MessageId,
+    /// The chat it is in.
+    pub chat: Jid,
+    /// Sent by this account.
+    pub from_me: bool,
+    /// Its sender, when not this account.
+    pub sender: Option<Jid>,
+    /// Its text or caption (shown in a reply's quote).
+    pub text: String,
+}
+
+/// The reply and mentions of a text or media message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SendContext {
+    /// The message replied to.
+    pub quoted: Option<TargetMessage>,
+    /// The people mentioned.
+    pub mentions: Vec<Jid>,
+}
+
+impl SendContext {
+    /// What `message_sent` records of it.
+    pub fn extras(&self) -> MessageExtras {
+        MessageExtras {
+            quoted_message_id: self.quoted.as_ref().map(|q| q.message_id.clone()),
+            mentions: self.mentions.clone(),
+            ..MessageExtras::default()
+        }
+    }
+}
+
+/// What to send, of every kind beyond the seed's plain text and media.
+#[derive(Debug, Clone)]
+pub enum OutgoingContent {
+    /// A text with a reply and/or mentions.
+    Text {
+        text: String,
+        context: SendContext,
+    },
+    /// Media with a reply and/or mentions.
+    Media {
+        media: OutgoingMedia,
+        context: SendContext,
+    },
+    /// A voice note (OGG/Opus), sent as push-to-talk.
+    Voice {
+        data: Bytes,
+        mimetype: String,
+    },
+    /// A sticker (WebP).
+    Sticker {
+        data: Bytes,
+        mimetype: String,
+    },
+    Location(Location),
+    Contact(ContactCard),
+    Poll(PollSpec),
+    /// A reaction (`emoji` empty: removed).
+    Reaction {
+        target: TargetMessage,
+        emoji: String,
+    },
+    /// A new text for our own message.
+    Edit {
+        target: TargetMessage,
+        text: String,
+    },
+    /// Delete our own message for everyone.
+    Revoke {
+        target: TargetMessage,
+    },
+}
+
 /// A sink for one session's engine events.
 pub type EventSink = mpsc::Sender<EngineEvent>;
 
@@ -187,6 +268,29 @@ pub trait EngineSession: Send + Sync + 'static {
         let _ = (to, typing);
         Ok(())
     }
+
+    // Message kinds (issue 14): one send for every kind, read marks, chat
+    // state and presence.
+
+    /// Sends `content` under `message_id` (`to`: the chat; for a reaction,
+    /// edit or revoke, the target's chat).
+    async fn send(
+        &self,
+        message_id: &MessageId,
+        to: &Jid,
+        content: &OutgoingContent,
+    ) -> anyhow::Result<()>;
+    /// Marks received messages of `chat` read (`sender`: their author in a group).
+    async fn mark_read(
+        &self,
+        chat: &Jid,
+        sender: Option<&Jid>,
+        message_ids: &[MessageId],
+    ) -> anyhow::Result<()>;
+    /// Shows typing, recording or paused in `chat`.
+    async fn chat_state(&self, chat: &Jid, state: ChatState) -> anyhow::Result<()>;
+    /// Goes online (`true`) or offline.
+    async fn set_presence(&self, available: bool) -> anyhow::Result<()>;
     /// Downloads (and decrypts) the media `locator` names (from
     /// [`EngineEvent::MediaKept`]) into `dest`, refusing more than
     /// `max_bytes`; returns the size written.

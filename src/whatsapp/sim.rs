@@ -22,12 +22,34 @@ use crate::ids::{InstanceId, MessageId};
 use super::Jid;
 use super::engine::{
     Engine, EngineEvent, EngineSession, EventSink, FetchMediaError, IncomingMedia, IncomingMessage,
-    KeptMedia, OutgoingMedia, Receipt,
+    KeptMedia, OutgoingContent, OutgoingMedia, Receipt,
 };
 use super::groups::{
     GroupError, GroupInfo, InviteLink, NumberCheck, ParticipantAction, ParticipantResult,
 };
 use super::sim_groups::{ADDRESS_BOOK_PREFIX, Fanout, SimGroups};
+use crate::events::MediaKind;
+use crate::kinds::{ChatState, Happening, MessageExtras};
+
+/// A message injected through the sim control API.
+#[derive(Debug, Clone)]
+pub struct SimInbound {
+    pub from: Jid,
+    pub body: String,
+    /// WhatsApp's type name (`conversation`, `location`, `contact`, `poll`, `ptt`, `sticker`, ...).
+    pub message_type: String,
+    pub push_name: Option<String>,
+    pub media: Option<IncomingMedia>,
+    pub extras: MessageExtras,
+}
+
+/// A WhatsApp-like id for a message the sim makes up.
+fn sim_message_id() -> String {
+    format!(
+        "SIM{}",
+        &hex::encode_upper(uuid::Uuid::new_v4().as_bytes())[..20]
+    )
+}
 
 /// Settings of the simulated network.
 #[derive(Debug, Clone)]
@@ -337,30 +359,59 @@ impl SimEngine {
         body: &str,
         push_name: Option<String>,
     ) -> Result<String, SimError> {
-        let session = self.session(instance_id)?;
-        if session.phone.lock().expect("sim lock").is_none() {
-            return Err(SimError::NotConnected(instance_id.into()));
-        }
-        let message_id = format!(
-            "SIM{}",
-            &hex::encode_upper(uuid::Uuid::new_v4().as_bytes())[..20]
-        );
+        self.inbound_message(
+            instance_id,
+            SimInbound {
+                from: from.clone(),
+                body: body.to_string(),
+                message_type: "conversation".into(),
+                push_name,
+                media: None,
+                extras: MessageExtras::default(),
+            },
+        )
+    }
+
+    /// Delivers a message of any kind to the instance; returns its id.
+    pub fn inbound_message(&self, instance_id: &str, m: SimInbound) -> Result<String, SimError> {
+        let session = self.connected_session(instance_id)?;
+        let message_id = sim_message_id();
         let msg = IncomingMessage {
             message_id: MessageId::from_stored(message_id.clone()),
-            from: from.clone(),
+            from: m.from.clone(),
             from_lid: None,
-            chat: from.clone(),
-            body: body.to_string(),
-            message_type: "conversation".into(),
+            chat: m.from,
+            body: m.body,
+            message_type: m.message_type,
             timestamp: chrono::Utc::now().timestamp(),
-            push_name,
-            media: None,
+            push_name: m.push_name,
+            media: m.media,
+            extras: m.extras,
         };
         let events = session.events.clone();
         tokio::spawn(async move {
             let _ = events.send(EngineEvent::Message(Box::new(msg))).await;
         });
         Ok(message_id)
+    }
+
+    /// Reports a reaction, edit, revoke, poll vote or typing presence to the instance.
+    pub fn happen(&self, instance_id: &str, h: Happening) -> Result<(), SimError> {
+        let session = self.connected_session(instance_id)?;
+        let events = session.events.clone();
+        tokio::spawn(async move {
+            let _ = events.send(EngineEvent::Happened(Box::new(h))).await;
+        });
+        Ok(())
+    }
+
+    /// The session of a paired instance.
+    fn connected_session(&self, instance_id: &str) -> Result<Arc<SimSession>, SimError> {
+        let session = self.session(instance_id)?;
+        if session.phone.lock().expect("sim lock").is_none() {
+            return Err(SimError::NotConnected(instance_id.into()));
+        }
+        Ok(session)
     }
 
     /// Drops the instance's connection as a network failure would.
@@ -526,6 +577,60 @@ impl SimSession {
         Ok(answer)
     }
 
+    /// The live session of the instance paired with `to`, when `to` is on this network.
+    fn local_peer(&self, to: &Jid) -> Option<Arc<SimSession>> {
+        let net = self.net.upgrade()?;
+        if to.is_group() {
+            return None;
+        }
+        let owner = net
+            .phones
+            .lock()
+            .expect("sim lock")
+            .get(to.user())
+            .cloned()?;
+        net.sessions.lock().expect("sim lock").get(&owner).cloned()
+    }
+
+    /// Hands a happening (seen from the recipient's side) to `to` when it is on this network.
+    fn relay(&self, to: &Jid, make: impl FnOnce(Jid) -> Happening) -> anyhow::Result<()> {
+        let me = Jid::from_phone(&self.my_phone()?);
+        if let Some(peer) = self.local_peer(to) {
+            let h = make(me);
+            tokio::spawn(async move {
+                let _ = peer.events.send(EngineEvent::Happened(Box::new(h))).await;
+            });
+        }
+        Ok(())
+    }
+
+    /// Keeps sent media's bytes on the network (so both sides can fetch them
+    /// again) and describes them for the recipient.
+    async fn keep(
+        &self,
+        kind: MediaKind,
+        mimetype: &str,
+        file_name: Option<String>,
+        data: &[u8],
+    ) -> anyhow::Result<(IncomingMedia, KeptMedia)> {
+        let net = self.network()?;
+        let locator = keep_bytes(&net.config.dir, data).await?;
+        let incoming = IncomingMedia {
+            kind,
+            mimetype: mimetype.to_string(),
+            file_name: file_name.clone(),
+            size: data.len() as u64,
+        };
+        let kept = KeptMedia {
+            kind,
+            mimetype: mimetype.to_string(),
+            file_name,
+            size: data.len() as u64,
+            locator,
+        };
+        Ok((incoming, kept))
+    }
+
     fn my_phone(&self) -> anyhow::Result<String> {
         self.phone
             .lock()
@@ -535,16 +640,18 @@ impl SimSession {
     }
 
     /// Ack, delivery to a local instance when `to` is one, then delivered and
-    /// read receipts. `kept`: the media's handle, for both sides.
+    /// read receipts. `media`: what the recipient is told of it, and its
+    /// handle (kept for both sides).
     fn deliver(
         &self,
         message_id: &str,
         to: &Jid,
         body: &str,
         message_type: &str,
-        media: Option<IncomingMedia>,
-        kept: Option<KeptMedia>,
+        media: Option<(IncomingMedia, KeptMedia)>,
+        extras: MessageExtras,
     ) -> anyhow::Result<()> {
+        let (media, kept) = media.unzip();
         let my_phone = self.my_phone()?;
         let net = self
             .net
@@ -595,6 +702,7 @@ impl SimSession {
             timestamp: chrono::Utc::now().timestamp(),
             push_name: Some(format!("+{my_phone}")),
             media,
+            extras,
         };
         let events = self.events.clone();
         let stop = self.stop.clone();
@@ -782,7 +890,14 @@ impl EngineSession for SimSession {
     }
 
     async fn send_text(&self, message_id: &MessageId, to: &Jid, text: &str) -> anyhow::Result<()> {
-        self.deliver(message_id.as_str(), to, text, "conversation", None, None)
+        self.deliver(
+            message_id.as_str(),
+            to,
+            text,
+            "conversation",
+            None,
+            MessageExtras::default(),
+        )
     }
 
     async fn send_media(
@@ -791,32 +906,22 @@ impl EngineSession for SimSession {
         to: &Jid,
         media: &OutgoingMedia,
     ) -> anyhow::Result<()> {
-        let incoming = IncomingMedia {
-            kind: media.kind,
-            mimetype: media.mimetype.clone(),
-            file_name: media.file_name.clone(),
-            size: media.data.len() as u64,
-        };
+        let (incoming, kept) = self
+            .keep(
+                media.kind,
+                &media.mimetype,
+                media.file_name.clone(),
+                &media.data,
+            )
+            .await?;
         let caption = media.caption.clone().unwrap_or_default();
-        let net = self
-            .net
-            .upgrade()
-            .ok_or_else(|| anyhow::anyhow!("network gone"))?;
-        let locator = keep_bytes(&net.config.dir, &media.data).await?;
-        let kept = KeptMedia {
-            kind: media.kind,
-            mimetype: media.mimetype.clone(),
-            file_name: media.file_name.clone(),
-            size: media.data.len() as u64,
-            locator,
-        };
         self.deliver(
             message_id.as_str(),
             to,
             &caption,
             media.kind.as_str(),
-            Some(incoming),
-            Some(kept),
+            Some((incoming, kept)),
+            MessageExtras::default(),
         )
     }
 
@@ -985,6 +1090,115 @@ impl EngineSession for SimSession {
         self.with_groups(|groups, me, _| {
             Ok(((), groups.set_description(me, group, description, now)?))
         })
+    }
+
+    async fn send(
+        &self,
+        message_id: &MessageId,
+        to: &Jid,
+        content: &OutgoingContent,
+    ) -> anyhow::Result<()> {
+        let id = message_id.as_str();
+        let now = chrono::Utc::now().timestamp();
+        match content {
+            OutgoingContent::Text { text, context } => {
+                self.deliver(id, to, text, "extendedText", None, context.extras())
+            }
+            OutgoingContent::Media { media: m, context } => {
+                let (incoming, kept) = self
+                    .keep(m.kind, &m.mimetype, m.file_name.clone(), &m.data)
+                    .await?;
+                let caption = m.caption.clone().unwrap_or_default();
+                self.deliver(
+                    id,
+                    to,
+                    &caption,
+                    m.kind.as_str(),
+                    Some((incoming, kept)),
+                    context.extras(),
+                )
+            }
+            OutgoingContent::Voice { data, mimetype } => {
+                let (incoming, kept) = self.keep(MediaKind::Audio, mimetype, None, data).await?;
+                let extras = MessageExtras::default();
+                self.deliver(id, to, "", "ptt", Some((incoming, kept)), extras)
+            }
+            OutgoingContent::Sticker { data, mimetype } => {
+                let (incoming, kept) = self.keep(MediaKind::Image, mimetype, None, data).await?;
+                let extras = MessageExtras::default();
+                self.deliver(id, to, "", "sticker", Some((incoming, kept)), extras)
+            }
+            OutgoingContent::Location(l) => {
+                let extras = MessageExtras {
+                    location: Some(l.clone()),
+                    ..MessageExtras::default()
+                };
+                let body = l.name.clone().unwrap_or_default();
+                self.deliver(id, to, &body, "location", None, extras)
+            }
+            OutgoingContent::Contact(c) => {
+                let extras = MessageExtras {
+                    contact: Some(c.clone()),
+                    ..MessageExtras::default()
+                };
+                self.deliver(id, to, &c.display_name, "contact", None, extras)
+            }
+            OutgoingContent::Poll(p) => {
+                let extras = MessageExtras {
+                    poll: Some(p.clone()),
+                    ..MessageExtras::default()
+                };
+                self.deliver(id, to, &p.question, "poll", None, extras)
+            }
+            OutgoingContent::Reaction { target, emoji } => {
+                self.relay(to, |me| Happening::Reaction {
+                    message_id: message_id.clone(),
+                    chat: me.clone(),
+                    from: me,
+                    from_me: false,
+                    target_message_id: target.message_id.clone(),
+                    emoji: emoji.clone(),
+                    timestamp: now,
+                })
+            }
+            OutgoingContent::Edit { target, text } => self.relay(to, |me| Happening::Edit {
+                message_id: target.message_id.clone(),
+                chat: me.clone(),
+                from: me,
+                from_me: false,
+                text: text.clone(),
+                timestamp: now,
+            }),
+            OutgoingContent::Revoke { target } => self.relay(to, |me| Happening::Revoke {
+                message_id: target.message_id.clone(),
+                chat: me.clone(),
+                from: me,
+                from_me: false,
+                timestamp: now,
+            }),
+        }
+    }
+
+    async fn mark_read(
+        &self,
+        _chat: &Jid,
+        _sender: Option<&Jid>,
+        _message_ids: &[MessageId],
+    ) -> anyhow::Result<()> {
+        // The sim's senders get their read receipts as soon as they send.
+        self.my_phone().map(|_| ())
+    }
+
+    async fn chat_state(&self, chat: &Jid, state: ChatState) -> anyhow::Result<()> {
+        self.relay(chat, |me| Happening::Presence {
+            chat: me.clone(),
+            from: me,
+            state,
+        })
+    }
+
+    async fn set_presence(&self, _available: bool) -> anyhow::Result<()> {
+        self.my_phone().map(|_| ())
     }
 }
 

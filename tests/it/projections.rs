@@ -475,6 +475,7 @@ async fn case_status_order(app: &TestApp) {
         timestamp: 0,
         has_media: false,
         media: None,
+        extras: Default::default(),
     };
     let status = |mid: &str, s: &str| MessageStatus {
         instance_id: id.as_str().into(),
@@ -1089,6 +1090,7 @@ async fn message_statuses_across_batch_boundaries_end_at_the_highest() {
             timestamp: 0,
             has_media: false,
             media: None,
+            extras: Default::default(),
         }
         .into()
     };

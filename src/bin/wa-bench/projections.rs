@@ -56,6 +56,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
                 timestamp: 1_700_000_000,
                 has_media: media.is_some(),
                 media,
+                extras: Default::default(),
             }
             .into(),
         );
@@ -100,6 +101,7 @@ fn events_for(n: usize, inst: usize) -> Vec<Event> {
                 has_media: media.is_some(),
                 push_name: None,
                 media,
+                extras: Default::default(),
             }
             .into(),
         );

@@ -66,6 +66,7 @@ fn message(instance: &str, n: usize) -> MessageReceived {
         has_media: false,
         push_name: Some("Bench".into()),
         media: None,
+        extras: Default::default(),
     }
 }
 

@@ -25,6 +25,7 @@
 mod acks;
 mod contacts;
 mod groups;
+mod kinds;
 pub mod map;
 mod media;
 pub mod proxy;
@@ -59,12 +60,13 @@ use self::acks::{Acks, Settled};
 use self::contacts::{ContactBook, Learned};
 use super::Jid;
 use super::engine::{
-    Engine, EngineEvent, EngineSession, EventSink, IncomingMessage, MediaKind, OutgoingMedia,
-    Receipt,
+    Engine, EngineEvent, EngineSession, EventSink, IncomingMessage, MediaKind, OutgoingContent,
+    OutgoingMedia, Receipt,
 };
 use super::groups::{
     GroupError, GroupInfo, InviteLink, NumberCheck, ParticipantAction, ParticipantResult,
 };
+use crate::kinds::{ChatState, Happening};
 
 /// A transport factory given from code (tests, benchmarks): every session
 /// connects through it instead of a websocket. Never read from the environment.
@@ -627,6 +629,7 @@ impl EventHandler for Forward {
             EventKind::PairingCodeRefresh,
             EventKind::PairingCodeError,
             EventKind::GroupUpdate,
+            EventKind::ChatPresence,
         ])
     }
 }
@@ -834,12 +837,12 @@ impl Driver {
             }
             Event::Messages(batch) => {
                 for m in batch.messages.iter() {
-                    if let Some(msg) = self.incoming(&m.message, &m.info).await {
+                    if let Some(event) = self.incoming(&m.message, &m.info).await {
                         // The media handle first: kept before anyone hears of the message.
-                        if let Some(kept) = msg
-                            .media
-                            .as_ref()
-                            .and_then(|d| media::kept_from_message(m.message.get_base_message(), d))
+                        if let EngineEvent::Message(msg) = &event
+                            && let Some(kept) = msg.media.as_ref().and_then(|d| {
+                                media::kept_from_message(m.message.get_base_message(), d)
+                            })
                         {
                             self.emit(EngineEvent::MediaKept {
                                 message_id: msg.message_id.clone(),
@@ -847,9 +850,29 @@ impl Driver {
                             })
                             .await;
                         }
-                        self.emit(EngineEvent::Message(Box::new(msg))).await;
+                        self.emit(event).await;
                     }
                 }
+            }
+            Event::ChatPresence(p) => {
+                use whatsapp_rust::types::presence::{ChatPresence, ChatPresenceMedia};
+                let state = match (&p.state, &p.media) {
+                    (ChatPresence::Composing, ChatPresenceMedia::Audio) => ChatState::Recording,
+                    (ChatPresence::Composing, _) => ChatState::Typing,
+                    (ChatPresence::Paused, _) => ChatState::Paused,
+                };
+                let from = self.phone_jid(&p.source.sender).await;
+                let chat = if p.source.is_group {
+                    Jid::from_raw(p.source.chat.to_non_ad_string())
+                } else {
+                    from.clone()
+                };
+                self.emit(EngineEvent::Happened(Box::new(Happening::Presence {
+                    chat,
+                    from,
+                    state,
+                })))
+                .await;
             }
             Event::ServerAck(ack) if ack.class.as_deref() == Some("message") => {
                 let chat = match &ack.from {
@@ -977,17 +1000,18 @@ impl Driver {
         Jid::from_raw(jid.to_non_ad_string())
     }
 
-    /// The engine's view of a received message; `None` for our own messages
-    /// and anything that is not user content.
+    /// The engine's view of a received message (a new message, or a
+    /// reaction, edit or revoke); `None` for our own messages and anything
+    /// that is not user content.
     async fn incoming(
         &self,
         message: &wa::Message,
         info: &whatsapp_rust::wacore::types::message::MessageInfo,
-    ) -> Option<IncomingMessage> {
+    ) -> Option<EngineEvent> {
         if info.source.is_from_me {
             return None;
         }
-        let (message_type, body, media) = map::describe(message.get_base_message())?;
+        let kind = map::classify(message.get_base_message())?;
         let from = match &info.source.sender_alt {
             Some(alt) if info.source.sender.is_lid() && !alt.is_lid() => {
                 Jid::from_raw(alt.to_non_ad_string())
@@ -1016,17 +1040,53 @@ impl Driver {
             .sender
             .is_lid()
             .then(|| Jid::from_raw(info.source.sender.to_non_ad_string()));
-        Some(IncomingMessage {
-            message_id: MessageId::from_stored(info.id.clone()),
-            from,
-            from_lid,
-            chat,
-            body,
-            message_type,
-            timestamp: info.timestamp.timestamp(),
-            push_name,
-            media,
-        })
+        let timestamp = info.timestamp.timestamp();
+        let happening = match kind {
+            map::Incoming::Message {
+                message_type,
+                body,
+                media,
+                extras,
+            } => {
+                return Some(EngineEvent::Message(Box::new(IncomingMessage {
+                    message_id: MessageId::from_stored(info.id.clone()),
+                    from,
+                    from_lid,
+                    chat,
+                    body,
+                    message_type,
+                    timestamp,
+                    push_name,
+                    media,
+                    extras,
+                })));
+            }
+            map::Incoming::Reaction { target, emoji } => Happening::Reaction {
+                message_id: MessageId::from_stored(info.id.clone()),
+                chat,
+                from,
+                from_me: false,
+                target_message_id: target,
+                emoji,
+                timestamp,
+            },
+            map::Incoming::Edit { target, text } => Happening::Edit {
+                message_id: target,
+                chat,
+                from,
+                from_me: false,
+                text,
+                timestamp,
+            },
+            map::Incoming::Revoke { target } => Happening::Revoke {
+                message_id: target,
+                chat,
+                from,
+                from_me: false,
+                timestamp,
+            },
+        };
+        Some(EngineEvent::Happened(Box::new(happening)))
     }
 }
 
@@ -1077,76 +1137,12 @@ impl RealSession {
             .map_err(|e| anyhow::anyhow!("bad recipient {to}: {e}"))
     }
 
-    async fn send(
+    /// Uploads media and builds its message (no context yet).
+    async fn media_message(
         &self,
         message_id: &MessageId,
-        to: &Jid,
-        message: wa::Message,
-    ) -> anyhow::Result<()> {
-        let jid = self.to_wa(to)?;
-        // Waiting before the write: the ack may come back before the call returns.
-        self.acks.expect(message_id.as_str(), to, Instant::now());
-        let sent = self
-            .client
-            .send_message_with_options(
-                jid,
-                message,
-                SendOptions::default().with_message_id(message_id.as_str()),
-            )
-            .await;
-        if let Err(e) = sent {
-            self.acks.forget(message_id.as_str());
-            anyhow::bail!("{e}");
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl EngineSession for RealSession {
-    async fn stop(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        self.stop.cancel();
-        let task = self.task.lock().await.take();
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::warn!(instance = %self.instance_id, error = %e, "the session task failed");
-        }
-    }
-
-    async fn logout(&self) -> anyhow::Result<()> {
-        self.stopping.store(true, Ordering::Relaxed);
-        self.client.logout().await;
-        self.stop().await;
-        Ok(())
-    }
-
-    async fn typing(&self, to: &Jid, typing: bool) -> anyhow::Result<()> {
-        let chat = self.to_wa(to)?;
-        let states = self.client.chatstate();
-        let sent = if typing {
-            states.send_composing(&chat).await
-        } else {
-            states.send_paused(&chat).await
-        };
-        sent.map_err(|e| anyhow::anyhow!("Failed to send the chat state: {e}"))
-    }
-
-    async fn send_text(&self, message_id: &MessageId, to: &Jid, text: &str) -> anyhow::Result<()> {
-        let message = wa::Message {
-            conversation: Some(text.to_string()),
-            ..Default::default()
-        };
-        self.send(message_id, to, message).await
-    }
-
-    async fn send_media(
-        &self,
-        message_id: &MessageId,
-        to: &Jid,
         media: &OutgoingMedia,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<wa::Message> {
         use whatsapp_rust::media::{
             AudioOptions, DocumentOptions, ImageOptions, VideoOptions, audio_message,
             document_message, image_message, video_message,
@@ -1204,7 +1200,96 @@ impl EngineSession for RealSession {
                 },
             ),
         };
-        self.send(message_id, to, message).await
+        Ok(message)
+    }
+
+    async fn send_wa(
+        &self,
+        message_id: &MessageId,
+        to: &Jid,
+        message: wa::Message,
+    ) -> anyhow::Result<()> {
+        let jid = self.to_wa(to)?;
+        // Waiting before the write: the ack may come back before the call returns.
+        self.acks.expect(message_id.as_str(), to, Instant::now());
+        let sent = self
+            .client
+            .send_message_with_options(
+                jid,
+                message,
+                SendOptions::default().with_message_id(message_id.as_str()),
+            )
+            .await;
+        if let Err(e) = sent {
+            self.acks.forget(message_id.as_str());
+            anyhow::bail!("{e}");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EngineSession for RealSession {
+    async fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.stop.cancel();
+        let task = self.task.lock().await.take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::warn!(instance = %self.instance_id, error = %e, "the session task failed");
+        }
+    }
+
+    async fn logout(&self) -> anyhow::Result<()> {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.client.logout().await;
+        self.stop().await;
+        Ok(())
+    }
+
+    async fn send_text(&self, message_id: &MessageId, to: &Jid, text: &str) -> anyhow::Result<()> {
+        let message = wa::Message {
+            conversation: Some(text.to_string()),
+            ..Default::default()
+        };
+        self.send_wa(message_id, to, message).await
+    }
+
+    async fn send_media(
+        &self,
+        message_id: &MessageId,
+        to: &Jid,
+        media: &OutgoingMedia,
+    ) -> anyhow::Result<()> {
+        let message = self.media_message(message_id, media).await?;
+        self.send_wa(message_id, to, message).await
+    }
+
+    async fn send(
+        &self,
+        message_id: &MessageId,
+        to: &Jid,
+        content: &OutgoingContent,
+    ) -> anyhow::Result<()> {
+        self.send_content(message_id, to, content).await
+    }
+
+    async fn mark_read(
+        &self,
+        chat: &Jid,
+        sender: Option<&Jid>,
+        message_ids: &[MessageId],
+    ) -> anyhow::Result<()> {
+        self.read(chat, sender, message_ids).await
+    }
+
+    async fn chat_state(&self, chat: &Jid, state: ChatState) -> anyhow::Result<()> {
+        self.show_state(chat, state).await
+    }
+
+    async fn set_presence(&self, available: bool) -> anyhow::Result<()> {
+        self.presence(available).await
     }
 
     async fn fetch_media(&self, locator: &str, dest: &Path, max_bytes: u64) -> anyhow::Result<u64> {
@@ -1215,6 +1300,17 @@ impl EngineSession for RealSession {
         *self.pairing_phone.lock().expect("phone lock") = Some(phone.to_string());
         let code = request_pair_code(&self.client, phone).await?;
         Ok(format_pair_code(&code))
+    }
+
+    async fn typing(&self, to: &Jid, typing: bool) -> anyhow::Result<()> {
+        let chat = self.to_wa(to)?;
+        let states = self.client.chatstate();
+        let sent = if typing {
+            states.send_composing(&chat).await
+        } else {
+            states.send_paused(&chat).await
+        };
+        sent.map_err(|e| anyhow::anyhow!("Failed to send the chat state: {e}"))
     }
 
     async fn contacts(&self) -> anyhow::Result<Vec<Contact>> {

@@ -284,6 +284,7 @@ impl State {
             }
             EngineEvent::PairCode { code, phone } => self.pair_code(code, phone, step),
             EngineEvent::Group(notice) => step.events.push(notice.into_event(&self.instance_id)),
+            EngineEvent::Happened(h) => step.events.push(h.into_event(self.instance_id.clone())),
         }
     }
 
@@ -531,6 +532,7 @@ impl State {
                 file_name: md.file_name,
                 size: md.size,
             }),
+            extras: m.extras,
         }
     }
 }
@@ -1520,6 +1522,7 @@ mod tests {
                 file_name: None,
                 size: 1234,
             }),
+            extras: Default::default(),
         })));
         assert_eq!(
             step.events,
@@ -1542,6 +1545,7 @@ mod tests {
                         file_name: None,
                         size: 1234
                     }),
+                    extras: Default::default(),
                 }
                 .into()
             ]
@@ -1563,6 +1567,7 @@ mod tests {
             timestamp: 1,
             push_name: None,
             media: None,
+            extras: Default::default(),
         })));
         let Event::MessageReceived(m) = &step.events[0] else {
             panic!("{:?}", step.events)

@@ -14,11 +14,14 @@
 //!   sends of queued messages, in order (its loop is tested with paused time).
 //! - `groups.rs`: groups and number checks through the connected engine,
 //!   recording the changes this instance made.
+//! - `kinds.rs`: sends of the message kinds beyond text and media, read
+//!   marks, chat state and presence.
 //! - here: the public types and [`Sessions`], the API's entry point (start,
 //!   stop, status, reconnect, logout, sends, the queue).
 
 mod driver;
 mod groups;
+mod kinds;
 mod machine;
 mod outbox;
 

@@ -87,7 +87,14 @@ fn typed_chars(m: &QueuedMessage) -> usize {
 /// A queued message's media, ready for the engine (`None`: a text).
 fn outgoing_media(m: &QueuedMessage) -> Option<OutgoingMedia> {
     let kind = match m.kind {
-        SentKind::Text => return None,
+        // Only texts and the seed's media are ever queued: the other kinds
+        // go out at once (they never reach the outbound queue).
+        SentKind::Text
+        | SentKind::Location
+        | SentKind::Contact
+        | SentKind::Poll
+        | SentKind::Voice
+        | SentKind::Sticker => return None,
         SentKind::Image => MediaKind::Image,
         SentKind::Video => MediaKind::Video,
         SentKind::Audio => MediaKind::Audio,
