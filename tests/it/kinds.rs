@@ -264,7 +264,7 @@ async fn send(app: &TestApp, who: &Creds, id: &str, path: &str, body: Value) -> 
 }
 
 /// Uploads `bytes` as `file` to a multipart send endpoint; returns the answer.
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     who: &Creds,
     id: &str,
@@ -292,7 +292,7 @@ async fn upload(
 }
 
 /// A small OGG/Opus file (the page header and an OpusHead packet).
-fn ogg_opus(len: usize) -> Vec<u8> {
+pub(crate) fn ogg_opus(len: usize) -> Vec<u8> {
     let mut v = b"OggS\x00\x02".to_vec();
     v.resize(28, 0);
     v.extend_from_slice(b"OpusHead\x01\x01");
@@ -301,7 +301,7 @@ fn ogg_opus(len: usize) -> Vec<u8> {
 }
 
 /// A small WebP file (RIFF header).
-fn webp(len: usize) -> Vec<u8> {
+pub(crate) fn webp(len: usize) -> Vec<u8> {
     let mut v = b"RIFF\x00\x00\x00\x00WEBPVP8 ".to_vec();
     v.resize(len, 5);
     v

@@ -25,6 +25,7 @@ mod projections;
 mod proxy;
 mod rate_limits;
 mod real_engine;
+mod real_kinds;
 mod receiver;
 mod session_health;
 mod sessions;

@@ -10,6 +10,8 @@ use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::super::engine::{OutgoingContent, SendContext, TargetMessage};
 use super::RealSession;
+use super::super::engine::EngineEvent;
+use crate::events::MediaKind;
 use crate::ids::{Jid, MessageId};
 use crate::kinds::{ChatState, ContactCard, Location, PollSpec};
 
@@ -160,16 +162,35 @@ impl RealSession {
             .unwrap_or_default()
     }
 
-    /// Uploads a voice note or sticker.
+    /// Uploads a voice note or sticker (`t`) and keeps its handle for the
+    /// media endpoint, as for other media we send.
     async fn upload(
         &self,
+        message_id: &MessageId,
         data: &[u8],
-        kind: MediaType,
+        t: MediaType,
+        mimetype: &str,
     ) -> anyhow::Result<whatsapp_rust::upload::UploadResponse> {
-        self.client
-            .upload(data.to_vec(), kind, UploadOptions::new())
+        let upload = self
+            .client
+            .upload(data.to_vec(), t, UploadOptions::new())
             .await
-            .context("Failed to upload the media")
+            .context("Failed to upload the media")?;
+        let kind = if t == MediaType::Sticker {
+            MediaKind::Image
+        } else {
+            MediaKind::Audio
+        };
+        if let Some(kept) = super::media::kept_upload(&upload, t, kind, mimetype, None) {
+            let _ = self
+                .sink
+                .send(EngineEvent::MediaKept {
+                    message_id: message_id.clone(),
+                    media: kept,
+                })
+                .await;
+        }
+        Ok(upload)
     }
 
     /// Sends any kind of content under `message_id`.
@@ -188,7 +209,9 @@ impl RealSession {
                 context_info(context, &self.me()),
             ),
             OutgoingContent::Voice { data, mimetype } => {
-                let upload = self.upload(data, MediaType::Audio).await?;
+                let upload = self
+                    .upload(message_id, data, MediaType::Audio, mimetype)
+                    .await?;
                 whatsapp_rust::media::audio_message(
                     upload,
                     whatsapp_rust::media::AudioOptions {
@@ -199,7 +222,9 @@ impl RealSession {
                 )
             }
             OutgoingContent::Sticker { data, mimetype } => {
-                let u = self.upload(data, MediaType::Sticker).await?;
+                let u = self
+                    .upload(message_id, data, MediaType::Sticker, mimetype)
+                    .await?;
                 wa::Message {
                     sticker_message: field(wa::message::StickerMessage {
                         url: Some(u.url),

@@ -191,8 +191,26 @@ pub(super) fn kept_from_upload(
     upload: &whatsapp_rust::upload::UploadResponse,
     media: &super::super::engine::OutgoingMedia,
 ) -> Option<KeptMedia> {
-    let locator = locator(
+    kept_upload(
+        upload,
         media_type(media.kind),
+        media.kind,
+        &media.mimetype,
+        media.file_name.clone(),
+    )
+}
+
+/// The handle of an upload of crate media type `t` (a voice note is audio,
+/// a sticker its own type), shown as `kind`.
+pub(super) fn kept_upload(
+    upload: &whatsapp_rust::upload::UploadResponse,
+    t: MediaType,
+    kind: MediaKind,
+    mimetype: &str,
+    file_name: Option<String>,
+) -> Option<KeptMedia> {
+    let locator = locator(
+        t,
         Fields {
             direct_path: Some(&upload.direct_path),
             media_key: Some(&upload.media_key),
@@ -202,10 +220,10 @@ pub(super) fn kept_from_upload(
         },
     )?;
     Some(KeptMedia {
-        kind: media.kind,
-        mimetype: media.mimetype.clone(),
-        file_name: media.file_name.clone(),
-        size: media.data.len() as u64,
+        kind,
+        mimetype: mimetype.to_string(),
+        file_name,
+        size: upload.file_length,
         locator,
     })
 }

@@ -203,6 +203,24 @@ impl super::FakeWa {
         )?)
     }
 
+    /// Encrypts `bytes` with a fresh media key and stores them on the CDN,
+    /// as a contact's phone uploads media; returns the direct path and the keys.
+    fn upload_as_contact(
+        &self,
+        bytes: &[u8],
+        kind: MediaType,
+    ) -> anyhow::Result<(String, whatsapp_rust::wacore::upload::EncryptedMedia)> {
+        let enc = whatsapp_rust::wacore::upload::encrypt_media(bytes, kind)?;
+        let token = token_of(&enc.data_to_upload);
+        let direct_path = format!("/v/t62.7118-24/fake/{token}.enc");
+        self.inner
+            .cdn
+            .lock()
+            .unwrap()
+            .insert(direct_path.clone(), enc.data_to_upload.clone());
+        Ok((direct_path, enc))
+    }
+
     /// `contact` sends an image to the account `to`: encrypted with a fresh
     /// media key, uploaded to the CDN, the message carrying its keys.
     pub async fn send_image_from(
@@ -213,14 +231,7 @@ impl super::FakeWa {
         mimetype: &str,
         caption: &str,
     ) -> anyhow::Result<String> {
-        let enc = whatsapp_rust::wacore::upload::encrypt_media(bytes, MediaType::Image)?;
-        let token = token_of(&enc.data_to_upload);
-        let direct_path = format!("/v/t62.7118-24/fake/{token}.enc");
-        self.inner
-            .cdn
-            .lock()
-            .unwrap()
-            .insert(direct_path.clone(), enc.data_to_upload.clone());
+        let (direct_path, enc) = self.upload_as_contact(bytes, MediaType::Image)?;
         let message = wa::Message {
             image_message: Some(wa::message::ImageMessage {
                 url: Some(format!("https://{CDN_HOST}{direct_path}")),
@@ -231,6 +242,33 @@ impl super::FakeWa {
                 file_sha256: Some(enc.file_sha256.to_vec()),
                 file_enc_sha256: Some(enc.file_enc_sha256.to_vec()),
                 file_length: Some(bytes.len() as u64),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        self.send_from(contact, to, &message).await
+    }
+
+    /// `contact` records a voice note (push-to-talk audio, OGG/Opus) for the account `to`.
+    pub async fn send_voice_from(
+        &self,
+        contact: &Contact,
+        to: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<String> {
+        let (direct_path, enc) = self.upload_as_contact(bytes, MediaType::Audio)?;
+        let message = wa::Message {
+            audio_message: Some(wa::message::AudioMessage {
+                url: Some(format!("https://{CDN_HOST}{direct_path}")),
+                direct_path: Some(direct_path),
+                mimetype: Some("audio/ogg; codecs=opus".to_string()),
+                media_key: Some(enc.media_key.to_vec()),
+                file_sha256: Some(enc.file_sha256.to_vec()),
+                file_enc_sha256: Some(enc.file_enc_sha256.to_vec()),
+                file_length: Some(bytes.len() as u64),
+                seconds: Some(3),
+                ptt: Some(true),
                 ..Default::default()
             })
             .into(),

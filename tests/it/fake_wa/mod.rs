@@ -875,7 +875,15 @@ async fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
         }
         "chatstate" => {
             let to = attr(node, "to").unwrap_or_default();
-            match children(node).first().map(|c| c.tag.to_string()) {
+            let first = children(node).first().cloned();
+            let state = first.as_ref().map(|c| {
+                if c.tag == "composing" && attr(c, "media").as_deref() == Some("audio") {
+                    "recording".to_string()
+                } else {
+                    c.tag.to_string()
+                }
+            });
+            match state {
                 Some(state) if ["composing", "recording", "paused"].contains(&state.as_str()) => {
                     server
                         .outbound
@@ -894,8 +902,18 @@ async fn respond(server: &Inner, conn: &Conn, node: &Node) -> Vec<Node> {
             network::client_receipt(server, node);
             return Vec::new();
         }
-        // The client's acks of what we pushed, its presence and chat states.
-        "ack" | "presence" => return Vec::new(),
+        // Online / offline.
+        "presence" => {
+            let kind = attr(node, "type").unwrap_or_else(|| "available".into());
+            server
+                .outbound
+                .lock()
+                .unwrap()
+                .push(format!("presence {kind}"));
+            return Vec::new();
+        }
+        // The client's acks of what we pushed.
+        "ack" => return Vec::new(),
         // The client's session marker (for the server's analytics).
         "ib" if children(node).iter().all(|c| c.tag == "unified_session") => return Vec::new(),
         _ => {

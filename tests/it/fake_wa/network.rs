@@ -105,6 +105,25 @@ impl Contact {
         self.state.lock().unwrap().inbox.clone()
     }
 
+    /// Waits for a receipt of type `kind` (`delivery`, `read`, ...) from
+    /// the client for message `id`.
+    pub async fn receipt_of_kind(&self, id: &str, kind: &str) {
+        loop {
+            let notified = self.changed.notified();
+            if self
+                .state
+                .lock()
+                .unwrap()
+                .receipts
+                .iter()
+                .any(|(i, k)| i == id && k == kind)
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Waits for the client's receipt for message `id`; returns its type
     /// (`delivery` for a plain receipt).
     pub async fn receipt_for(&self, id: &str) -> String {
@@ -648,6 +667,20 @@ impl super::FakeWa {
             ..Default::default()
         };
         self.send_from(contact, to, &message).await
+    }
+
+    /// `contact` shows a chat state to the account `to`: `composing`
+    /// (typing), `recording` (a voice note) or `paused`.
+    pub fn chat_state_from(&self, contact: &Contact, to: &str, state: &str) -> anyhow::Result<()> {
+        let child = match state {
+            "recording" => NodeBuilder::new("composing").attr("media", "audio"),
+            other => NodeBuilder::new_dynamic(other.to_string()),
+        };
+        let node = NodeBuilder::new("chatstate")
+            .attr("from", contact.jid())
+            .children([child.build()])
+            .build();
+        self.inner.push(to, node)
     }
 
     /// `contact`'s device reports `kind` (`None` = delivered, `read`,
