@@ -9,7 +9,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use crate::fake_wa::FakeWa;
 use crate::fake_wa::network::{Contact, Received};
 use crate::helpers::{As, TestApp};
-use crate::kinds::{ogg_opus, upload};
+use crate::kinds::{ogg_opus, upload, webp};
 use crate::real_engine::{CONTACT, LONG_WAIT, PHONE, gateway_on, history, hook, nth_event};
 
 /// POSTs `body` to `/api/whatsapp/{id}/{path}` and returns the answer's JSON.
@@ -50,7 +50,7 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
             json!({"name": "kinds", "webhookUrl": r.url(), "webhookEnabled": true,
                    "notifyDelivery": true, "notifyRead": true,
                    "webhookEvents": ["message_reaction", "message_edited",
-                                     "message_revoked", "chat_presence"]}),
+                                     "message_revoked", "chat_presence", "poll_vote"]}),
         )
         .await;
     let qr = nth_event(&app, &id, "qr_received", 1).await;
@@ -265,6 +265,71 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
         ]
     );
 
+    // A contact card, a sticker (its bytes through the CDN) and a poll.
+    post(
+        &app,
+        &id,
+        "send-contact",
+        json!({"phone": CONTACT, "contactName": "Ivan Petrov",
+               "contactNumbers": ["79001112233"]}),
+    )
+    .await;
+    let got = at_contact(&contact, 7).await;
+    let card = got.message.contact_message.as_option().expect("a card");
+    assert_eq!(card.display_name.as_deref(), Some("Ivan Petrov"));
+    let vcard = card.vcard.as_deref().unwrap();
+    assert!(
+        vcard.starts_with("BEGIN:VCARD") && vcard.contains("FN:Ivan Petrov"),
+        "{vcard}"
+    );
+    assert!(vcard.contains("waid=79001112233"), "{vcard}");
+    let sticker_bytes = webp(2048);
+    upload(
+        &app,
+        &app.admin,
+        &id,
+        "send-sticker",
+        CONTACT,
+        sticker_bytes.clone(),
+        "image/webp",
+    )
+    .await
+    .expect(200);
+    let got = at_contact(&contact, 8).await;
+    assert!(got.message.sticker_message.is_set(), "a sticker");
+    assert_eq!(fake.download(&got.message).unwrap(), sticker_bytes);
+    let poll = post(
+        &app,
+        &id,
+        "send-poll",
+        json!({"phone": CONTACT, "question": "Lunch?",
+               "options": ["Pizza", "Sushi", "Soup"]}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = at_contact(&contact, 9).await;
+    assert_eq!(got.id, poll);
+    let created = got
+        .message
+        .poll_creation_message_v3
+        .as_option()
+        .expect("a single-choice poll");
+    assert_eq!(created.name.as_deref(), Some("Lunch?"));
+    let names: Vec<_> = created
+        .options
+        .iter()
+        .filter_map(|o| o.option_name.clone())
+        .collect();
+    assert_eq!(names, ["Pizza", "Sushi", "Soup"]);
+    let secret = got
+        .message
+        .message_context_info
+        .as_option()
+        .and_then(|c| c.message_secret.clone())
+        .expect("the poll's secret for its voters");
+
     // The history saw it all: the reply edited (original kept), the
     // location deleted, the reaction on the contact's message.
     let rows = history(&app, &key, &id, CONTACT).await;
@@ -308,7 +373,10 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
         )
         .await
         .unwrap();
-    let d = hook(&r, "message_received", |d| d["messageId"] == answer.as_str()).await;
+    let d = hook(&r, "message_received", |d| {
+        d["messageId"] == answer.as_str()
+    })
+    .await;
     assert_eq!(d["body"], "Thanks, @79005550101!", "{d}");
     assert_eq!(d["quotedMessageId"], reply.as_str(), "{d}");
     assert_eq!(d["mentions"], json!([me]), "{d}");
@@ -360,7 +428,11 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
     fake.send_from(
         &contact,
         PHONE,
-        &protocol(Type::MESSAGE_EDIT, &hello, Some("Send me the address, please")),
+        &protocol(
+            Type::MESSAGE_EDIT,
+            &hello,
+            Some("Send me the address, please"),
+        ),
     )
     .await
     .unwrap();
@@ -392,7 +464,10 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
         )
         .await
         .unwrap();
-    let d = hook(&r, "message_received", |d| d["messageId"] == loc_in.as_str()).await;
+    let d = hook(&r, "message_received", |d| {
+        d["messageId"] == loc_in.as_str()
+    })
+    .await;
     assert_eq!(d["type"], "location", "{d}");
     assert_eq!(
         d["location"],
@@ -407,15 +482,16 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
         .send_voice_from(&contact, PHONE, &their_voice)
         .await
         .unwrap();
-    let d = hook(&r, "message_received", |d| d["messageId"] == voice_in.as_str()).await;
+    let d = hook(&r, "message_received", |d| {
+        d["messageId"] == voice_in.as_str()
+    })
+    .await;
     assert_eq!(d["type"], "ptt", "{d}");
     assert_eq!(d["hasMedia"], true, "{d}");
     app.wait_for_projections().await;
     let media = app
         .client
-        .get(app.url(&format!(
-            "/api/whatsapp/{id}/messages/{voice_in}/media"
-        )))
+        .get(app.url(&format!("/api/whatsapp/{id}/messages/{voice_in}/media")))
         .header("x-api-key", &key)
         .send()
         .await
@@ -430,6 +506,120 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
         d["messageId"] == reply.as_str() && d["status"] == "read"
     })
     .await;
+
+    // A vote on our poll, encrypted with its secret as a phone does: opened
+    // and counted per option.
+    let vote = |poll_id: &str, creator: &str, choice: &[&str], secret: &[u8]| {
+        let hashes: Vec<Vec<u8>> = choice
+            .iter()
+            .map(|c| whatsapp_rust::wacore::poll::compute_option_hash(c).to_vec())
+            .collect();
+        let (payload, iv) = whatsapp_rust::wacore::poll::encrypt_poll_vote_with_secret(
+            &hashes, secret, poll_id, creator, &them,
+        )
+        .unwrap();
+        wa::Message {
+            poll_update_message: Some(wa::message::PollUpdateMessage {
+                poll_creation_message_key: Some(wa::MessageKey {
+                    remote_jid: Some(if creator == me {
+                        me.clone()
+                    } else {
+                        them.clone()
+                    }),
+                    from_me: Some(creator != me),
+                    id: Some(poll_id.to_string()),
+                    ..Default::default()
+                })
+                .into(),
+                vote: Some(wa::message::PollEncValue {
+                    enc_payload: Some(payload),
+                    enc_iv: Some(iv.to_vec()),
+                })
+                .into(),
+                sender_timestamp_ms: Some(chrono::Utc::now().timestamp_millis()),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        }
+    };
+    fake.send_from(&contact, PHONE, &vote(&poll, &me, &["Sushi"], &secret))
+        .await
+        .unwrap();
+    let d = hook(&r, "poll_vote", |d| d["pollMessageId"] == poll.as_str()).await;
+    assert_eq!(d["selectedOptions"], json!(["Sushi"]), "{d}");
+    assert_eq!(d["voter"], them.as_str(), "{d}");
+
+    // A contact card, and a poll of the contact's own that it votes on.
+    let card_in = fake
+        .send_from(
+            &contact,
+            PHONE,
+            &wa::Message {
+                contact_message: Some(wa::message::ContactMessage {
+                    display_name: Some("Anna".into()),
+                    vcard: Some("BEGIN:VCARD\nVERSION:3.0\nFN:Anna\nTEL;waid=79007778899:+79007778899\nEND:VCARD".into()),
+                    ..Default::default()
+                })
+                .into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let d = hook(&r, "message_received", |d| {
+        d["messageId"] == card_in.as_str()
+    })
+    .await;
+    assert_eq!(d["type"], "contact", "{d}");
+    assert_eq!(d["contact"]["displayName"], "Anna", "{d}");
+    let their_secret = [7u8; 32];
+    let their_poll = fake
+        .send_from(
+            &contact,
+            PHONE,
+            &wa::Message {
+                poll_creation_message: Some(wa::message::PollCreationMessage {
+                    name: Some("When?".into()),
+                    options: ["Today", "Tomorrow", "Never"]
+                        .iter()
+                        .map(|o| wa::message::poll_creation_message::Option {
+                            option_name: Some(o.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    selectable_options_count: Some(0),
+                    ..Default::default()
+                })
+                .into(),
+                message_context_info: Some(wa::MessageContextInfo {
+                    message_secret: Some(their_secret.to_vec()),
+                    ..Default::default()
+                })
+                .into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let d = hook(&r, "message_received", |d| {
+        d["messageId"] == their_poll.as_str()
+    })
+    .await;
+    assert_eq!(d["type"], "poll", "{d}");
+    assert_eq!(d["poll"]["question"], "When?", "{d}");
+    fake.send_from(
+        &contact,
+        PHONE,
+        &vote(&their_poll, &them, &["Today", "Tomorrow"], &their_secret),
+    )
+    .await
+    .unwrap();
+    let d = hook(&r, "poll_vote", |d| {
+        d["pollMessageId"] == their_poll.as_str()
+    })
+    .await;
+    assert_eq!(d["selectedOptions"], json!(["Today", "Tomorrow"]), "{d}");
 
     // Typing, then recording.
     fake.chat_state_from(&contact, PHONE, "composing").unwrap();
@@ -449,6 +639,13 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
     assert_eq!(
         entry(&rows, &reply)["reactions"],
         json!([{"from": them, "emoji": "❤️"}])
+    );
+    let options = &entry(&rows, &poll)["poll"]["options"];
+    assert_eq!(
+        options,
+        &json!([{"name": "Pizza", "votes": 0, "voters": []},
+                {"name": "Sushi", "votes": 1, "voters": [them]},
+                {"name": "Soup", "votes": 0, "voters": []}]),
     );
     fake.assert_clean();
 }

@@ -81,21 +81,7 @@ impl ContactBook {
         }
         if !changed.is_empty() {
             let bytes = serde_json::to_vec(&*entries).expect("contacts serialize");
-            let tmp = self.path.with_extension("json.tmp");
-            let written = async {
-                let mut opts = tokio::fs::OpenOptions::new();
-                opts.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                opts.mode(0o600);
-                let mut f = opts.open(&tmp).await?;
-                tokio::io::AsyncWriteExt::write_all(&mut f, &bytes).await?;
-                drop(f);
-                tokio::fs::rename(&tmp, &self.path).await
-            }
-            .await;
-            if let Err(e) = written {
-                tracing::warn!(path = %self.path.display(), error = %e, "failed to write the contact book");
-            }
+            write_private_atomic(&self.path, &bytes).await;
         }
         changed.into_values().collect()
     }
@@ -108,6 +94,27 @@ impl ContactBook {
             .iter()
             .map(|(phone, e)| to_contact(phone, e))
             .collect()
+    }
+}
+
+/// Replaces the file at `path` with `bytes` (readable by this user only;
+/// written aside and renamed, so a crash leaves the old or the new file).
+/// A failure is logged: the book in memory stays right.
+pub(super) async fn write_private_atomic(path: &std::path::Path, bytes: &[u8]) {
+    let tmp = path.with_extension("json.tmp");
+    let written = async {
+        let mut opts = tokio::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let mut f = opts.open(&tmp).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut f, bytes).await?;
+        drop(f);
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "failed to write a book of the session");
     }
 }
 

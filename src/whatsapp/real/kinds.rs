@@ -8,9 +8,9 @@ use whatsapp_rust::send::{EditOptions, RevokeType};
 use whatsapp_rust::wacore::download::MediaType;
 use whatsapp_rust::waproto::whatsapp as wa;
 
+use super::super::engine::EngineEvent;
 use super::super::engine::{OutgoingContent, SendContext, TargetMessage};
 use super::RealSession;
-use super::super::engine::EngineEvent;
 use crate::events::MediaKind;
 use crate::ids::{Jid, MessageId};
 use crate::kinds::{ChatState, ContactCard, Location, PollSpec};
@@ -244,6 +244,9 @@ impl RealSession {
             OutgoingContent::Contact(c) => contact_message(c),
             OutgoingContent::Poll(p) => {
                 let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+                // Kept before the send: a vote may come back at once.
+                let kept = super::polls::KeptPoll::new(&secret, p.options.clone(), self.me());
+                self.polls.keep(message_id.as_str(), kept).await;
                 poll_message(p, secret)
             }
             OutgoingContent::Reaction { target, emoji } => {

@@ -33,6 +33,16 @@ pub enum Incoming {
     },
 }
 
+/// The message secret a poll carries (its voters' key material), on the
+/// message or on its base inside a wrapper.
+pub fn message_secret(message: &wa::Message) -> Option<Vec<u8>> {
+    use whatsapp_rust::wacore::proto_helpers::MessageExt;
+    [message, message.get_base_message()]
+        .into_iter()
+        .find_map(|m| m.message_context_info.as_option()?.message_secret.clone())
+        .filter(|s| !s.is_empty())
+}
+
 /// Classifies a base message (see [`describe`]): reactions, edits and
 /// revokes are happenings; other user content is a message with its extras
 /// (reply, mentions, location, contact card, poll); a voice note is `ptt`.

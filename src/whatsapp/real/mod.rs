@@ -28,6 +28,7 @@ mod groups;
 mod kinds;
 pub mod map;
 mod media;
+mod polls;
 pub mod proxy;
 
 pub use media::HttpHook;
@@ -58,6 +59,7 @@ use crate::ids::{InstanceId, MessageId};
 
 use self::acks::{Acks, Settled};
 use self::contacts::{ContactBook, Learned};
+use self::polls::{KeptPoll, PollBook};
 use super::Jid;
 use super::engine::{
     Engine, EngineEvent, EngineSession, EventSink, IncomingMessage, MediaKind, OutgoingContent,
@@ -215,6 +217,13 @@ impl RealEngine {
         self.shared.config.dir.join(format!("{instance_id}.db"))
     }
 
+    fn polls_path(&self, instance_id: &str) -> PathBuf {
+        self.shared
+            .config
+            .dir
+            .join(format!("{instance_id}.polls.json"))
+    }
+
     fn contacts_path(&self, instance_id: &str) -> PathBuf {
         self.shared
             .config
@@ -291,9 +300,11 @@ async fn fetch_web_version() -> anyhow::Result<(u32, u32, u32)> {
     whatsapp_rust::version::parse_sw_js(&body).context("no client_revision in sw.js")
 }
 
-/// Deletes a session store: the database and its WAL/SHM files, and the contact book.
-fn remove_files(db: &Path, contacts: &Path) -> anyhow::Result<()> {
-    let mut paths = vec![db.to_path_buf(), contacts.to_path_buf()];
+/// Deletes a session store: the database and its WAL/SHM files, and the
+/// books beside it (`others`: contacts, polls).
+fn remove_files(db: &Path, others: &[PathBuf]) -> anyhow::Result<()> {
+    let mut paths = vec![db.to_path_buf()];
+    paths.extend_from_slice(others);
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
@@ -357,6 +368,7 @@ impl Engine for RealEngine {
             .context("Failed to build the WhatsApp client")?;
         let client = bot.client();
         let book = Arc::new(ContactBook::open(self.contacts_path(instance_id)).await);
+        let polls = Arc::new(PollBook::open(self.polls_path(instance_id)).await);
         let handle = bot.spawn();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
@@ -371,6 +383,7 @@ impl Engine for RealEngine {
             sink: events.clone(),
             pairing_phone: pairing_phone.clone(),
             book: book.clone(),
+            polls: polls.clone(),
             stopping: stopping.clone(),
             stop: stop.clone(),
         };
@@ -395,6 +408,7 @@ impl Engine for RealEngine {
             sink: events,
             pairing_phone,
             book,
+            polls,
             stopping,
             stop,
             task: Mutex::new(Some(task)),
@@ -404,8 +418,11 @@ impl Engine for RealEngine {
     async fn remove_store(&self, instance_id: &InstanceId) -> anyhow::Result<()> {
         let instance_id = instance_id.as_str();
         let db = self.store_path(instance_id);
-        let contacts = self.contacts_path(instance_id);
-        tokio::task::spawn_blocking(move || remove_files(&db, &contacts))
+        let others = [
+            self.contacts_path(instance_id),
+            self.polls_path(instance_id),
+        ];
+        tokio::task::spawn_blocking(move || remove_files(&db, &others))
             .await
             .context("the delete task failed")?
     }
@@ -643,6 +660,7 @@ struct Driver {
     client: Arc<Client>,
     sink: EventSink,
     book: Arc<ContactBook>,
+    polls: Arc<PollBook>,
     stopping: Arc<AtomicBool>,
     stop: CancellationToken,
     acks: Arc<Acks>,
@@ -1041,6 +1059,19 @@ impl Driver {
             .is_lid()
             .then(|| Jid::from_raw(info.source.sender.to_non_ad_string()));
         let timestamp = info.timestamp.timestamp();
+        if let Some(update) = message.get_base_message().poll_update_message.as_option() {
+            return self
+                .poll_vote(update, &info.source.sender, from, chat, timestamp)
+                .await;
+        }
+        if let map::Incoming::Message { extras, .. } = &kind
+            && let Some(poll) = &extras.poll
+            && let Some(secret) = map::message_secret(message)
+        {
+            let creator = info.source.sender.to_non_ad_string();
+            let kept = KeptPoll::new(&secret, poll.options.clone(), creator);
+            self.polls.keep(&info.id, kept).await;
+        }
         let happening = match kind {
             map::Incoming::Message {
                 message_type,
@@ -1090,6 +1121,54 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// A vote on a poll this instance keeps (sent or received), opened with
+    /// the poll's secret; `None` for a poll it does not know or a vote that
+    /// does not open (logged, never guessed).
+    async fn poll_vote(
+        &self,
+        update: &wa::message::PollUpdateMessage,
+        voter: &whatsapp_rust::Jid,
+        from: Jid,
+        chat: Jid,
+        timestamp: i64,
+    ) -> Option<EngineEvent> {
+        let poll_id = update.poll_creation_message_key.as_option()?.id.clone()?;
+        let Some(poll) = self.polls.get(&poll_id).await else {
+            tracing::info!(instance = %self.instance_id, poll = %poll_id,
+                "a vote on a poll this instance does not keep; dropped");
+            return None;
+        };
+        let vote = update.vote.as_option()?;
+        let ciphertext = whatsapp_rust::wacore::poll::PollVoteCiphertext {
+            enc_payload: vote.enc_payload.as_deref()?,
+            enc_iv: vote.enc_iv.as_deref()?,
+        };
+        let creator = poll.creator.parse::<whatsapp_rust::Jid>().ok()?;
+        let secret = poll.secret()?;
+        match self
+            .client
+            .polls()
+            .decrypt_vote(ciphertext, &secret, &poll_id, &creator, voter)
+            .await
+        {
+            Ok(hashes) => Some(EngineEvent::Happened(Box::new(Happening::PollVote {
+                poll_message_id: MessageId::from_stored(poll_id),
+                chat,
+                voter: from,
+                from_me: false,
+                selected_options: poll.chosen(&hashes),
+                timestamp,
+            }))),
+            Err(e) => {
+                tracing::warn!(instance = %self.instance_id, poll = %poll_id, error = %e,
+                    "a poll vote that does not open; dropped");
+                None
+            }
+        }
+    }
+}
+
 /// Asks the client for a pairing code for `phone` (digits), dropping any
 /// code still outstanding; returns the code as the client gives it (8 characters).
 async fn request_pair_code(client: &Arc<Client>, phone: &str) -> anyhow::Result<String> {
@@ -1124,6 +1203,8 @@ struct RealSession {
     /// The phone number a pairing code was asked for.
     pairing_phone: Arc<std::sync::Mutex<Option<String>>>,
     book: Arc<ContactBook>,
+    /// Poll secrets, to open votes.
+    polls: Arc<PollBook>,
     /// Set before a deliberate stop or logout: events it causes are not reported.
     stopping: Arc<AtomicBool>,
     stop: CancellationToken,

@@ -168,6 +168,9 @@ impl<'a> MediaRef<'a> {
         if let Some(m) = message.document_message.as_option() {
             return from!(m, MediaType::Document);
         }
+        if let Some(m) = message.sticker_message.as_option() {
+            return from!(m, MediaType::Sticker);
+        }
         None
     }
 }
