@@ -127,7 +127,7 @@ pub enum SentKind {
     Video,
     Audio,
     Document,
-    /// A voice note (push-to-talk audio).
+    // A voice note (push-to-talk audio).
     Voice,
     Sticker,
     Location,
