@@ -91,7 +91,9 @@ struct Inner {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Paired devices by phone.
     devices: Mutex<HashMap<String, Device>>,
-    next_device: AtomicU32,
+    /// The last device id given to each phone (ids are per account, as
+    /// WhatsApp's: a phone's first companion is device 1).
+    last_device: Mutex<HashMap<String, u32>>,
     counters: Counters,
     changed: Notify,
     /// Contacts by phone.
@@ -111,6 +113,8 @@ struct Inner {
     tcp_peers: Mutex<Vec<std::net::SocketAddr>>,
     /// The `Origin` header of each websocket upgrade.
     ws_origins: Mutex<Vec<String>>,
+    /// Where connections are served (the caller's runtime when `None`).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// The fake server; cheap to clone.
@@ -127,6 +131,16 @@ impl Default for FakeWa {
 
 impl FakeWa {
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// A fake whose connections are served on `runtime` (the benchmark runs
+    /// it on threads of its own to weigh its memory apart from the gateway's).
+    pub fn on_runtime(runtime: tokio::runtime::Handle) -> Self {
+        Self::build(Some(runtime))
+    }
+
+    fn build(runtime: Option<tokio::runtime::Handle>) -> Self {
         let static_key = KeyPair::generate(&mut rand010::rng());
         let cert_chain = cert_chain(static_key.public_key.public_key_bytes());
         Self {
@@ -136,7 +150,7 @@ impl FakeWa {
                 next_conn: AtomicU64::new(1),
                 conns: Mutex::new(HashMap::new()),
                 devices: Mutex::new(HashMap::new()),
-                next_device: AtomicU32::new(1),
+                last_device: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 changed: Notify::new(),
                 contacts: Mutex::new(HashMap::new()),
@@ -147,6 +161,7 @@ impl FakeWa {
                 codes: Mutex::new(HashMap::new()),
                 tcp_peers: Mutex::new(Vec::new()),
                 ws_origins: Mutex::new(Vec::new()),
+                runtime,
             }),
         }
     }
@@ -281,7 +296,12 @@ fn pair_success(
     scan: &phone::Scan,
     phone: &str,
 ) -> anyhow::Result<()> {
-    let device = server.next_device.fetch_add(1, Ordering::Relaxed);
+    let device = {
+        let mut last = server.last_device.lock().unwrap();
+        let d = last.entry(phone.to_string()).or_insert(0);
+        *d += 1;
+        *d
+    };
     let lid = format!("1{phone}");
     let identity = scan.signed_device_identity(device)?;
     let success = NodeBuilder::new("iq")
@@ -379,7 +399,11 @@ fn open_conn(
     server.conns.lock().unwrap().insert(conn.id, conn.clone());
     let _ = events_tx.try_send(TransportEvent::Connected);
     let close = conn.close.clone();
-    tokio::spawn(serve(server.clone(), conn, from_client, out_rx, events_tx));
+    let served = serve(server.clone(), conn, from_client, out_rx, events_tx);
+    match &server.runtime {
+        Some(rt) => drop(rt.spawn(served)),
+        None => drop(tokio::spawn(served)),
+    }
     (to_server, events_rx, close)
 }
 

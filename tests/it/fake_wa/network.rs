@@ -27,6 +27,9 @@ pub enum AckMode {
     Nack(u16),
     /// Nothing at all (a server that lost it).
     Silent,
+    /// Accepted and not decrypted: the contact keeps nothing, as WhatsApp's
+    /// own server, which never reads a message (the benchmark's send rate).
+    AckOnly,
 }
 
 /// A message a contact received and decrypted.
@@ -459,6 +462,7 @@ pub(super) async fn client_message(server: &Inner, conn: &Conn, node: &Node) -> 
         .attr("t", now());
     match mode {
         AckMode::Silent => return Vec::new(),
+        AckMode::AckOnly => return vec![ack.build()],
         AckMode::Nack(code) => return vec![ack.attr("error", code.to_string()).build()],
         AckMode::Ack => {}
     }
