@@ -298,6 +298,21 @@ async fn read_upload(file: Upload, cap: u64, what: &str) -> ApiResult<(Vec<u8>, 
 }
 
 /// Sends a new message of any kind.
+/// A voice note or sticker: the form's file read under the larger of the
+/// two caps (each kind's own is checked by `content`), turned into content
+/// and sent.
+async fn send_file(
+    state: &AppState,
+    owned: &OwnedInstance,
+    form: SendAudioForm,
+    content: impl FnOnce(Vec<u8>) -> ApiResult<OutgoingContent>,
+) -> ApiResult<Json<SentMessageId>> {
+    let to = parse_chat(&form.phone)?;
+    let cap = decide::MAX_VOICE_BYTES.max(decide::MAX_STICKER_BYTES);
+    let (data, _) = read_upload(form.file, cap, "file").await?;
+    send_new(state, owned, &to, content(data)?).await
+}
+
 async fn send_new(
     state: &AppState,
     owned: &OwnedInstance,
@@ -383,14 +398,14 @@ impl KindsApi {
         #[oai(name = "instanceId")] owned: owned_instance::Path,
         form: SendAudioForm,
     ) -> ApiResult<Json<SentMessageId>> {
-        let to = parse_chat(&form.phone)?;
-        let (data, _) = read_upload(form.file, decide::MAX_VOICE_BYTES, "voice note").await?;
-        decide::check_voice(&data)?;
-        let content = OutgoingContent::Voice {
-            data: data.into(),
-            mimetype: "audio/ogg; codecs=opus".into(),
-        };
-        send_new(&state, &owned, &to, content).await
+        send_file(&state, &owned, form, |data| {
+            decide::check_voice(&data)?;
+            Ok(OutgoingContent::Voice {
+                data: data.into(),
+                mimetype: "audio/ogg; codecs=opus".into(),
+            })
+        })
+        .await
     }
 
     /// Send a sticker (multipart `phone`, `file`): WebP only (415
@@ -402,14 +417,14 @@ impl KindsApi {
         #[oai(name = "instanceId")] owned: owned_instance::Path,
         form: SendAudioForm,
     ) -> ApiResult<Json<SentMessageId>> {
-        let to = parse_chat(&form.phone)?;
-        let (data, _) = read_upload(form.file, decide::MAX_STICKER_BYTES, "sticker").await?;
-        decide::check_sticker(&data)?;
-        let content = OutgoingContent::Sticker {
-            data: data.into(),
-            mimetype: "image/webp".into(),
-        };
-        send_new(&state, &owned, &to, content).await
+        send_file(&state, &owned, form, |data| {
+            decide::check_sticker(&data)?;
+            Ok(OutgoingContent::Sticker {
+                data: data.into(),
+                mimetype: "image/webp".into(),
+            })
+        })
+        .await
     }
 
     /// Send a poll: a question and 2 to 12 options, single choice unless

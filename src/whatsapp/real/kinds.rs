@@ -8,7 +8,6 @@ use whatsapp_rust::send::{EditOptions, RevokeType};
 use whatsapp_rust::wacore::download::MediaType;
 use whatsapp_rust::waproto::whatsapp as wa;
 
-use super::super::engine::EngineEvent;
 use super::super::engine::{OutgoingContent, SendContext, TargetMessage};
 use super::RealSession;
 use crate::events::MediaKind;
@@ -181,15 +180,8 @@ impl RealSession {
         } else {
             MediaKind::Audio
         };
-        if let Some(kept) = super::media::kept_upload(&upload, t, kind, mimetype, None) {
-            let _ = self
-                .sink
-                .send(EngineEvent::MediaKept {
-                    message_id: message_id.clone(),
-                    media: kept,
-                })
-                .await;
-        }
+        let kept = super::media::kept_upload(&upload, t, kind, mimetype, None);
+        self.keep_media(message_id, kept).await;
         Ok(upload)
     }
 

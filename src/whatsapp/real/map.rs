@@ -95,32 +95,19 @@ pub fn classify(message: &wa::Message) -> Option<Incoming> {
 
 /// The reply, mentions, location, contact card and poll of a message.
 pub fn extras(message: &wa::Message) -> MessageExtras {
-    let context = [
-        message
-            .extended_text_message
-            .as_option()
-            .and_then(|m| m.context_info.as_option()),
-        message
-            .image_message
-            .as_option()
-            .and_then(|m| m.context_info.as_option()),
-        message
-            .video_message
-            .as_option()
-            .and_then(|m| m.context_info.as_option()),
-        message
-            .audio_message
-            .as_option()
-            .and_then(|m| m.context_info.as_option()),
-        message
-            .document_message
-            .as_option()
-            .and_then(|m| m.context_info.as_option()),
-        message
-            .sticker_message
-            .as_option()
-            .and_then(|m| m.context_info.as_option()),
-    ]
+    macro_rules! contexts {
+        ($($field:ident),*) => {
+            [$(message.$field.as_option().and_then(|m| m.context_info.as_option())),*]
+        };
+    }
+    let context = contexts!(
+        extended_text_message,
+        image_message,
+        video_message,
+        audio_message,
+        document_message,
+        sticker_message
+    )
     .into_iter()
     .flatten()
     .next();

@@ -62,8 +62,8 @@ use self::contacts::{ContactBook, Learned};
 use self::polls::{KeptPoll, PollBook};
 use super::Jid;
 use super::engine::{
-    Engine, EngineEvent, EngineSession, EventSink, IncomingMessage, MediaKind, OutgoingContent,
-    OutgoingMedia, Receipt,
+    Engine, EngineEvent, EngineSession, EventSink, IncomingMessage, KeptMedia, MediaKind,
+    OutgoingContent, OutgoingMedia, Receipt,
 };
 use super::groups::{
     GroupError, GroupInfo, InviteLink, NumberCheck, ParticipantAction, ParticipantResult,
@@ -1218,6 +1218,18 @@ impl RealSession {
             .map_err(|e| anyhow::anyhow!("bad recipient {to}: {e}"))
     }
 
+    /// Tells the supervisor to keep the handle of media we uploaded (for
+    /// the media endpoint), before the message's own events.
+    async fn keep_media(&self, message_id: &MessageId, kept: Option<KeptMedia>) {
+        if let Some(media) = kept {
+            let message_id = message_id.clone();
+            let _ = self
+                .sink
+                .send(EngineEvent::MediaKept { message_id, media })
+                .await;
+        }
+    }
+
     /// Uploads media and builds its message (no context yet).
     async fn media_message(
         &self,
@@ -1234,15 +1246,8 @@ impl RealSession {
             .upload(media.data.to_vec(), media_type, UploadOptions::new())
             .await
             .context("Failed to upload the media")?;
-        if let Some(kept) = media::kept_from_upload(&upload, media) {
-            let _ = self
-                .sink
-                .send(EngineEvent::MediaKept {
-                    message_id: message_id.clone(),
-                    media: kept,
-                })
-                .await;
-        }
+        self.keep_media(message_id, media::kept_from_upload(&upload, media))
+            .await;
         let mimetype = Some(media.mimetype.clone());
         let caption = media.caption.clone().filter(|c| !c.is_empty());
         let message = match media.kind {
