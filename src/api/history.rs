@@ -228,13 +228,13 @@ impl HistoryApi {
             },
         )
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for m in rows {
-            let d = messages::details(&state.views, &m).await?;
-            out.push(chat_message(m, d));
-        }
+        let details = messages::details(&state.views, owned.id().as_str(), &rows).await?;
         Ok(Json(ChatMessages {
-            messages: out,
+            messages: rows
+                .into_iter()
+                .zip(details)
+                .map(|(m, d)| chat_message(m, d))
+                .collect(),
             pagination: Pagination::new(total, limit, skip),
         }))
     }

@@ -633,58 +633,107 @@ pub struct MessageDetails {
     pub votes: Vec<(String, Vec<String>)>,
 }
 
-/// The details of one message of the history.
-pub async fn details(views: &SqlitePool, m: &StoredMessage) -> Result<MessageDetails, sqlx::Error> {
+/// The details of a page of the history, in the page's order: four
+/// queries for the whole page (extras, edits and deletes, reactions, poll
+/// votes), each over the page's message ids, not four per message.
+pub async fn details(
+    views: &SqlitePool,
+    instance_id: &str,
+    page: &[StoredMessage],
+) -> Result<Vec<MessageDetails>, sqlx::Error> {
+    use std::collections::HashMap;
     let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
-    let mut d = MessageDetails::default();
-    let extras: Option<String> = sqlx::query_scalar(
-        "SELECT extras FROM message_extras WHERE instance_id = ? AND message_id = ? AND from_me = ?",
-    )
-    .bind(&m.instance_id)
-    .bind(&m.message_id)
-    .bind(m.from_me)
-    .fetch_optional(views)
-    .await?;
-    if let Some(json) = extras {
-        d.extras = serde_json::from_str(&json).map_err(decode)?;
+    if page.is_empty() {
+        return Ok(Vec::new());
     }
-    let change: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
-        "SELECT original, edited_at, deleted_at FROM message_changes \
-         WHERE instance_id = ? AND message_id = ? AND from_me = ?",
+    let ids: Vec<&str> = page.iter().map(|m| m.message_id.as_str()).collect();
+    let ids = serde_json::to_string(&ids).map_err(decode)?;
+    // Each query takes the page's message ids as one JSON array parameter.
+    let extras: Vec<(String, bool, String)> = sqlx::query_as(
+        "SELECT message_id, from_me, extras FROM message_extras \
+         WHERE instance_id = ? AND message_id IN (SELECT value FROM json_each(?))",
     )
-    .bind(&m.instance_id)
-    .bind(&m.message_id)
-    .bind(m.from_me)
-    .fetch_optional(views)
-    .await?;
-    if let Some((original, edited_at, deleted_at)) = change {
-        d.original = Some(original);
-        d.edited_at = edited_at;
-        d.deleted_at = deleted_at;
-    }
-    d.reactions = sqlx::query_as(
-        "SELECT reactor, emoji FROM message_reactions WHERE instance_id = ? AND message_id = ? \
-         ORDER BY created_at, reactor",
-    )
-    .bind(&m.instance_id)
-    .bind(&m.message_id)
+    .bind(instance_id)
+    .bind(&ids)
     .fetch_all(views)
     .await?;
-    if d.extras.poll.is_some() {
-        let votes: Vec<(String, String)> = sqlx::query_as(
-            "SELECT voter, options FROM message_poll_votes WHERE instance_id = ? AND message_id = ? \
-             ORDER BY created_at, voter",
-        )
-        .bind(&m.instance_id)
-        .bind(&m.message_id)
-        .fetch_all(views)
-        .await?;
-        for (voter, options) in votes {
-            d.votes
-                .push((voter, serde_json::from_str(&options).map_err(decode)?));
-        }
+    let mut extras: HashMap<(String, bool), MessageExtras> = extras
+        .into_iter()
+        .map(|(id, from_me, json)| Ok(((id, from_me), serde_json::from_str(&json)?)))
+        .collect::<Result<_, serde_json::Error>>()
+        .map_err(decode)?;
+
+    /// The original text, edited at, deleted at.
+    type Change = (String, Option<i64>, Option<i64>);
+    type ChangeRow = (String, bool, String, Option<i64>, Option<i64>);
+    let changes: Vec<ChangeRow> = sqlx::query_as(
+        "SELECT message_id, from_me, original, edited_at, deleted_at FROM message_changes \
+         WHERE instance_id = ? AND message_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(instance_id)
+    .bind(&ids)
+    .fetch_all(views)
+    .await?;
+    let mut changes: HashMap<(String, bool), Change> = changes
+        .into_iter()
+        .map(|(id, from_me, original, edited, deleted)| {
+            ((id, from_me), (original, edited, deleted))
+        })
+        .collect();
+
+    let reactions: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT message_id, reactor, emoji FROM message_reactions \
+         WHERE instance_id = ? AND message_id IN (SELECT value FROM json_each(?)) \
+         ORDER BY created_at, reactor",
+    )
+    .bind(instance_id)
+    .bind(&ids)
+    .fetch_all(views)
+    .await?;
+    let mut reactions_of: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (id, reactor, emoji) in reactions {
+        reactions_of.entry(id).or_default().push((reactor, emoji));
     }
-    Ok(d)
+
+    let votes: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT message_id, voter, options FROM message_poll_votes \
+         WHERE instance_id = ? AND message_id IN (SELECT value FROM json_each(?)) \
+         ORDER BY created_at, voter",
+    )
+    .bind(instance_id)
+    .bind(&ids)
+    .fetch_all(views)
+    .await?;
+    let mut votes_of: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+    for (id, voter, options) in votes {
+        let chosen = serde_json::from_str(&options).map_err(decode)?;
+        votes_of.entry(id).or_default().push((voter, chosen));
+    }
+
+    Ok(page
+        .iter()
+        .map(|m| {
+            let key = (m.message_id.clone(), m.from_me);
+            let extras = extras.remove(&key).unwrap_or_default();
+            let (original, edited_at, deleted_at) = match changes.remove(&key) {
+                Some((o, e, d)) => (Some(o), e, d),
+                None => (None, None, None),
+            };
+            let votes = if extras.poll.is_some() {
+                votes_of.get(&m.message_id).cloned().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            MessageDetails {
+                extras,
+                original,
+                edited_at,
+                deleted_at,
+                reactions: reactions_of.get(&m.message_id).cloned().unwrap_or_default(),
+                votes,
+            }
+        })
+        .collect())
 }
 
 /// The ids of a chat's last received messages, newest first (for "mark the chat read").

@@ -30,6 +30,31 @@ async fn at_contact(contact: &Contact, nth: usize) -> Received {
         .unwrap_or_else(|_| panic!("the contact got no message #{nth}"))
 }
 
+/// The bytes of message `mid`'s media through the API. Its handle is kept
+/// by the supervisor beside the message's events, so a fetch right after
+/// the send may still be a 404: asked again until `LONG_WAIT`.
+async fn media_of(app: &TestApp, id: &str, mid: &str) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + LONG_WAIT;
+    loop {
+        let resp = app
+            .client
+            .get(app.url(&format!("/api/whatsapp/{id}/messages/{mid}/media")))
+            .header("x-api-key", &app.admin.api_key)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        if status == 200 {
+            return resp.bytes().await.unwrap().to_vec();
+        }
+        assert!(
+            status == 404 && tokio::time::Instant::now() < deadline,
+            "the media of {mid}: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The entry of `mid` in a chat's history.
 fn entry<'a>(rows: &'a [Value], mid: &str) -> &'a Value {
     rows.iter()
@@ -200,15 +225,7 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
     assert_eq!(audio.ptt, Some(true), "sent as a voice note");
     assert_eq!(fake.download(&got.message).unwrap(), voice_bytes);
     // ...and the gateway can give the sent voice note back.
-    let back = app
-        .client
-        .get(app.url(&format!("/api/whatsapp/{id}/messages/{voice}/media")))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(back.status(), 200);
-    assert_eq!(back.bytes().await.unwrap().to_vec(), voice_bytes);
+    assert_eq!(media_of(&app, &id, &voice).await, voice_bytes);
 
     // A delete for everyone of the location.
     post(&app, &id, "delete-message", json!({"messageId": pin})).await;
@@ -488,16 +505,7 @@ async fn every_kind_goes_both_ways_through_the_real_client() {
     .await;
     assert_eq!(d["type"], "ptt", "{d}");
     assert_eq!(d["hasMedia"], true, "{d}");
-    app.wait_for_projections().await;
-    let media = app
-        .client
-        .get(app.url(&format!("/api/whatsapp/{id}/messages/{voice_in}/media")))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(media.status(), 200);
-    assert_eq!(media.bytes().await.unwrap().to_vec(), their_voice);
+    assert_eq!(media_of(&app, &id, &voice_in).await, their_voice);
 
     // Read: the contact read our reply.
     fake.receipt_from(&contact, PHONE, &[&reply], Some("read"))
