@@ -6,11 +6,13 @@
 //! through the instance's session.
 
 use poem::web::Data;
-use poem_openapi::types::Example;
+use poem_openapi::param::Header;
 use poem_openapi::types::multipart::Upload;
+use poem_openapi::types::{Example, ToJSON};
 use poem_openapi::{Multipart, Object, OpenApi, payload::Json};
 
 use crate::api::AppState;
+use crate::domain::idempotency::{Begun, fingerprint};
 use crate::domain::kinds::{self as decide, KnownMessage, MediaRefused};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{InstanceId, MessageId};
@@ -19,7 +21,7 @@ use crate::whatsapp::engine::{OutgoingContent, SendContext, TargetMessage};
 
 use super::security::{OwnedInstance, Tag, owned_instance};
 use super::types::Text;
-use super::whatsapp::{SentMessageId, SuccessOnly};
+use super::whatsapp::{SentMessageId, SuccessOnly, begin_send, parse_key};
 
 /// A reaction to a message of the instance.
 #[derive(Object)]
@@ -282,46 +284,74 @@ fn sent(id: MessageId) -> Json<SentMessageId> {
     })
 }
 
-/// Reads an uploaded voice note or sticker, refusing it over `cap` bytes (413).
-async fn read_upload(file: Upload, cap: u64, what: &str) -> ApiResult<(Vec<u8>, Option<String>)> {
+/// Reads an uploaded file, refusing it over `cap` bytes (413) or empty (400).
+async fn read_upload(file: Upload, cap: u64) -> ApiResult<Vec<u8>> {
     if file.size() as u64 > cap {
         return Err(ApiError::too_large(format!(
-            "a {what} must be at most {cap} bytes"
+            "the file is larger than {cap} bytes"
         )));
     }
     if file.size() == 0 {
         return Err(ApiError::bad_request("file is empty"));
     }
-    let mimetype = file.content_type().map(str::to_owned);
-    let data = file.into_vec().await.map_err(ApiError::internal)?;
-    Ok((data, mimetype))
+    file.into_vec().await.map_err(ApiError::internal)
 }
 
-/// Sends a new message of any kind.
 /// A voice note or sticker: the form's file read under the larger of the
 /// two caps (each kind's own is checked by `content`), turned into content
-/// and sent.
+/// and sent (at most once per `Idempotency-Key`: the phone and the bytes
+/// are the request).
 async fn send_file(
     state: &AppState,
     owned: &OwnedInstance,
+    key: &Header<Option<String>>,
+    endpoint: &str,
     form: SendAudioForm,
     content: impl FnOnce(Vec<u8>) -> ApiResult<OutgoingContent>,
 ) -> ApiResult<Json<SentMessageId>> {
     let to = parse_chat(&form.phone)?;
     let cap = decide::MAX_VOICE_BYTES.max(decide::MAX_STICKER_BYTES);
-    let (data, _) = read_upload(form.file, cap, "file").await?;
-    send_new(state, owned, &to, content(data)?).await
+    let data = read_upload(form.file, cap).await?;
+    let print = fingerprint(&[
+        endpoint.as_bytes(),
+        owned.id().as_str().as_bytes(),
+        to.as_str().as_bytes(),
+        &data,
+    ]);
+    let content = content(data)?;
+    send_new(state, owned, key, print, &to, content).await
 }
 
+/// The fingerprint of a JSON send: the endpoint, the instance and the
+/// request body as the API read it.
+fn json_print<T: ToJSON>(endpoint: &str, owned: &OwnedInstance, body: &T) -> String {
+    let json = body.to_json_string();
+    fingerprint(&[
+        endpoint.as_bytes(),
+        owned.id().as_str().as_bytes(),
+        json.as_bytes(),
+    ])
+}
+
+/// Sends a new message of any kind, at most once per `Idempotency-Key` as
+/// `send` does: a repeat with the key and the same request (`print`)
+/// answers the first id and sends nothing.
 async fn send_new(
     state: &AppState,
     owned: &OwnedInstance,
+    key: &Header<Option<String>>,
+    print: String,
     to: &Jid,
     content: OutgoingContent,
 ) -> ApiResult<Json<SentMessageId>> {
+    let key = parse_key(key)?;
+    let mut ticket = match begin_send(state, owned, key, print).await? {
+        Begun::Replay(id) => return Ok(sent(id)),
+        Begun::Fresh(ticket) => ticket,
+    };
     let id = state
         .sessions
-        .send_content(owned.id(), to, content, owned.meta(), None)
+        .send_content(owned.id(), to, content, owned.meta(), ticket.on_record())
         .await?;
     Ok(sent(id))
 }
@@ -363,6 +393,10 @@ impl KindsApi {
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
+        /// As on `send`: a repeat with the same key and request answers the
+        /// first `id` and sends nothing; the same key with another request is 422.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: Json<SendLocationRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
         let to = parse_chat(&body.phone)?;
@@ -372,7 +406,9 @@ impl KindsApi {
             body.name.as_deref(),
             body.address.as_deref(),
         )?;
-        send_new(&state, &owned, &to, OutgoingContent::Location(location)).await
+        let print = json_print("send-location", &owned, &body.0);
+        let content = OutgoingContent::Location(location);
+        send_new(&state, &owned, &idempotency_key, print, &to, content).await
     }
 
     /// Send a contact card (a vCard 3.0 built from the name and numbers).
@@ -381,12 +417,18 @@ impl KindsApi {
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
+        /// As on `send`: a repeat with the same key and request answers the
+        /// first `id` and sends nothing; the same key with another request is 422.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: Json<SendContactRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
         let to = parse_chat(&body.phone)?;
         let numbers: Vec<String> = body.contact_numbers.iter().map(|t| t.0.clone()).collect();
         let card = decide::parse_contact(&body.contact_name, &numbers)?;
-        send_new(&state, &owned, &to, OutgoingContent::Contact(card)).await
+        let print = json_print("send-contact", &owned, &body.0);
+        let content = OutgoingContent::Contact(card);
+        send_new(&state, &owned, &idempotency_key, print, &to, content).await
     }
 
     /// Send a voice note (multipart `phone`, `file`): OGG/Opus only, sent
@@ -396,15 +438,26 @@ impl KindsApi {
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
+        /// As on `send`: a repeat with the same key and request answers the
+        /// first `id` and sends nothing; the same key with another request is 422.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         form: SendAudioForm,
     ) -> ApiResult<Json<SentMessageId>> {
-        send_file(&state, &owned, form, |data| {
-            decide::check_voice(&data)?;
-            Ok(OutgoingContent::Voice {
-                data: data.into(),
-                mimetype: "audio/ogg; codecs=opus".into(),
-            })
-        })
+        send_file(
+            &state,
+            &owned,
+            &idempotency_key,
+            "send-voice",
+            form,
+            |data| {
+                decide::check_voice(&data)?;
+                Ok(OutgoingContent::Voice {
+                    data: data.into(),
+                    mimetype: "audio/ogg; codecs=opus".into(),
+                })
+            },
+        )
         .await
     }
 
@@ -415,15 +468,26 @@ impl KindsApi {
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
+        /// As on `send`: a repeat with the same key and request answers the
+        /// first `id` and sends nothing; the same key with another request is 422.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         form: SendAudioForm,
     ) -> ApiResult<Json<SentMessageId>> {
-        send_file(&state, &owned, form, |data| {
-            decide::check_sticker(&data)?;
-            Ok(OutgoingContent::Sticker {
-                data: data.into(),
-                mimetype: "image/webp".into(),
-            })
-        })
+        send_file(
+            &state,
+            &owned,
+            &idempotency_key,
+            "send-sticker",
+            form,
+            |data| {
+                decide::check_sticker(&data)?;
+                Ok(OutgoingContent::Sticker {
+                    data: data.into(),
+                    mimetype: "image/webp".into(),
+                })
+            },
+        )
         .await
     }
 
@@ -435,6 +499,10 @@ impl KindsApi {
         &self,
         state: Data<&AppState>,
         #[oai(name = "instanceId")] owned: owned_instance::Path,
+        /// As on `send`: a repeat with the same key and request answers the
+        /// first `id` and sends nothing; the same key with another request is 422.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: Json<SendPollRequest>,
     ) -> ApiResult<Json<SentMessageId>> {
         let to = parse_chat(&body.phone)?;
@@ -444,7 +512,9 @@ impl KindsApi {
             &options,
             body.multiple_choice.unwrap_or(false),
         )?;
-        send_new(&state, &owned, &to, OutgoingContent::Poll(poll)).await
+        let print = json_print("send-poll", &owned, &body.0);
+        let content = OutgoingContent::Poll(poll);
+        send_new(&state, &owned, &idempotency_key, print, &to, content).await
     }
 
     /// Edit a text this instance sent. 404 when unknown; 409 for someone

@@ -614,12 +614,12 @@ impl InstanceSessionApi {
 }
 
 /// The `Idempotency-Key` header, when given.
-fn parse_key(header: &Header<Option<String>>) -> ApiResult<Option<IdempotencyKey>> {
+pub(super) fn parse_key(header: &Header<Option<String>>) -> ApiResult<Option<IdempotencyKey>> {
     Ok(header.0.as_deref().map(IdempotencyKey::parse).transpose()?)
 }
 
 /// Starts a send under the caller's idempotency key (if any).
-async fn begin_send(
+pub(super) async fn begin_send(
     state: &AppState,
     owned: &OwnedInstance,
     key: Option<IdempotencyKey>,

@@ -209,3 +209,113 @@ async fn a_repeated_upload_is_sent_once_and_other_bytes_under_the_key_are_422() 
         vec![first["id"].as_str().unwrap()]
     );
 }
+
+/// POSTs `body` to a kinds endpoint with an idempotency key.
+async fn kind_with_key(
+    app: &TestApp,
+    who: &Creds,
+    instance: &str,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> Answer {
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/whatsapp/{instance}/{path}")))
+        .header("x-api-key", &who.api_key)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("request sent");
+    TestApp::read(resp).await
+}
+
+/// Uploads a voice note with an idempotency key.
+async fn voice_with_key(
+    app: &TestApp,
+    who: &Creds,
+    instance: &str,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Answer {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name("v.ogg")
+        .mime_str("audio/ogg")
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("phone", "79000000899")
+        .part("file", part);
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/whatsapp/{instance}/send-voice")))
+        .header("x-api-key", &who.api_key)
+        .header("Idempotency-Key", key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("request sent");
+    TestApp::read(resp).await
+}
+
+#[tokio::test]
+async fn the_message_kinds_sends_are_idempotent_too() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("idem-kinds@test.local").await;
+    let id = app.connected_instance(&user, "79000000809").await;
+    let pin = json!({"phone": "79000000899", "latitude": 55.75, "longitude": 37.62});
+    let first = kind_with_key(&app, &user, &id, "send-location", "loc-1", pin.clone())
+        .await
+        .expect(200);
+    let again = kind_with_key(&app, &user, &id, "send-location", "loc-1", pin)
+        .await
+        .expect(200);
+    assert_eq!(
+        first["id"], again["id"],
+        "a retried location is the first one"
+    );
+    let other = json!({"phone": "79000000899", "latitude": 1.0, "longitude": 2.0});
+    let err = kind_with_key(&app, &user, &id, "send-location", "loc-1", other)
+        .await
+        .expect(422);
+    assert_eq!(err["error"], "unprocessable", "{err}");
+    // The same key on another endpoint is another request: 422 too.
+    let poll = json!({"phone": "79000000899", "question": "Lunch?", "options": ["A", "B"]});
+    kind_with_key(&app, &user, &id, "send-poll", "loc-1", poll.clone())
+        .await
+        .expect(422);
+    let p1 = kind_with_key(&app, &user, &id, "send-poll", "poll-1", poll.clone())
+        .await
+        .expect(200);
+    let p2 = kind_with_key(&app, &user, &id, "send-poll", "poll-1", poll)
+        .await
+        .expect(200);
+    assert_eq!(p1["id"], p2["id"]);
+
+    let mut ogg = b"OggS\x00\x02".to_vec();
+    ogg.resize(28, 0);
+    ogg.extend_from_slice(b"OpusHead\x01\x01");
+    ogg.resize(600, 3);
+    let v1 = voice_with_key(&app, &user, &id, "voice-1", ogg.clone())
+        .await
+        .expect(200);
+    let v2 = voice_with_key(&app, &user, &id, "voice-1", ogg.clone())
+        .await
+        .expect(200);
+    assert_eq!(v1["id"], v2["id"], "a retried voice note is the first one");
+    ogg.push(9);
+    voice_with_key(&app, &user, &id, "voice-1", ogg)
+        .await
+        .expect(422);
+
+    app.wait_for_projections().await;
+    let sent = sent_ids(&app, &id).await;
+    assert_eq!(
+        sent.len(),
+        3,
+        "one location, one poll, one voice note: {sent:?}"
+    );
+    for answer in [&first, &p1, &v1] {
+        assert!(sent.contains(&answer["id"].as_str().unwrap().to_string()));
+    }
+}
