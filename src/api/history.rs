@@ -47,7 +47,7 @@ pub struct ChatMessage {
     #[oai(skip_serializing_if_is_none)]
     pub quoted_message_id: Option<String>,
     /// JIDs mentioned.
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(default, skip_serializing_if_is_empty)]
     pub mentions: Vec<String>,
     #[oai(skip_serializing_if_is_none)]
     pub location: Option<LocationView>,
@@ -66,7 +66,7 @@ pub struct ChatMessage {
     #[oai(skip_serializing_if_is_none)]
     pub original_content: Option<String>,
     /// Reactions to it: each reactor's current emoji.
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(default, skip_serializing_if_is_empty)]
     pub reactions: Vec<ReactionView>,
 }
 

@@ -253,7 +253,7 @@ pub struct WebhookSettingsView {
     pub retry_interval: u64,
     /// The opt-in webhook event types the instance receives; absent when
     /// none (the seed's shape).
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(default, skip_serializing_if_is_empty)]
     pub webhook_events: Vec<String>,
 }
 
