@@ -80,6 +80,23 @@ pub(crate) async fn status(app: &TestApp, key: &str, id: &str) -> Value {
         .expect(200)
 }
 
+/// The instance's rows in the engine's shared database (Signal sessions,
+/// sent messages, message secrets).
+fn kept_rows(app: &TestApp, id: &str) -> i64 {
+    let db = rusqlite::Connection::open(app.config.data_dir.join("wa").join("shared.db")).unwrap();
+    ["signal_sessions", "sent_messages", "msg_secrets"]
+        .iter()
+        .map(|table| {
+            db.query_row(
+                &format!("SELECT count(*) FROM {table} WHERE instance = ?1"),
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        })
+        .sum()
+}
+
 fn store_files(app: &TestApp, id: &str) -> Vec<std::path::PathBuf> {
     let dir = app.config.data_dir.join("wa");
     ["db", "db-wal", "db-shm"]
@@ -493,6 +510,22 @@ async fn texts_go_both_ways_through_the_real_client_with_real_signal_sessions() 
     assert_eq!(rows[0]["messageId"], in4.as_str());
     assert_eq!(rows[0]["remoteJid"], "79005550505@s.whatsapp.net");
     fake.assert_clean();
+
+    // The Signal sessions and sent messages live in the engine's shared
+    // database; a logout deletes this instance's share of it.
+    assert!(
+        kept_rows(&app, &id) > 0,
+        "sessions and sent messages are kept"
+    );
+    app.post(
+        &format!("/api/whatsapp/{id}/logout"),
+        As::Key(&key),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    nth_event(&app, &id, "logged_out", 1).await;
+    assert_eq!(kept_rows(&app, &id), 0, "nothing of the instance is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

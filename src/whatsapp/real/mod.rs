@@ -30,6 +30,7 @@ pub mod map;
 mod media;
 mod polls;
 pub mod proxy;
+pub mod session_store;
 
 pub use media::HttpHook;
 
@@ -126,6 +127,9 @@ struct Shared {
     proxy_allow_private: bool,
     /// The last resolved version and when it was resolved.
     version: Mutex<Option<(Version, Instant)>>,
+    /// Every session's Signal sessions, sent messages and message secrets
+    /// (`shared.db`).
+    messages: session_store::SharedStore,
 }
 
 /// The real engine; cheap to clone.
@@ -149,6 +153,8 @@ impl RealEngine {
             }
         };
         let http = media::http_client(config.http.as_ref());
+        let messages = session_store::SharedStore::open(&config.dir.join("shared.db"))
+            .context("Failed to open the sessions' message log")?;
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
@@ -157,6 +163,7 @@ impl RealEngine {
                 proxies: None,
                 proxy_allow_private: true,
                 version: Mutex::new(None),
+                messages,
             }),
         })
     }
@@ -344,6 +351,8 @@ impl Engine for RealEngine {
         let backend = SqliteStore::new(&path_str)
             .await
             .with_context(|| format!("Failed to open the session store {path_str}"))?;
+        let backend =
+            session_store::SessionStore::new(backend, instance_id, self.shared.messages.clone());
         let version = self.version().await;
         let dialer = Arc::new(Dialer {
             inner: transport,
@@ -422,6 +431,11 @@ impl Engine for RealEngine {
             self.contacts_path(instance_id),
             self.polls_path(instance_id),
         ];
+        self.shared
+            .messages
+            .forget(instance_id)
+            .await
+            .context("Failed to delete the session's sent messages")?;
         tokio::task::spawn_blocking(move || remove_files(&db, &others))
             .await
             .context("the delete task failed")?
