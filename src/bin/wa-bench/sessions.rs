@@ -40,6 +40,30 @@ fn gateway_cpu() -> Duration {
     Duration::from_nanos(total)
 }
 
+/// CPU time so far per group of the gateway's threads (by thread name).
+fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let comm = comm.trim_end();
+        if comm == CLIENT_THREAD {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+        let ns = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        *out.entry(comm.to_string()).or_default() += ns;
+    }
+    out
+}
+
 /// Microseconds of `cpu` per request of a phase.
 fn micros_per(cpu: Duration) -> f64 {
     cpu.as_secs_f64() * 1e6 / REQUESTS as f64
@@ -245,11 +269,22 @@ pub async fn run() -> anyhow::Result<()> {
             .map(|id| format!("{base}/api/whatsapp/{id}/send"))
             .collect();
         let before = state.store.stats();
+        let threads = cpu_by_thread();
         let cpu = gateway_cpu();
         let send = run_load(String::new(), Some(urls)).await?;
         caught_up(&state).await?;
         let send_cpu = gateway_cpu().saturating_sub(cpu);
         let after = state.store.stats();
+        let mut split = String::new();
+        for (name, ns) in cpu_by_thread() {
+            let spent = ns.saturating_sub(threads.get(&name).copied().unwrap_or(0));
+            if spent * 50 >= send_cpu.as_nanos() as u64 {
+                split.push_str(&format!(
+                    " {name} {:.1}",
+                    micros_per(Duration::from_nanos(spent))
+                ));
+            }
+        }
         let per_send = |n: u64, m: u64| (n - m) as f64 / REQUESTS as f64;
         println!(
             "  POST .../send on {spread:>3} inst: {send:>8.0} req/s   {:>7.1} us CPU a send (target <= 150 us)",
@@ -266,6 +301,7 @@ pub async fn run() -> anyhow::Result<()> {
             per_send(after.reads_from_memory, before.reads_from_memory),
             per_send(after.reads_from_disk, before.reads_from_disk),
         );
+        println!("    us CPU a send by thread:{split}");
     }
     load.shutdown_background();
     token.cancel();
