@@ -638,6 +638,9 @@ impl Checkpointer {
     }
 }
 
+/// Events a consumer's subscription reads at most at once.
+pub const READ_BATCH: i64 = 1_000;
+
 const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, \
      user_id, instance_id, data, metadata, recorded_at FROM events";
 
@@ -823,7 +826,7 @@ impl EventStore {
             store: self.clone(),
             after,
             head: self.watch_head(),
-            batch: 1000,
+            batch: READ_BATCH,
         }
     }
 }

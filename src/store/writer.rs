@@ -109,6 +109,13 @@ pub enum WriterMode {
 
 /// Most appends taken into one transaction.
 const MAX_BATCH: usize = 512;
+/// A batch of at least this many appends says the log is busy: the writer
+/// then lets the runtime run [`LINGER_YIELDS`] times, taking what was
+/// appended meanwhile, before it commits. Under load a commit then carries
+/// more events for about the same pages (one index leaf per stream it
+/// touches); a lone append is committed at once.
+const LINGER_FROM: usize = 4;
+const LINGER_YIELDS: usize = 4;
 /// Rows per multi-row INSERT (11 bound values each; SQLite allows 32,766).
 const ROWS_PER_INSERT: usize = 500;
 
@@ -138,6 +145,17 @@ pub(super) async fn run(
     let mut held: Option<PoolConnection<Sqlite>> = None;
     let checkpointer = super::Checkpointer::new(pool.clone());
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        if jobs.len() >= LINGER_FROM {
+            for _ in 0..LINGER_YIELDS {
+                tokio::task::yield_now().await;
+                while jobs.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
         let started = std::time::Instant::now();
         let conn = match &mut held {
             Some(conn) => conn,
