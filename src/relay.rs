@@ -30,7 +30,8 @@ use crate::store::EventStore;
 pub const CHECKPOINT_KEY: &str = "nats_relay_position";
 /// Publishes whose acks are awaited together, by default.
 pub const DEFAULT_WINDOW: usize = 1000;
-/// Most time between two checkpoint writes while the relay is catching up.
+/// Most time between two checkpoint writes while the relay publishes, and
+/// the idle time after which it writes the last one.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// The largest window allowed (below the context's 5,000 pending acks).
 pub const MAX_WINDOW: usize = 4000;
@@ -144,10 +145,33 @@ impl Relay {
         let mut last_id: Option<String> = None;
         let mut sub = self.store.subscribe(position);
         let mut saved_at = Instant::now();
+        let mut saved = position;
         loop {
+            // A checkpoint behind what was acked is written once the relay
+            // has been idle for CHECKPOINT_EVERY (or at a stop), never in
+            // the path of the next publish.
+            let unsaved = saved < position;
+            let idle = async {
+                if unsaved {
+                    tokio::time::sleep(CHECKPOINT_EVERY).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             let batch = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => {
+                    if unsaved {
+                        save_checkpoint(self.store.pool(), position).await?;
+                    }
+                    return Ok(());
+                }
                 b = sub.next_batch() => b?,
+                _ = idle => {
+                    save_checkpoint(self.store.pool(), position).await?;
+                    saved = position;
+                    saved_at = Instant::now();
+                    continue;
+                }
             };
             let Some(events) = batch else { return Ok(()) };
             for window in events.chunks(self.window) {
@@ -181,10 +205,13 @@ impl Relay {
                     }
                 }
                 position = window.last().map_or(position, |e| e.position);
-                // The checkpoint is a hint (the stream is the truth): save it
-                // when caught up, else at most every CHECKPOINT_EVERY.
-                if position >= self.store.head() || saved_at.elapsed() >= CHECKPOINT_EVERY {
+                // The checkpoint is a hint (the stream is the truth): while
+                // publishing, save it at most every CHECKPOINT_EVERY. Saving
+                // it after every caught-up window took the log's write lock
+                // between two of the writer's commits, at each small batch.
+                if saved_at.elapsed() >= CHECKPOINT_EVERY {
                     save_checkpoint(self.store.pool(), position).await?;
+                    saved = position;
                     saved_at = Instant::now();
                 }
                 self.nats.set_published(position);
