@@ -16,31 +16,16 @@ const REQUESTS: usize = 20_000;
 const CLIENT_THREAD: &str = "bench-client";
 
 /// CPU time the gateway's threads have used so far: every thread of this
-/// process except the load generator's, from `/proc/self/task/*/schedstat`
-/// (nanoseconds on a CPU). Threads that have ended are not counted, so it
-/// is read over phases in which the gateway's threads all live.
+/// process except the load generator's (see [`cpu_by_thread`]). Threads
+/// that have ended are not counted, so it is read over phases in which the
+/// gateway's threads all live.
 fn gateway_cpu() -> Duration {
-    let mut total = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    for task in tasks.flatten() {
-        let dir = task.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if comm.trim_end() == CLIENT_THREAD {
-            continue;
-        }
-        let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
-        total += stat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Duration::from_nanos(total)
+    Duration::from_nanos(cpu_by_thread().values().sum())
 }
 
-/// CPU time so far per group of the gateway's threads (by thread name).
+/// CPU time so far, in nanoseconds on a CPU, per group of the gateway's
+/// threads (by thread name, from `/proc/self/task/*/schedstat`), leaving
+/// out the load generator's threads.
 fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
