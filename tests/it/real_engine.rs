@@ -80,6 +80,18 @@ pub(crate) async fn status(app: &TestApp, key: &str, id: &str) -> Value {
         .expect(200)
 }
 
+/// Logs the instance out through the API and waits for its `logged_out`.
+async fn log_out(app: &TestApp, key: &str, id: &str) {
+    app.post(
+        &format!("/api/whatsapp/{id}/logout"),
+        As::Key(key),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    nth_event(app, id, "logged_out", 1).await;
+}
+
 /// The instance's rows in the engine's shared database (Signal sessions,
 /// sent messages, message secrets).
 fn kept_rows(app: &TestApp, id: &str) -> i64 {
@@ -191,14 +203,7 @@ async fn the_real_client_pairs_by_qr_reconnects_resumes_after_a_restart_and_logs
     );
 
     // Logout: unlinked at the server, the store deleted, a new QR on reconnect.
-    app.post(
-        &format!("/api/whatsapp/{id}/logout"),
-        As::Key(&key),
-        json!({}),
-    )
-    .await
-    .expect(200);
-    nth_event(&app, &id, "logged_out", 1).await;
+    log_out(&app, &key, &id).await;
     assert_eq!(status(&app, &key, &id).await["status"], "logged_out");
     assert!(
         !fake.is_paired(PHONE),
@@ -517,14 +522,7 @@ async fn texts_go_both_ways_through_the_real_client_with_real_signal_sessions() 
         kept_rows(&app, &id) > 0,
         "sessions and sent messages are kept"
     );
-    app.post(
-        &format!("/api/whatsapp/{id}/logout"),
-        As::Key(&key),
-        json!({}),
-    )
-    .await
-    .expect(200);
-    nth_event(&app, &id, "logged_out", 1).await;
+    log_out(&app, &key, &id).await;
     assert_eq!(kept_rows(&app, &id), 0, "nothing of the instance is left");
 }
 
