@@ -144,10 +144,25 @@ impl UserId {
 }
 
 impl MessageId {
-    /// A new id shaped like WhatsApp Web's: `3EB0` + 20 upper-case hex digits.
-    pub fn new_random() -> Self {
-        let bytes: [u8; 10] = rand::random();
-        Self(format!("3EB0{}", hex::encode_upper(bytes)))
+    /// A new id shaped like WhatsApp Web's: `3EB0` + 20 upper-case hex
+    /// digits. The first 11 are the clock in milliseconds and the last 9 a
+    /// counter that starts at a random value, so the ids one gateway makes
+    /// sort in the order it made them. The indexes keyed by message id (the
+    /// log's, the history's, the send queue's) then grow at their right
+    /// edge: a send adds to the page the previous send changed instead of
+    /// changing a page picked at random among all of them.
+    pub fn new_ordered() -> Self {
+        static NEXT: std::sync::LazyLock<std::sync::atomic::AtomicU64> =
+            std::sync::LazyLock::new(|| std::sync::atomic::AtomicU64::new(rand::random()));
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let count = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(format!(
+            "3EB0{:011X}{:09X}",
+            millis & 0xFFF_FFFF_FFFF,
+            count & 0xF_FFFF_FFFF
+        ))
     }
     /// Parses an id from a request: 1 to 128 printable ASCII characters.
     pub fn parse(raw: &str) -> Result<Self, BadId> {
@@ -318,9 +333,22 @@ mod tests {
     }
 
     #[test]
+    fn message_ids_made_one_after_another_sort_in_that_order() {
+        // Given ids made one after another (several within one millisecond)
+        let ids: Vec<MessageId> = (0..1_000).map(|_| MessageId::new_ordered()).collect();
+        // Then each sorts after the one before it, and none repeats
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{:?}", &ids[..3]);
+    }
+
+    #[test]
     fn message_ids_look_like_whatsapp_webs() {
-        let id = MessageId::new_random();
+        let id = MessageId::new_ordered();
         assert!(id.as_str().starts_with("3EB0") && id.as_str().len() == 24);
+        assert!(
+            id.as_str()[4..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        );
         assert!(MessageId::parse("").is_err());
         assert!(MessageId::parse("a b").is_err());
         assert_eq!(MessageId::parse(" ABC ").unwrap().as_str(), "ABC");

@@ -28,7 +28,7 @@ impl Sessions {
         on_record: Option<OnRecord>,
     ) -> Result<MessageId, SendError> {
         let (session, engine) = self.connected(instance_id).await?;
-        let message_id = MessageId::new_random();
+        let message_id = MessageId::new_ordered();
         let effects: Vec<Effect> = on_record.map(|f| f(&message_id)).into_iter().collect();
         let config = &self.inner.config;
         session.send_input(Input::SendBegun(message_id.clone()), config);
@@ -58,7 +58,7 @@ impl Sessions {
             .as_deref()
             .map(Jid::from_phone)
             .unwrap_or_else(|| Jid::from_raw(""));
-        let message_id = MessageId::new_random();
+        let message_id = MessageId::new_ordered();
         let target: &TargetMessage = match &content {
             OutgoingContent::Reaction { target, .. }
             | OutgoingContent::Edit { target, .. }

@@ -528,7 +528,7 @@ impl Sessions {
         on_record: Option<OnRecord>,
     ) -> Result<MessageId, SendError> {
         let (session, engine) = self.connected(instance_id).await?;
-        let message_id = MessageId::new_random();
+        let message_id = MessageId::new_ordered();
         let effects = on_record.map(|f| f(&message_id)).into_iter().collect();
         self.deliver(
             &session,
@@ -610,7 +610,7 @@ impl Sessions {
         on_record: Option<OnRecord>,
     ) -> Result<MessageId, SendError> {
         let (session, _) = self.connected(instance_id).await?;
-        let message_id = MessageId::new_random();
+        let message_id = MessageId::new_ordered();
         let now = chrono::Utc::now();
         let event = send::message_queued(instance_id, &message_id, to, out.sent(), now.timestamp());
         let (mimetype, file_name, media) = match out {
