@@ -127,9 +127,34 @@ pub struct ActivityEntry {
     pub created_at: i64,
 }
 
+/// Actions an instance logs about as often as it sends or receives messages
+/// (a send alone logs `message_sent` and three `message_status`). They are
+/// left out of the index by action (`activity_rare`): each would cost every
+/// message one more index entry, on a page of its own for each instance. A
+/// filter on them reads the page index instead, which carries the action.
+pub const FREQUENT: &[&str] = &[
+    "message_sent",
+    "message_received",
+    "message_status",
+    "message_queued",
+    "webhook_delivered",
+    "webhook_failed",
+    "chat_presence",
+];
+
+/// The condition of the `activity_rare` index, word for word as in
+/// `schema.sql`: SQLite uses a partial index only for a query that states
+/// its condition.
+const RARE_CONDITION: &str = "action <> 'message_sent' AND action <> 'message_received' \
+     AND action <> 'message_status' AND action <> 'message_queued' AND action <> 'webhook_delivered' \
+     AND action <> 'webhook_failed' AND action <> 'chat_presence'";
+
 fn push_filters(qb: &mut QueryBuilder<Sqlite>, q: &ActivityQuery) {
     qb.push(" WHERE instance_id = ")
         .push_bind(q.instance_id.clone());
+    if !q.actions.is_empty() && q.actions.iter().all(|a| !FREQUENT.contains(&a.as_str())) {
+        qb.push(" AND ").push(RARE_CONDITION);
+    }
     if !q.actions.is_empty() {
         qb.push(" AND action IN (");
         let mut list = qb.separated(", ");
@@ -146,6 +171,20 @@ fn push_filters(qb: &mut QueryBuilder<Sqlite>, q: &ActivityQuery) {
     }
 }
 
+/// The query of a page, after `prefix` (`EXPLAIN QUERY PLAN ` in tests).
+fn select_page(q: &ActivityQuery, prefix: &str) -> QueryBuilder<Sqlite> {
+    let mut select = QueryBuilder::new(format!(
+        "{prefix}SELECT id, instance_id, action, details, created_at FROM activity_log"
+    ));
+    push_filters(&mut select, q);
+    select
+        .push(" ORDER BY created_at DESC, position DESC LIMIT ")
+        .push_bind(q.limit)
+        .push(" OFFSET ")
+        .push_bind(q.skip);
+    select
+}
+
 /// A page of an instance's log, newest first, and the total matching.
 pub async fn page(
     views: &SqlitePool,
@@ -155,15 +194,7 @@ pub async fn page(
     push_filters(&mut count, q);
     let total: i64 = count.build_query_scalar().fetch_one(views).await?;
 
-    let mut select =
-        QueryBuilder::new("SELECT id, instance_id, action, details, created_at FROM activity_log");
-    push_filters(&mut select, q);
-    select
-        .push(" ORDER BY created_at DESC, position DESC LIMIT ")
-        .push_bind(q.limit)
-        .push(" OFFSET ")
-        .push_bind(q.skip);
-    let rows = select.build().fetch_all(views).await?;
+    let rows = select_page(q, "").build().fetch_all(views).await?;
     let entries = rows
         .iter()
         .map(|r| {
@@ -178,4 +209,85 @@ pub async fn page(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok((entries, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool on a private in-memory database with the projection's schema.
+    async fn views() -> SqlitePool {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::raw_sql(Activity::SCHEMA)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool
+    }
+
+    /// The plan SQLite picks for a page filtered by `actions`.
+    async fn plan(views: &SqlitePool, actions: &[&str]) -> String {
+        let q = ActivityQuery {
+            instance_id: "i".into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+            limit: 50,
+            ..ActivityQuery::default()
+        };
+        let rows = select_page(&q, "EXPLAIN QUERY PLAN ")
+            .build()
+            .fetch_all(views)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[test]
+    fn the_rare_condition_is_the_frequent_list_and_the_schemas_index_condition() {
+        // Given the frequent actions
+        let listed: Vec<String> = FREQUENT
+            .iter()
+            .map(|a| format!("action <> '{a}'"))
+            .collect();
+        // Then the condition leaves out each of them, as the schema's index does
+        assert_eq!(RARE_CONDITION, listed.join(" AND "));
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words(Activity::SCHEMA).contains(&format!("WHERE {RARE_CONDITION};")));
+        assert!(FREQUENT.iter().all(|a| is_action(a)), "{FREQUENT:?}");
+    }
+
+    #[tokio::test]
+    async fn pages_of_rare_actions_read_the_index_by_action() {
+        // Given the activity schema
+        let views = views().await;
+        // When a page is filtered by actions that are not frequent
+        let one = plan(&views, &["connection_opened"]).await;
+        let two = plan(&views, &["qr_received", "logged_out"]).await;
+        // Then it searches the partial index by action
+        assert!(one.contains("activity_rare"), "{one}");
+        assert!(two.contains("activity_rare"), "{two}");
+    }
+
+    #[tokio::test]
+    async fn other_pages_read_the_page_index() {
+        // Given the activity schema
+        let views = views().await;
+        // When a page is unfiltered, or its filter names a frequent action
+        for actions in [
+            &[][..],
+            &["message_status"],
+            &["message_sent", "connection_opened"],
+        ] {
+            let plan = plan(&views, actions).await;
+            // Then it reads the page index, newest first, without sorting
+            assert!(plan.contains("activity_pages"), "{actions:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{actions:?}: {plan}");
+        }
+    }
 }

@@ -289,6 +289,36 @@ async fn case_activity_log(app: &TestApp) {
             .iter()
             .all(|l| l["action"] == "connection_opened" || l["action"] == "message_sent")
     );
+    // Filters on rare actions only and on frequent ones only (they read
+    // different indexes) list exactly the entries of those actions, newest first.
+    for (filter, wanted) in [
+        (
+            "qr_received,connection_opened",
+            &["qr_received", "connection_opened"][..],
+        ),
+        ("message_status", &["message_status"][..]),
+    ] {
+        let page = read_view(
+            app,
+            &format!("{base}?limit=1000&actions={filter}"),
+            As::Bearer(&user.token),
+        )
+        .await;
+        let ids: Vec<&str> = page["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap())
+            .collect();
+        let expected_ids: Vec<&str> = got
+            .iter()
+            .filter(|(_, a)| wanted.contains(&a.as_str()))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert!(!expected_ids.is_empty(), "{filter}");
+        assert_eq!(ids, expected_ids, "{filter}");
+        assert_eq!(page["pagination"]["total"], expected_ids.len(), "{filter}");
+    }
 
     // Pages.
     let p = app
