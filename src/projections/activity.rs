@@ -267,6 +267,39 @@ mod tests {
             .join("; ")
     }
 
+    #[tokio::test]
+    async fn an_older_log_loses_its_full_index_by_action_when_the_gateway_starts() {
+        // Given a views database of an older version, with both old indexes
+        let views = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE activity_log (position INTEGER PRIMARY KEY, id TEXT NOT NULL, \
+             instance_id TEXT NOT NULL, action TEXT NOT NULL, details TEXT NOT NULL, \
+             created_at INTEGER NOT NULL); \
+             CREATE INDEX activity_by_instance ON activity_log (instance_id, created_at, position); \
+             CREATE INDEX activity_by_action ON activity_log (instance_id, action, created_at, position);",
+        )
+        .execute(&views)
+        .await
+        .unwrap();
+        // When the schema is applied at start-up
+        sqlx::raw_sql(Activity::SCHEMA)
+            .execute(&views)
+            .await
+            .unwrap();
+        // Then only the page index and the partial index by action remain
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'activity_log' ORDER BY name",
+        )
+        .fetch_all(&views)
+        .await
+        .unwrap();
+        assert_eq!(indexes, ["activity_pages", "activity_rare"]);
+    }
+
     #[test]
     fn the_rare_condition_is_the_frequent_list_and_the_schemas_index_condition() {
         // Given the frequent actions
