@@ -196,11 +196,7 @@ fn select_page(q: &ActivityQuery, prefix: &str) -> QueryBuilder<Sqlite> {
         source(q)
     ));
     push_filters(&mut select, q);
-    select
-        .push(" ORDER BY created_at DESC, position DESC LIMIT ")
-        .push_bind(q.limit)
-        .push(" OFFSET ")
-        .push_bind(q.skip);
+    super::push_newest_first(&mut select, q.limit, q.skip);
     select
 }
 
@@ -236,16 +232,21 @@ mod tests {
 
     /// A pool on a private in-memory database with the projection's schema.
     async fn views() -> SqlitePool {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
+        let pool = empty_views().await;
         sqlx::raw_sql(Activity::SCHEMA)
             .execute(&pool)
             .await
             .unwrap();
         pool
+    }
+
+    /// A pool on a private, empty in-memory database.
+    async fn empty_views() -> SqlitePool {
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap()
     }
 
     /// The plan SQLite picks for a page filtered by `actions`.
@@ -270,11 +271,7 @@ mod tests {
     #[tokio::test]
     async fn an_older_log_loses_its_full_index_by_action_when_the_gateway_starts() {
         // Given a views database of an older version, with both old indexes
-        let views = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
+        let views = empty_views().await;
         sqlx::raw_sql(
             "CREATE TABLE activity_log (position INTEGER PRIMARY KEY, id TEXT NOT NULL, \
              instance_id TEXT NOT NULL, action TEXT NOT NULL, details TEXT NOT NULL, \

@@ -591,11 +591,7 @@ pub async fn page(
          status, created_at, sender FROM messages",
     );
     push_filters(&mut select, q);
-    select
-        .push(" ORDER BY created_at DESC, position DESC LIMIT ")
-        .push_bind(q.limit)
-        .push(" OFFSET ")
-        .push_bind(q.skip);
+    super::push_newest_first(&mut select, q.limit, q.skip);
     let rows = select.build().fetch_all(views).await?;
     let messages = rows
         .iter()

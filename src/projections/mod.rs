@@ -199,6 +199,15 @@ fn unapplied(events: &[SharedEvent], checkpoint: i64) -> anyhow::Result<&[Shared
     Ok(&events[start..])
 }
 
+/// Ends the query of a page: newest first (ties in log order, newest
+/// first), `limit` rows after the first `skip`.
+fn push_newest_first(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, limit: i64, skip: i64) {
+    qb.push(" ORDER BY created_at DESC, position DESC LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(skip);
+}
+
 /// Creates every projection's tables (idempotent).
 pub async fn ensure_schemas(views: &SqlitePool) -> anyhow::Result<()> {
     crate::backbone::ensure_checkpoint_table(views).await?;
