@@ -17,8 +17,12 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 -- A chat's page, newest first, optionally within a date range.
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (instance_id, remote_jid, created_at, position);
--- Status events find their message.
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (instance_id, message_id, from_me);
+-- Status events find their message. The WhatsApp id leads: the ids the
+-- gateway makes sort in the order it made them, so a sent message's entry
+-- lands at the right edge, on the page the previous send changed. (Older
+-- versions led with the instance: one page of its own per instance.)
+DROP INDEX IF EXISTS messages_by_id;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_message_id ON messages (message_id, instance_id, from_me);
 
 -- Message count per chat (the unfiltered page total without a count over the index).
 CREATE TABLE IF NOT EXISTS message_chats (
