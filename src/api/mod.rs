@@ -19,6 +19,7 @@ pub mod rate_limit;
 pub mod security;
 pub mod session_health;
 pub mod sim;
+pub mod spec;
 pub mod state;
 pub mod stats;
 pub mod stream;
@@ -89,17 +90,34 @@ fn service() -> OpenApiService<Apis, ()> {
 
 /// The OpenAPI document as JSON (what `make openapi` writes to `openapi/openapi.json`).
 pub fn spec_json() -> String {
-    let mut s = service().spec();
-    s.push('\n');
-    s
+    static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| spec::document(&service().spec()))
+        .clone()
+}
+
+/// Swagger UI at `/docs`, showing the served document (not poem-openapi's own).
+fn swagger_ui(svc: &OpenApiService<Apis, ()>) -> impl Endpoint + 'static {
+    let html = svc
+        .swagger_ui_html()
+        .replacen(&svc.spec(), spec_json().trim_end(), 1);
+    poem::endpoint::make_sync(move |_| poem::web::Html(html.clone()))
+}
+
+/// The served OpenAPI document.
+fn openapi_json() -> impl Endpoint + 'static {
+    poem::endpoint::make_sync(|_| {
+        Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(spec_json())
+    })
 }
 
 /// Every route of the gateway, with its middleware.
 pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     let svc = service();
     Route::new()
-        .nest("/docs", svc.swagger_ui())
-        .nest("/openapi.json", svc.spec_endpoint())
+        .nest("/docs", Route::new().at("/", swagger_ui(&svc)))
+        .at("/openapi.json", openapi_json())
         .at("/ui/:file", poem::get(crate::dashboard::asset))
         .at("/metrics", poem::get(crate::metrics::guard::on_api_port))
         .nest("/", svc)
