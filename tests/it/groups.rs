@@ -398,10 +398,17 @@ async fn bad_group_input_is_a_clear_400_and_records_nothing() {
     let app = TestApp::spawn_with(tune).await;
     let key = app.admin.api_key.clone();
     let a = app.connected_instance(&app.admin, "79002000001").await;
+    // Optional fields sent as null are absent (as the document says).
     let created = app
-        .post(&wa(&a, "/groups"), As::Key(&key), json!({"subject": "G"}))
+        .post(
+            &wa(&a, "/groups"),
+            As::Key(&key),
+            json!({"subject": "G", "description": null, "participants": null}),
+        )
         .await
         .expect(200);
+    assert_eq!(created.get("description"), None);
+    assert_eq!(created["size"], 1);
     let group = created["id"].as_str().unwrap().to_string();
     app.wait_for_projections().await;
     let before = app.command_events().await.len();
@@ -412,6 +419,7 @@ async fn bad_group_input_is_a_clear_400_and_records_nothing() {
         ("POST", wa(&a, "/groups"), json!({"subject": long})),
         ("POST", wa(&a, "/groups"), json!({"subject": "a\u{1}b"})),
         ("POST", wa(&a, "/groups"), json!({"subject": 5})),
+        ("POST", wa(&a, "/groups"), json!({"subject": null})),
         (
             "POST",
             wa(&a, "/groups"),

@@ -440,9 +440,19 @@ async fn docs_spec_and_health_are_served() {
     ] {
         assert!(spec["paths"].get(path).is_some(), "{path} documented");
     }
+    // An optional field may be sent as null (read as absent): the document
+    // says so, a required one it does not.
+    let group = &spec["components"]["schemas"]["CreateGroupRequest"]["properties"];
+    assert_eq!(group["description"]["nullable"], true);
+    assert_eq!(group["subject"].get("nullable"), None);
     let docs = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
-    assert!(docs.text().await.unwrap().contains("swagger"));
+    let docs = docs.text().await.unwrap();
+    assert!(docs.contains("swagger"));
+    assert!(
+        docs.contains("\"nullable\": true"),
+        "Swagger UI shows the served document"
+    );
     assert_eq!(
         app.get("/healthz", As::Nobody).await.expect(200)["status"],
         "ok"
