@@ -229,6 +229,7 @@ pub async fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::projections::testing::{empty_views, indexes_after_upgrade, plan_of};
 
     /// A pool on a private in-memory database with the projection's schema.
     async fn views() -> SqlitePool {
@@ -240,15 +241,6 @@ mod tests {
         pool
     }
 
-    /// A pool on a private, empty in-memory database.
-    async fn empty_views() -> SqlitePool {
-        sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap()
-    }
-
     /// The plan SQLite picks for a page filtered by `actions`.
     async fn plan(views: &SqlitePool, actions: &[&str]) -> String {
         let q = ActivityQuery {
@@ -257,43 +249,24 @@ mod tests {
             limit: 50,
             ..ActivityQuery::default()
         };
-        let rows = select_page(&q, "EXPLAIN QUERY PLAN ")
-            .build()
-            .fetch_all(views)
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|r| r.get::<String, _>("detail"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        plan_of(views, select_page(&q, "EXPLAIN QUERY PLAN ").build()).await
     }
 
     #[tokio::test]
     async fn an_older_log_loses_its_full_index_by_action_when_the_gateway_starts() {
-        // Given a views database of an older version, with both old indexes
-        let views = empty_views().await;
-        sqlx::raw_sql(
+        // Given a views database of an older version, with both old indexes,
+        // when the schema is applied at start-up
+        let (_, indexes) = indexes_after_upgrade(
             "CREATE TABLE activity_log (position INTEGER PRIMARY KEY, id TEXT NOT NULL, \
              instance_id TEXT NOT NULL, action TEXT NOT NULL, details TEXT NOT NULL, \
              created_at INTEGER NOT NULL); \
              CREATE INDEX activity_by_instance ON activity_log (instance_id, created_at, position); \
              CREATE INDEX activity_by_action ON activity_log (instance_id, action, created_at, position);",
+            Activity::SCHEMA,
+            "activity_log",
         )
-        .execute(&views)
-        .await
-        .unwrap();
-        // When the schema is applied at start-up
-        sqlx::raw_sql(Activity::SCHEMA)
-            .execute(&views)
-            .await
-            .unwrap();
+        .await;
         // Then only the page index and the partial index by action remain
-        let indexes: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'activity_log' ORDER BY name",
-        )
-        .fetch_all(&views)
-        .await
-        .unwrap();
         assert_eq!(indexes, ["activity_pages", "activity_rare"]);
     }
 

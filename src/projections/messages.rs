@@ -757,39 +757,24 @@ pub async fn last_received(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::projections::testing::{indexes_after_upgrade, plan_of};
 
     #[tokio::test]
     async fn an_older_history_trades_its_index_by_instance_for_one_led_by_the_message_id() {
-        // Given a views database of an older version, with its status index led by the instance
-        let views = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::raw_sql(
+        // Given a views database of an older version, with its status index
+        // led by the instance, when the schema is applied at start-up
+        let (views, indexes) = indexes_after_upgrade(
             "CREATE TABLE messages (position INTEGER PRIMARY KEY, id TEXT NOT NULL, \
              instance_id TEXT NOT NULL, remote_jid TEXT NOT NULL, from_me INTEGER NOT NULL, \
              message_type TEXT NOT NULL, content TEXT NOT NULL, message_id TEXT NOT NULL, \
              has_media INTEGER NOT NULL, status TEXT NOT NULL, status_rank INTEGER NOT NULL, \
              created_at INTEGER NOT NULL); \
              CREATE UNIQUE INDEX messages_by_id ON messages (instance_id, message_id, from_me);",
+            Messages::SCHEMA,
+            "messages",
         )
-        .execute(&views)
-        .await
-        .unwrap();
-        // When the schema is applied at start-up
-        sqlx::raw_sql(Messages::SCHEMA)
-            .execute(&views)
-            .await
-            .unwrap();
+        .await;
         // Then the old index is gone, and a status finds its message by the new one
-        let indexes: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' \
-             AND name NOT LIKE 'sqlite_%' ORDER BY name",
-        )
-        .fetch_all(&views)
-        .await
-        .unwrap();
         assert_eq!(
             indexes,
             [
@@ -798,22 +783,14 @@ mod tests {
                 "messages_waiting"
             ]
         );
-        let plan = status_update_plan(&views).await;
-        assert!(plan.contains("messages_by_message_id"), "{plan}");
-    }
-
-    /// The plan SQLite picks for a status update (as `apply` runs it).
-    async fn status_update_plan(views: &SqlitePool) -> String {
-        let rows = sqlx::query(
-            "EXPLAIN QUERY PLAN UPDATE messages SET status = 'read', status_rank = 3 \
-             WHERE instance_id = 'i' AND message_id = 'm' AND from_me = 1 AND status_rank < 3",
+        let plan = plan_of(
+            &views,
+            sqlx::query(
+                "EXPLAIN QUERY PLAN UPDATE messages SET status = 'read', status_rank = 3 \
+                 WHERE instance_id = 'i' AND message_id = 'm' AND from_me = 1 AND status_rank < 3",
+            ),
         )
-        .fetch_all(views)
-        .await
-        .unwrap();
-        rows.iter()
-            .map(|r| r.get::<String, _>("detail"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        .await;
+        assert!(plan.contains("messages_by_message_id"), "{plan}");
     }
 }

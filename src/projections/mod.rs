@@ -17,6 +17,8 @@ pub mod chat_list;
 pub mod messages;
 pub mod stats;
 pub mod stuck;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 
