@@ -44,7 +44,7 @@ pub struct ServedCall {
 fn templates() -> &'static [String] {
     static TEMPLATES: OnceLock<Vec<String>> = OnceLock::new();
     TEMPLATES.get_or_init(|| {
-        let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap_or_default();
+        let spec: serde_json::Value = serde_json::from_str(super::spec_json()).unwrap_or_default();
         spec["paths"]
             .as_object()
             .map(|paths| paths.keys().cloned().collect())

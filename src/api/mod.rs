@@ -89,10 +89,9 @@ fn service() -> OpenApiService<Apis, ()> {
 }
 
 /// The OpenAPI document as JSON (what `make openapi` writes to `openapi/openapi.json`).
-pub fn spec_json() -> String {
+pub fn spec_json() -> &'static str {
     static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SPEC.get_or_init(|| spec::document(&service().spec()))
-        .clone()
 }
 
 /// Swagger UI at `/docs`, showing the served document (not poem-openapi's own).
@@ -255,7 +254,7 @@ type RouteMethods = Vec<(Vec<Option<String>>, Vec<String>)>;
 fn route_methods() -> &'static RouteMethods {
     static ROUTES: std::sync::OnceLock<RouteMethods> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
-        let spec: serde_json::Value = serde_json::from_str(&service().spec()).unwrap_or_default();
+        let spec: serde_json::Value = serde_json::from_str(spec_json()).unwrap_or_default();
         let mut routes = RouteMethods::new();
         if let Some(paths) = spec["paths"].as_object() {
             for (pattern, ops) in paths {

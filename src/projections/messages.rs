@@ -208,6 +208,10 @@ impl BatchState {
     }
 }
 
+/// The statement that raises a stored message's status (never lowers it).
+const RAISE_STATUS: &str = "UPDATE messages SET status = ?1, status_rank = ?2 \
+     WHERE instance_id = ?3 AND message_id = ?4 AND from_me = ?5 AND status_rank < ?2";
+
 /// Raises a stored message's status; whether it changed.
 fn raise_stored(
     conn: &rusqlite::Connection,
@@ -218,10 +222,7 @@ fn raise_stored(
     rank: i64,
 ) -> anyhow::Result<bool> {
     let changed = conn
-        .prepare_cached(
-            "UPDATE messages SET status = ?1, status_rank = ?2 \
-             WHERE instance_id = ?3 AND message_id = ?4 AND from_me = ?5 AND status_rank < ?2",
-        )?
+        .prepare_cached(RAISE_STATUS)?
         .execute(rusqlite::params![
             status,
             rank,
@@ -783,14 +784,8 @@ mod tests {
                 "messages_waiting"
             ]
         );
-        let plan = plan_of(
-            &views,
-            sqlx::query(
-                "EXPLAIN QUERY PLAN UPDATE messages SET status = 'read', status_rank = 3 \
-                 WHERE instance_id = 'i' AND message_id = 'm' AND from_me = 1 AND status_rank < 3",
-            ),
-        )
-        .await;
+        let explain = format!("EXPLAIN QUERY PLAN {RAISE_STATUS}");
+        let plan = plan_of(&views, sqlx::query(sqlx::AssertSqlSafe(explain))).await;
         assert!(plan.contains("messages_by_message_id"), "{plan}");
     }
 }
